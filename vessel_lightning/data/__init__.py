@@ -1,0 +1,1 @@
+"""Data layer: raw eye photos and annotations → prepared folders → training batches."""
