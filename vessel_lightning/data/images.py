@@ -1,0 +1,123 @@
+"""Reading photos and label images robustly, and resizing them so thin vessels survive.
+
+Every read failure raises :class:`ImageReadError` with the file name; nothing here writes files.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp")
+
+
+class ImageReadError(ValueError):
+    """An image that cannot be decoded (missing, unreadable, truncated, not an image); names the file."""
+
+
+def _open(path: Path) -> Image.Image:
+    try:
+        image = Image.open(path)
+        image.load()  # decode now: truncated files fail here, not later in a worker
+    except FileNotFoundError as exc:
+        raise ImageReadError(f"{path}: file not found") from exc
+    except UnidentifiedImageError as exc:
+        raise ImageReadError(f"{path}: not a readable image") from exc
+    except (OSError, SyntaxError, ValueError) as exc:  # PIL raises these for truncated / corrupt data
+        raise ImageReadError(f"{path}: unreadable or truncated image ({exc})") from exc
+    if image.width == 0 or image.height == 0:
+        raise ImageReadError(f"{path}: image has a zero-sized dimension ({image.width}x{image.height})")
+    return ImageOps.exif_transpose(image)
+
+
+def _to_uint8(array: np.ndarray) -> np.ndarray:
+    """Scale 16-bit / 32-bit / float pixel data to 0-255 uint8."""
+    if array.dtype == np.uint8:
+        return array
+    if array.dtype == bool:
+        return array.astype(np.uint8) * 255
+    if np.issubdtype(array.dtype, np.floating):
+        top = 1.0 if float(np.nanmax(array)) <= 1.0 else 255.0
+        return np.clip(np.nan_to_num(array) / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    top = 255 if int(array.max()) <= 255 else 65535
+    return np.clip(array.astype(np.float64) / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+def read_rgb(path: str | Path) -> np.ndarray:
+    """Decode a photo to an ``(H, W, 3)`` uint8 RGB array (EXIF orientation applied, 16-bit scaled down)."""
+    path = Path(path)
+    image = _open(path)
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        gray = _to_uint8(np.asarray(image))
+        return np.repeat(gray[:, :, None], 3, axis=2)
+    if image.mode != "RGB":
+        image = image.convert("RGBA" if "transparency" in image.info else image.mode).convert("RGB")
+    return np.asarray(image, dtype=np.uint8).copy()
+
+
+def read_gray(path: str | Path) -> np.ndarray:
+    """Decode a label or FOV image to a 2-D uint8 array (colour images are reduced to their maximum channel)."""
+    path = Path(path)
+    image = _open(path)
+    if image.mode == "1":
+        return np.asarray(image, dtype=np.uint8) * 255
+    if image.mode == "P":  # palette index maps (e.g. A/V labels) keep their indices
+        return np.asarray(image, dtype=np.uint8).copy()
+    array = np.asarray(image)
+    if array.ndim == 3:
+        array = array[:, :, :3].max(axis=2) if array.shape[2] >= 3 else array[:, :, 0]
+    return _to_uint8(array)
+
+
+def binarize(values: np.ndarray, rule: str = "threshold") -> tuple[np.ndarray, bool]:
+    """Turn a label image into a {0, 1} uint8 mask.
+
+    ``rule="threshold"``: vessel where the value is ≥ 128 (half of full scale); ``"nonzero"``: vessel where
+    the value is > 0 (index maps such as HRF's artery/vein labels). Returns the mask and whether the input
+    held values other than 0 and one "on" value (a non-binary mask that was thresholded).
+    """
+    present = np.unique(values)
+    if rule == "nonzero":
+        return (values > 0).astype(np.uint8), False
+    if rule != "threshold":
+        raise ValueError(f"unknown binarize rule {rule!r} (use 'threshold' or 'nonzero')")
+    non_binary = len(present) > 2 or (len(present) == 2 and present[0] != 0)
+    if not non_binary and len(present) == 2:
+        return (values == present[1]).astype(np.uint8), False  # a {0, k} mask: k marks vessels
+    return (values >= 128).astype(np.uint8), non_binary
+
+
+def resize_image(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize a photo to ``(height, width)`` with antialiased Lanczos (keeps thin-vessel contrast)."""
+    height, width = size
+    if rgb.shape[:2] == (height, width):
+        return rgb
+    return np.asarray(Image.fromarray(rgb).resize((width, height), Image.Resampling.LANCZOS))
+
+
+def resize_mask(mask: np.ndarray, size: tuple[int, int], threshold: float = 0.35) -> np.ndarray:
+    """Resize a {0, 1} mask to ``(height, width)``: area-weighted (box) average of the label, then threshold.
+
+    Why box at 0.35: nearest and bilinear sample the label at a few points per output pixel, so a 1-2 px
+    vessel survives or vanishes depending on where the grid falls and thin vessels break into dashes. Box
+    averaging gives each output pixel the fraction of its footprint that is vessel; keeping pixels that are at
+    least 35 % vessel keeps thin vessels connected without fattening the wide ones. Measured on the test
+    labels, resized to 512² and back to native size, inside the FOV (``experiments/measure_resize.py``):
+
+    ============  ======================  ====================  ======================
+    method        CHASE_DB1 F1 / thin rec  HRF F1 / thin recall  HRF skeleton kept
+    ============  ======================  ====================  ======================
+    nearest       0.926 / 0.753            0.860 / 0.566         0.833
+    bilinear≥0.5  0.932 / 0.751            0.855 / 0.480         0.744
+    box≥0.5       0.932 / 0.921            0.863 / 0.549         0.809
+    box≥0.35      0.932 / 0.921            0.862 / 0.749         0.917
+    box≥0.25      0.907 / 0.999            0.841 / 0.890         0.976
+    ============  ======================  ====================  ======================
+    """
+    height, width = size
+    if mask.shape == (height, width):
+        return mask.astype(np.uint8)
+    fraction = Image.fromarray(mask.astype(np.float32)).resize((width, height), Image.Resampling.BOX)
+    return (np.asarray(fraction) >= threshold).astype(np.uint8)
