@@ -32,7 +32,7 @@ def _open(path: Path) -> Image.Image:
     return ImageOps.exif_transpose(image)
 
 
-def _to_uint8(array: np.ndarray) -> np.ndarray:
+def to_uint8(array: np.ndarray) -> np.ndarray:
     """Scale 16-bit / 32-bit / float pixel data to 0-255 uint8."""
     if array.dtype == np.uint8:
         return array
@@ -50,7 +50,7 @@ def read_rgb(path: str | Path) -> np.ndarray:
     path = Path(path)
     image = _open(path)
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        gray = _to_uint8(np.asarray(image))
+        gray = to_uint8(np.asarray(image))
         return np.repeat(gray[:, :, None], 3, axis=2)
     if image.mode != "RGB":
         image = image.convert("RGBA" if "transparency" in image.info else image.mode).convert("RGB")
@@ -68,7 +68,7 @@ def read_gray(path: str | Path) -> np.ndarray:
     array = np.asarray(image)
     if array.ndim == 3:
         array = array[:, :, :3].max(axis=2) if array.shape[2] >= 3 else array[:, :, 0]
-    return _to_uint8(array)
+    return to_uint8(array)
 
 
 def binarize(values: np.ndarray, rule: str = "threshold") -> tuple[np.ndarray, bool]:

@@ -1,0 +1,81 @@
+"""Metrics equal a hand computation on a fixed tiny batch, counting only pixels inside the FOV."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from vessel_lightning.training.module import (
+    THRESHOLD_BINS,
+    VesselSegmenter,
+    best_threshold,
+    segmentation_metrics,
+    update_in_fov,
+)
+
+# One 1×1×3×4 image: probabilities, truth and FOV. Threshold 0.5: vessel where prob > 0.5 (0.5 itself is not).
+PROBS = torch.tensor([[[[0.9, 0.8, 0.2, 0.6], [0.1, 0.5, 0.7, 0.3], [0.95, 0.9, 0.8, 0.99]]]])
+TRUTH = torch.tensor([[[[1.0, 0.0, 1.0, 1.0], [0.0, 1.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0]]]])
+FOV = torch.tensor([[[[1.0, 1.0, 1.0, 1.0], [1.0, 1.0, 1.0, 1.0], [0.0, 0.0, 0.0, 0.0]]]])
+# Inside the FOV (first two rows): pred = [1,1,0,1, 0,0,1,0], truth = [1,0,1,1, 0,1,0,0]
+# → TP 2 (px 0, 3), FP 2 (px 1, 6), FN 2 (px 2, 5). The bottom row (4 TP) must not count.
+TP, FP, FN = 2, 2, 2
+
+
+def test_metrics_match_hand_computation_inside_fov() -> None:
+    metrics = segmentation_metrics(0.5)
+    update_in_fov(metrics, PROBS, TRUTH, FOV)
+    got = {k: v.item() for k, v in metrics.compute().items()}
+    assert got["f1"] == pytest.approx(2 * TP / (2 * TP + FP + FN))  # 4/8
+    assert got["iou"] == pytest.approx(TP / (TP + FP + FN))  # 2/6
+    assert got["precision"] == pytest.approx(TP / (TP + FP))  # 2/4
+    assert got["recall"] == pytest.approx(TP / (TP + FN))  # 2/4
+    # Counting the whole image instead (TP 6, FP 2, FN 2) gives other values:
+    everything = segmentation_metrics(0.5)
+    update_in_fov(everything, PROBS, TRUTH, torch.ones_like(FOV))
+    assert everything.compute()["iou"].item() == pytest.approx(6 / 10)
+
+
+def test_metrics_accumulate_pixels_over_batches() -> None:
+    # Two updates pool their pixel counts (micro average), as one update of both would.
+    metrics = segmentation_metrics(0.5)
+    update_in_fov(metrics, PROBS, TRUTH, FOV)
+    update_in_fov(metrics, PROBS, TRUTH, torch.ones_like(FOV))  # this time all 12 pixels: TP 6, FP 2, FN 2
+    assert metrics.compute()["iou"].item() == pytest.approx(8 / (8 + 4 + 4))
+
+
+def test_module_validation_logs_fov_metrics_of_its_own_predictions() -> None:
+    torch.manual_seed(0)
+    model = VesselSegmenter(
+        net={"encoder_name": "efficientnet-b0"},
+        loss={"dice": 1.0},
+        optimizer=torch.optim.Adam,
+    ).eval()
+    image = torch.rand(2, 3, 32, 48)  # not square on purpose
+    mask = (torch.rand(2, 1, 32, 48) > 0.5).float()
+    fov = torch.zeros(2, 1, 32, 48)
+    fov[:, :, 4:28, 6:40] = 1
+    with torch.no_grad():
+        model.validation_step({"image": image, "mask": mask, "fov": fov, "id": ["a", "b"]}, 0)
+        pred = torch.sigmoid(model(image)) > 0.5
+    inside, truth = fov > 0.5, mask > 0.5
+    tp = (pred & truth & inside).sum().item()
+    fp = (pred & ~truth & inside).sum().item()
+    fn = (~pred & truth & inside).sum().item()
+    got = model.val_metrics.compute()
+    assert got["val/f1"].item() == pytest.approx(2 * tp / (2 * tp + fp + fn), abs=1e-6)
+    assert got["val/iou"].item() == pytest.approx(tp / (tp + fp + fn), abs=1e-6)
+    assert model.val_samples["prob"].shape == (2, 1, 32, 48)
+
+
+def test_best_threshold_maximizes_f1_over_histograms() -> None:
+    # Vessel probabilities 0.9, 0.8, 0.3; background 0.6, 0.2, 0.1. Cutting between 0.2 and 0.3 gives
+    # TP 3, FP 1, FN 0 → F1 6/7, better than 0.5 (TP 2, FP 1, FN 1 → 2/3) or 0.7 (TP 2, FN 1 → 4/5).
+    def hist(values: list[float]) -> torch.Tensor:
+        return torch.bincount(
+            (torch.tensor(values) * (THRESHOLD_BINS - 1)).round().long(), minlength=THRESHOLD_BINS
+        )
+
+    threshold, f1 = best_threshold(hist([0.9, 0.8, 0.3]), hist([0.6, 0.2, 0.1]))
+    assert 0.2 < threshold < 0.3
+    assert f1 == pytest.approx(6 / 7)

@@ -1,0 +1,159 @@
+"""The network: normalization inside, shapes, BatchNorm momentum, offline pretrained weights, network files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from vessel_lightning.models import build_network, load_network, recalibrate_batchnorm, save_network
+from vessel_lightning.models.networks import IMAGENET_MEAN, IMAGENET_STD
+
+
+def _encoder_bns(net: nn.Module) -> list[nn.BatchNorm2d]:
+    return [m for m in net.model.encoder.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+@pytest.fixture(scope="module")
+def b0() -> nn.Module:
+    torch.manual_seed(0)
+    return build_network(encoder_name="efficientnet-b0").eval()
+
+
+def test_takes_unit_range_images_of_any_size_and_returns_logits(b0: nn.Module) -> None:
+    x = torch.rand(2, 3, 64, 96)
+    with torch.no_grad():
+        out = b0(x)
+        inner = b0.model(
+            (x - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+        )
+    assert out.shape == (2, 1, 64, 96)
+    torch.testing.assert_close(out, inner)  # the normalization happens inside
+    assert {"mean", "std"} <= set(b0.state_dict())  # and travels with the weights
+
+
+def test_encoder_batchnorm_momentum_is_set_deliberately(b0: nn.Module) -> None:
+    assert {bn.momentum for bn in _encoder_bns(b0)} == {0.1}
+    slow = build_network(encoder_name="efficientnet-b0", bn_momentum=0.01)
+    assert {bn.momentum for bn in _encoder_bns(slow)} == {0.01}
+
+
+def test_momentum_decides_how_fast_running_statistics_settle() -> None:
+    # Ten train-mode batches: with momentum m the running mean covers 1 - (1 - m)^10 of the way to the batch
+    # mean: ~65 % at 0.1, ~10 % at smp's 0.01 (why short runs look dead in eval mode with smp's default).
+    def first_bn_running_mean(momentum: float | None) -> torch.Tensor:
+        torch.manual_seed(0)
+        net = build_network(encoder_name="efficientnet-b0").train()
+        bn = _encoder_bns(net)[0]
+        bn.momentum = momentum  # None: a plain average of the batch means, i.e. where the statistics settle
+        g = torch.Generator().manual_seed(1)
+        with torch.no_grad():
+            for _ in range(10):
+                net(torch.rand(2, 3, 32, 32, generator=g) * 0.2 + 0.8)
+        return bn.running_mean
+
+    settled = first_bn_running_mean(None)
+
+    def fraction(momentum: float) -> float:
+        return float(first_bn_running_mean(momentum) @ settled / (settled @ settled))
+
+    assert fraction(0.1) == pytest.approx(1 - 0.9**10, abs=0.05)
+    assert fraction(0.01) == pytest.approx(1 - 0.99**10, abs=0.03)
+
+
+def test_imagenet_without_local_copy_fails_fast_with_where_to_put_it(tmp_path, monkeypatch) -> None:
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    start = time.monotonic()
+    with pytest.raises(FileNotFoundError) as info:
+        build_network(encoder_name="efficientnet-b3", encoder_weights="imagenet")
+    assert time.monotonic() - start < 5
+    message = str(info.value)
+    assert str(tmp_path / "hub" / "models--smp-hub--efficientnet-b3.imagenet" / "snapshots") in message
+    assert "weights_path" in message
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        build_network(encoder_weights="imagenet", weights_path=tmp_path / "missing.safetensors")
+
+
+def _fake_pretrained_encoder_state() -> dict[str, torch.Tensor]:
+    torch.manual_seed(123)
+    donor = build_network(encoder_name="efficientnet-b0")
+    return {k: v.clone() for k, v in donor.model.encoder.state_dict().items()}
+
+
+def test_imagenet_weights_load_from_the_hugging_face_cache_layout(tmp_path, monkeypatch) -> None:
+    from huggingface_hub import constants
+    from safetensors.torch import save_file
+    from segmentation_models_pytorch.encoders import encoders
+
+    settings = encoders["efficientnet-b0"]["pretrained_settings"]["imagenet"]
+    snapshot = (
+        tmp_path / "hub" / "models--smp-hub--efficientnet-b0.imagenet" / "snapshots" / settings["revision"]
+    )
+    snapshot.mkdir(parents=True)
+    state = _fake_pretrained_encoder_state()
+    save_file(state, str(snapshot / "model.safetensors"))
+    (snapshot / "config.json").write_text(json.dumps({"mean": [0.1, 0.2, 0.3], "std": [0.5, 0.5, 0.5]}))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+
+    net = build_network(encoder_name="efficientnet-b0", encoder_weights="imagenet")
+    key = "_conv_stem.weight"
+    torch.testing.assert_close(net.model.encoder.state_dict()[key], state[key])
+    torch.testing.assert_close(net.mean.flatten(), torch.tensor([0.1, 0.2, 0.3]))
+    assert {bn.momentum for bn in _encoder_bns(net)} == {0.1}
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".pth"])
+def test_imagenet_weights_load_from_a_local_file(tmp_path, suffix: str) -> None:
+    state = _fake_pretrained_encoder_state()
+    path = tmp_path / f"encoder{suffix}"
+    if suffix == ".safetensors":
+        from safetensors.torch import save_file
+
+        save_file(state, str(path))
+    else:
+        torch.save(state, path)
+    net = build_network(encoder_name="efficientnet-b0", encoder_weights="imagenet", weights_path=path)
+    key = "_blocks.3._depthwise_conv.weight"
+    torch.testing.assert_close(net.model.encoder.state_dict()[key], state[key])
+
+
+def test_network_file_round_trip(b0: nn.Module, tmp_path: Path) -> None:
+    path = save_network(
+        tmp_path / "network.pt", b0, {"encoder_name": "efficientnet-b0", "encoder_weights": "x"}
+    )
+    loaded = load_network(path)
+    assert not loaded.training
+    x = torch.rand(1, 3, 32, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), b0(x))
+    assert torch.load(path, weights_only=True)["config"] == {"encoder_name": "efficientnet-b0"}
+
+
+def test_models_package_imports_no_training_code() -> None:
+    code = (
+        "import sys, vessel_lightning.models as m; "
+        "bad = [k for k in sys.modules if k.startswith(('vessel_lightning.training', 'lightning', 'mlflow', 'hydra'))]; "
+        "assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_recalibrate_batchnorm_sets_the_average_batch_statistics() -> None:
+    torch.manual_seed(0)
+    net = build_network(encoder_name="efficientnet-b0", bn_momentum=0.01).eval()
+    first = _encoder_bns(net)[0]
+    seen_means = []
+    hook = first.register_forward_hook(lambda mod, inp, out: seen_means.append(inp[0].mean(dim=(0, 2, 3))))
+    batches = [torch.rand(2, 3, 32, 32) * 0.3 + 0.1 * i for i in range(3)]
+    assert recalibrate_batchnorm(net, batches) == 3
+    hook.remove()
+    torch.testing.assert_close(first.running_mean, torch.stack(seen_means).mean(0), atol=1e-5, rtol=1e-4)
+    assert first.momentum == 0.01 and not net.training  # restored

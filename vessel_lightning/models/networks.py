@@ -1,0 +1,235 @@
+"""The segmentation network: an smp model with its input normalization inside, built from plain values.
+
+Inference (evaluation, serving) imports only this module, so it must not depend on training code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+# ImageNet statistics: what every smp `efficientnet-bN` "imagenet" config.json holds; used when the config
+# file is not in the local cache, since smp's own lookup (`get_preprocessing_params`) downloads it.
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+NETWORK_FILE_FORMAT = "vessel-network-v1"
+
+
+class NormalizedSegmenter(nn.Module):
+    """Wraps a segmentation model so that it takes float images in [0, 1] and returns logits.
+
+    The mean and std are buffers, so they travel with the state dict and no caller can get preprocessing wrong.
+    """
+
+    def __init__(self, model: nn.Module, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
+        self.model = model
+        self.register_buffer("mean", torch.tensor(list(mean), dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(list(std), dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        """Take float images [N, 3, H, W] in [0, 1]; return logits [N, 1, H, W]."""
+        return self.model((image - self.mean) / self.std)
+
+
+def _pretrained_settings(encoder_name: str, encoder_weights: str) -> dict[str, str]:
+    from segmentation_models_pytorch.encoders import encoders
+
+    if encoder_name not in encoders:
+        raise KeyError(f"unknown encoder {encoder_name!r}; smp knows {sorted(encoders)}")
+    settings = encoders[encoder_name]["pretrained_settings"]
+    if encoder_weights not in settings:
+        raise KeyError(
+            f"encoder {encoder_name!r} has no {encoder_weights!r} weights; choose one of {sorted(settings)}"
+        )
+    return settings[encoder_weights]
+
+
+def _cached_hub_file(repo_id: str, filename: str, revision: str) -> Path | None:
+    # Looks only in the local Hugging Face cache: never touches the network (smp's own download retries ~25 s).
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(repo_id, filename, revision=revision)
+    return Path(found) if isinstance(found, str) else None
+
+
+def hub_cache_hint(encoder_name: str, encoder_weights: str = "imagenet") -> str:
+    """Return a human-readable note on where pretrained encoder weights must be placed to load offline."""
+    settings = _pretrained_settings(encoder_name, encoder_weights)
+    repo_id, revision = settings["repo_id"], settings["revision"]
+    from huggingface_hub import constants
+
+    folder = Path(constants.HF_HUB_CACHE) / f"models--{repo_id.replace('/', '--')}" / "snapshots" / revision
+    return (
+        f"Put config.json and model.safetensors of the Hugging Face repo {repo_id} (revision {revision}) in "
+        f"{folder}/ (on a connected machine: `hf download {repo_id} --revision {revision}`, then copy "
+        f"{Path(constants.HF_HUB_CACHE)}), or give model.net.weights_path=<file.safetensors|.pth> "
+        f"(the encoder's state dict), or set model.net.encoder_weights=null to train from scratch."
+    )
+
+
+def _load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path), device="cpu")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    # Accept a bare state dict or one wrapped the way training scripts often save it.
+    return state.get("state_dict", state) if isinstance(state, dict) else state
+
+
+def resolve_encoder_weights(
+    encoder_name: str, encoder_weights: str | None, weights_path: str | os.PathLike | None = None
+) -> Path | None:
+    """Find a local file holding the encoder's pretrained weights, without any network access.
+
+    Takes the encoder name, the weights name (``"imagenet"``, ``"advprop"`` or None) and an optional explicit file.
+    Returns the file to load (None when no pretrained weights are wanted); raises FileNotFoundError naming
+    where to put the file when weights are asked for and no local copy exists.
+    """
+    if weights_path is not None:
+        path = Path(weights_path).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"encoder weights file {path} does not exist")
+        return path
+    if encoder_weights is None:
+        return None
+    settings = _pretrained_settings(encoder_name, encoder_weights)
+    found = _cached_hub_file(settings["repo_id"], "model.safetensors", settings["revision"])
+    if found is None:
+        raise FileNotFoundError(
+            f"no local copy of the {encoder_weights!r} weights for {encoder_name!r}, and downloads are not "
+            f"made at run time. {hub_cache_hint(encoder_name, encoder_weights)}"
+        )
+    return found
+
+
+def preprocessing_params(
+    encoder_name: str, encoder_weights: str | None = "imagenet"
+) -> dict[str, list[float]]:
+    """Return ``{"mean": [...], "std": [...]}`` for an encoder, read offline.
+
+    Reads the config.json smp's ``get_preprocessing_params`` would download when it is in the local Hugging Face
+    cache; otherwise falls back to ImageNet statistics (what every smp EfficientNet imagenet config holds).
+    """
+    try:
+        settings = _pretrained_settings(encoder_name, encoder_weights or "imagenet")
+    except KeyError:
+        settings = None
+    if settings is not None:
+        cfg_file = _cached_hub_file(settings["repo_id"], "config.json", settings["revision"])
+        if cfg_file is not None:
+            cfg = json.loads(cfg_file.read_text())
+            return {"mean": list(cfg["mean"]), "std": list(cfg["std"])}
+    return {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
+
+
+def set_batchnorm_momentum(module: nn.Module, momentum: float | None) -> int:
+    """Set ``momentum`` on every BatchNorm layer inside ``module``; return how many layers were changed."""
+    count = 0
+    for layer in module.modules():
+        if isinstance(layer, nn.modules.batchnorm._BatchNorm):
+            layer.momentum = momentum
+            count += 1
+    return count
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(network: nn.Module, images: Iterable[torch.Tensor]) -> int:
+    """Re-estimate every BatchNorm layer's running statistics as the plain average over ``images`` batches.
+
+    Takes the network and an iterable of float image batches [N, 3, H, W] in [0, 1] (already on the network's
+    device); runs them through the network in train mode without gradients, then restores each layer's
+    momentum and the network's mode. Returns the number of batches seen. Fixes eval-mode predictions of short
+    runs whose running statistics have not settled (smp's EfficientNet momentum 0.01).
+    """
+    layers = [m for m in network.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [layer.momentum for layer in layers]
+    was_training = network.training
+    for layer in layers:
+        layer.reset_running_stats()
+        layer.momentum = None  # cumulative average over all batches seen
+    network.train()
+    count = 0
+    try:
+        for batch in images:
+            network(batch)
+            count += 1
+    finally:
+        for layer, momentum in zip(layers, momenta, strict=True):
+            layer.momentum = momentum
+        network.train(was_training)
+    return count
+
+
+def build_network(
+    arch: str = "unet",
+    encoder_name: str = "efficientnet-b0",
+    encoder_weights: str | None = None,
+    weights_path: str | os.PathLike | None = None,
+    bn_momentum: float | None = 0.1,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    **kwargs: Any,
+) -> NormalizedSegmenter:
+    """Build the segmentation network from plain values.
+
+    Takes the smp architecture name (``unet``, ``unetplusplus``, ...), the encoder name, the encoder weights
+    (``"imagenet"`` or None; read only from ``weights_path`` or the local Hugging Face cache), the momentum for
+    every encoder BatchNorm layer (smp's EfficientNet encoders default to 0.01, which leaves the running
+    statistics unsettled for hundreds of steps; 0.1 is PyTorch's usual value), optional mean/std overrides, and
+    further smp keyword arguments (e.g. ``decoder_channels``). Returns a module mapping float images
+    [N, 3, H, W] in [0, 1] to logits [N, 1, H, W].
+    """
+    import segmentation_models_pytorch as smp
+
+    weights_file = resolve_encoder_weights(encoder_name, encoder_weights, weights_path)
+    # Weights are loaded below from the local file, so smp itself is never asked to download anything.
+    model = smp.create_model(
+        arch, encoder_name=encoder_name, encoder_weights=None, in_channels=3, classes=1, **kwargs
+    )
+    if weights_file is not None:
+        model.encoder.load_state_dict(_load_state_dict_file(weights_file))
+    if bn_momentum is not None:
+        set_batchnorm_momentum(model.encoder, bn_momentum)
+    params = preprocessing_params(encoder_name, encoder_weights)
+    return NormalizedSegmenter(
+        model, mean if mean is not None else params["mean"], std if std is not None else params["std"]
+    )
+
+
+def save_network(
+    path: str | os.PathLike, network: nn.Module | Mapping[str, torch.Tensor], config: Mapping[str, Any]
+) -> Path:
+    """Save a network as ``{"format", "config", "state_dict"}``, loadable with ``torch.load(weights_only=True)``.
+
+    Takes the destination, the network (or its state dict) and the plain ``build_network`` keyword arguments
+    that rebuild it; returns the path written. Pretrained-weight settings are dropped: the weights are saved.
+    """
+    config = {k: v for k, v in dict(config).items() if k not in ("encoder_weights", "weights_path")}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state_dict = network.state_dict() if isinstance(network, nn.Module) else network
+    state = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
+    torch.save({"format": NETWORK_FILE_FORMAT, "config": config, "state_dict": state}, path)
+    return path
+
+
+def load_network(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> NormalizedSegmenter:
+    """Load a network saved by ``save_network`` (or the ``network.pt`` artifact of a training run) in eval mode.
+
+    Takes the file and a device; returns the rebuilt network. Needs no training code and no network access.
+    """
+    bundle = torch.load(path, map_location=map_location, weights_only=True)
+    if bundle.get("format") != NETWORK_FILE_FORMAT:
+        raise ValueError(f"{path} is not a {NETWORK_FILE_FORMAT} file")
+    network = build_network(**bundle["config"], encoder_weights=None)
+    network.load_state_dict(bundle["state_dict"])
+    return network.eval()

@@ -1,0 +1,270 @@
+"""MLflow model registry: log a network with its contract, register it, move the champion alias, list runs.
+
+Command-line tools:
+
+* ``vessel-promote --experiment <name> --best-by val/f1`` registers the best run's model and moves ``champion``;
+  ``vessel-promote --version 3`` moves ``champion`` to an existing version.
+* ``vessel-runs --experiment <name>`` prints the runs sorted by a metric.
+
+Registering is opt-in for a training run (``register=true``) or done here, so a 30-job sweep does not make 30
+versions. Aliases, not the deprecated stages.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from vessel_lightning import store
+from vessel_lightning.inference.contract import CONTRACT_KEY, ModelContract
+
+DEFAULT_MODEL_NAME = "vessel-unet"
+DEFAULT_ALIAS = "champion"
+MODEL_ARTIFACT = "model"
+MODEL_URI_TAG = "vessel.model_uri"  # set on a training run once its model is logged
+DEFAULT_EXPERIMENT = "vessel-lightning"
+
+
+class RegistryError(RuntimeError):
+    """A registry operation that cannot be done; the message is one line for the terminal."""
+
+
+def _requirements() -> list[str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    pins = []
+    for package in ("torch", "segmentation-models-pytorch", "timm", "vessel-lightning"):
+        try:
+            pins.append(f"{package}=={version(package)}")
+        except PackageNotFoundError:
+            pins.append(package)
+    return pins
+
+
+def log_network(network: Any, contract: ModelContract, run_id: str, name: str = MODEL_ARTIFACT) -> str:
+    """Log ``network`` (an ``nn.Module`` taking [N, 3, H, W] floats in [0, 1]) as an MLflow pytorch model.
+
+    Uses the pickle format (MLflow 3's default ``pt2`` fixes the input shape), a signature with free height and
+    width, a 32×32 input example, explicit pip requirements (logging then takes well under a second) and the
+    contract as model metadata. Tags the run with the model URI; returns that URI (``models:/m-…``).
+    """
+    import mlflow
+    import mlflow.pytorch
+    import numpy as np
+    from mlflow.models import ModelSignature
+    from mlflow.types import Schema, TensorSpec
+
+    signature = ModelSignature(
+        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, contract.in_channels, -1, -1))]),
+        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, 1, -1, -1))]),
+    )
+    example = np.full((1, contract.in_channels, 32, 32), 0.5, dtype=np.float32)
+    was_training = network.training
+    network.eval()
+    active = mlflow.active_run()
+    context = mlflow.start_run(run_id=run_id) if active is None or active.info.run_id != run_id else None
+    try:
+        if context is not None:
+            context.__enter__()
+        info = mlflow.pytorch.log_model(
+            network.cpu(),
+            name=name,
+            serialization_format="pickle",
+            pip_requirements=_requirements(),
+            signature=signature,
+            input_example=example,
+            metadata={CONTRACT_KEY: contract.to_dict()},
+        )
+        mlflow.set_tag(MODEL_URI_TAG, info.model_uri)
+    finally:
+        if context is not None:
+            context.__exit__(None, None, None)
+        network.train(was_training)
+    return info.model_uri
+
+
+def register(run_id: str, name: str = DEFAULT_MODEL_NAME, alias: str | None = None) -> str:
+    """Register the model logged by run ``run_id`` under ``name`` (reusing a version made from the same run).
+
+    Moves ``alias`` to it when given. Returns the version number as a string.
+    """
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    run = client.get_run(run_id)
+    model_uri = run.data.tags.get(MODEL_URI_TAG)
+    if not model_uri:
+        raise RegistryError(f"run {run_id} has no logged model (tag {MODEL_URI_TAG} missing)")
+    existing = [v for v in _versions(client, name) if v.run_id == run_id]
+    if existing:
+        version = str(max(int(v.version) for v in existing))
+    else:
+        import mlflow
+
+        version = str(mlflow.register_model(model_uri, name, tags={"source_run": run_id}).version)
+    if alias:
+        client.set_registered_model_alias(name, alias, version)
+    return version
+
+
+def _versions(client: Any, name: str) -> list[Any]:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return list(client.search_model_versions(f"name = '{name}'"))
+    except MlflowException:
+        return []
+
+
+def set_alias(version: str | int, name: str = DEFAULT_MODEL_NAME, alias: str = DEFAULT_ALIAS) -> None:
+    """Point ``alias`` at an existing ``version``; raises :class:`RegistryError` if it does not exist."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    try:
+        client.get_model_version(name, str(version))
+    except MlflowException as exc:
+        raise RegistryError(f"model {name!r} has no version {version}") from exc
+    client.set_registered_model_alias(name, alias, str(version))
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """One training run as listed by ``vessel-runs`` and ranked by ``vessel-promote``."""
+
+    run_id: str
+    name: str
+    status: str
+    metrics: dict[str, float]
+    tags: dict[str, str]
+
+    @property
+    def has_model(self) -> bool:
+        return MODEL_URI_TAG in self.tags
+
+
+def list_runs(experiment: str, metric: str, descending: bool = True, limit: int = 1000) -> list[RunRow]:
+    """Runs of ``experiment`` ordered by ``metric`` (runs without it last); raises RegistryError if unknown."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        names = ", ".join(e.name for e in client.search_experiments()) or "none"
+        raise RegistryError(f"no experiment named {experiment!r} (experiments: {names})")
+    runs = client.search_runs(
+        [found.experiment_id],
+        order_by=[f"metrics.`{metric}` {'DESC' if descending else 'ASC'}"],
+        max_results=limit,
+    )
+    return [
+        RunRow(r.info.run_id, r.info.run_name or "", r.info.status, dict(r.data.metrics), dict(r.data.tags))
+        for r in runs
+    ]
+
+
+def best_run(experiment: str, metric: str, descending: bool = True) -> RunRow:
+    """The finished run with a logged model and the best ``metric``; RegistryError when there is none."""
+    candidates = [
+        r
+        for r in list_runs(experiment, metric, descending)
+        if r.has_model and metric in r.metrics and r.status == "FINISHED"
+    ]
+    if not candidates:
+        raise RegistryError(f"no finished run with a logged model and metric {metric!r} in {experiment!r}")
+    return candidates[0]
+
+
+def connect(tracking_uri: str | None = None) -> str:
+    """Point MLflow at ``tracking_uri`` and fail fast if it is absent.
+
+    Default: ``$MLFLOW_TRACKING_URI`` or the embedded store. A missing SQLite file is an error (MLflow would silently create an empty store); a server gets one retry
+    and a 10 s timeout instead of MLflow's minutes of back-off. Returns the URI.
+    """
+    import mlflow
+
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    uri = tracking_uri or store.tracking_uri()
+    database = store.sqlite_path(uri)
+    if database and not database.is_file():
+        raise RegistryError(f"no tracking store at {uri} (train a model first, or set MLFLOW_TRACKING_URI)")
+    mlflow.set_tracking_uri(uri)
+    return uri
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 1
+
+
+def promote_main(argv: Sequence[str] | None = None) -> int:
+    """``vessel-promote``: register the best run's model and move the alias, or move the alias to a version."""
+    parser = argparse.ArgumentParser(prog="vessel-promote", description=promote_main.__doc__)
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--experiment", help="MLflow experiment whose best run is promoted")
+    which.add_argument("--version", help="move the alias to this existing version")
+    parser.add_argument(
+        "--best-by", default="val/f1_best", help="metric to rank runs by (default val/f1_best)"
+    )
+    parser.add_argument("--lowest", action="store_true", help="lower is better (e.g. a loss)")
+    parser.add_argument(
+        "--name", default=DEFAULT_MODEL_NAME, help=f"registered model name ({DEFAULT_MODEL_NAME})"
+    )
+    parser.add_argument("--alias", default=DEFAULT_ALIAS, help=f"alias to move ({DEFAULT_ALIAS})")
+    parser.add_argument("--tracking-uri", help="default: $MLFLOW_TRACKING_URI or the embedded store")
+    args = parser.parse_args(argv)
+    from mlflow.exceptions import MlflowException
+
+    try:
+        connect(args.tracking_uri)
+        if args.version:
+            set_alias(args.version, args.name, args.alias)
+            print(f"{args.name}@{args.alias} → version {args.version}")
+            return 0
+        row = best_run(args.experiment, args.best_by, descending=not args.lowest)
+        version = register(row.run_id, args.name, args.alias)
+        print(
+            f"{args.name} version {version} from run {row.run_id} ({row.name}, {args.best_by}="
+            f"{row.metrics[args.best_by]:.4f}); {args.alias} → version {version}"
+        )
+        return 0
+    except (RegistryError, MlflowException) as exc:
+        return _fail(str(exc).splitlines()[0])
+
+
+def runs_main(argv: Sequence[str] | None = None) -> int:
+    """``vessel-runs``: a terminal table of an experiment's runs, best first."""
+    parser = argparse.ArgumentParser(prog="vessel-runs", description=runs_main.__doc__)
+    parser.add_argument("--experiment", default=DEFAULT_EXPERIMENT, help=f"default {DEFAULT_EXPERIMENT}")
+    parser.add_argument("--sort", default="val/f1_best", help="metric to sort by (default val/f1_best)")
+    parser.add_argument(
+        "--metrics", default="val/f1_best,val/iou,test/f1,test/iou", help="comma-separated columns"
+    )
+    parser.add_argument("--limit", type=int, default=30)
+    parser.add_argument("--tracking-uri")
+    args = parser.parse_args(argv)
+    from mlflow.exceptions import MlflowException
+    from rich.console import Console
+    from rich.table import Table
+
+    try:
+        uri = connect(args.tracking_uri)
+        rows = list_runs(args.experiment, args.sort, limit=args.limit)
+    except (RegistryError, MlflowException) as exc:
+        return _fail(str(exc).splitlines()[0])
+    columns = [m for m in args.metrics.split(",") if m]
+    table = Table(title=f"{args.experiment} — sorted by {args.sort} ({uri})")
+    for header in ("run id", "name", "status", "encoder", *columns, "model"):
+        table.add_column(header, justify="right" if header in columns else "left")
+    for row in rows:
+        values = [f"{row.metrics[m]:.4f}" if m in row.metrics else "—" for m in columns]
+        encoder = row.tags.get("encoder", "")
+        table.add_row(row.run_id[:12], row.name, row.status, encoder, *values, "yes" if row.has_model else "")
+    Console().print(table)
+    return 0

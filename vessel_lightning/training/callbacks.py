@@ -1,0 +1,241 @@
+"""Training callbacks: MLflow artifacts (figures, learning curves, best checkpoint, network file) and run id."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from lightning import Callback, LightningModule, Trainer
+from lightning.pytorch.loggers import MLFlowLogger
+
+log = logging.getLogger(__name__)
+
+CURVE_KEYS: tuple[str, ...] = ("train/loss", "val/loss", "train/f1", "val/f1", "val/iou", "val/f1_best")
+
+
+def overlay_figure(
+    samples: Mapping[str, torch.Tensor], threshold: float = 0.5, max_side: int = 384
+) -> np.ndarray:
+    """Compose a figure of sample predictions: one row per sample, the image beside its overlaid prediction.
+
+    Takes ``image`` [K, 3, H, W] in [0, 1], ``mask``, ``fov`` and ``prob`` [K, 1, H, W]. In the overlay, true
+    positives are green, false positives red, missed vessel pixels blue, and outside the FOV is darkened.
+    Returns an RGB uint8 array.
+    """
+    rows = []
+    for k in range(samples["image"].shape[0]):
+        image = samples["image"][k].permute(1, 2, 0).clamp(0, 1).numpy()
+        mask = samples["mask"][k, 0].numpy() > 0.5
+        fov = samples["fov"][k, 0].numpy() > 0.5
+        pred = samples["prob"][k, 0].numpy() > threshold
+        overlay = image.copy() * 0.6
+        overlay[pred & mask & fov] = (0.1, 0.9, 0.1)
+        overlay[pred & ~mask & fov] = (0.95, 0.1, 0.1)
+        overlay[~pred & mask & fov] = (0.2, 0.4, 1.0)
+        overlay[~fov] *= 0.3
+        row = np.concatenate([image, np.ones((image.shape[0], 4, 3)), overlay], axis=1)
+        rows.append(_shrink((row * 255).astype(np.uint8), max_side))
+    width = max(r.shape[1] for r in rows)
+    padded = [np.pad(r, ((0, 4), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
+    return np.concatenate(padded, axis=0)
+
+
+def _shrink(rgb: np.ndarray, max_side: int) -> np.ndarray:
+    from PIL import Image
+
+    h, w = rgb.shape[:2]
+    scale = max_side / max(h / 1, w / 2)  # a row holds two images side by side
+    if scale >= 1:
+        return rgb
+    return np.asarray(Image.fromarray(rgb).resize((max(1, int(w * scale)), max(1, int(h * scale)))))
+
+
+def learning_curves_figure(history: Sequence[Mapping[str, float]], path: Path) -> Path:
+    """Plot losses and validation metrics per epoch from ``history`` (dicts with ``epoch`` and metric keys)."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on training machines
+    import matplotlib.pyplot as plt
+
+    fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(11, 4))
+    epochs = [h["epoch"] for h in history]
+    for key in CURVE_KEYS:
+        values = [h.get(key, float("nan")) for h in history]
+        if all(np.isnan(values)):
+            continue
+        (ax_loss if key.endswith("loss") else ax_metric).plot(epochs, values, marker=".", label=key)
+    for ax, title in ((ax_loss, "loss"), (ax_metric, "metrics (inside FOV)")):
+        ax.set_xlabel("epoch")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def find_mlflow_logger(trainer: Trainer) -> MLFlowLogger | None:
+    """Return the trainer's MLFlowLogger, or None when it has none."""
+    return next((lg for lg in trainer.loggers if isinstance(lg, MLFlowLogger)), None)
+
+
+class MlflowArtifacts(Callback):
+    """Writes figures and files to ``<output_dir>/artifacts`` and, with an MLflow logger, logs them to the run.
+
+    - every ``figure_every_n_epochs`` validation epochs and at the end: sample predictions overlaid on images;
+    - at the end: learning curves, the best checkpoint, ``network.pt`` (the best weights + plain config,
+      loadable by ``vessel_lightning.models.load_network`` without training code) and, with ``log_model``, the
+      best network as an MLflow model with its contract (``vessel_lightning.registry.log_network``; the
+      threshold is the one tuned on validation when that checkpoint was saved);
+    - in every checkpoint: the MLflow run id, so a resumed training continues the same run.
+    The per-epoch history lives in the checkpoint too, so curves of a resumed run are complete.
+    """
+
+    def __init__(
+        self,
+        figure_every_n_epochs: int = 10,
+        log_best_checkpoint: bool = True,
+        log_model: bool = True,
+        output_dir: str | None = None,
+    ) -> None:
+        self.figure_every_n_epochs = figure_every_n_epochs
+        self.log_best_checkpoint = log_best_checkpoint
+        self.log_model = log_model
+        self.output_dir = output_dir
+        self.history: list[dict[str, float]] = []
+
+    def _dir(self, trainer: Trainer) -> Path:
+        return Path(self.output_dir or trainer.default_root_dir) / "artifacts"
+
+    def _log_file(self, trainer: Trainer, path: Path, artifact_path: str) -> None:
+        logger = find_mlflow_logger(trainer)
+        if logger is not None and trainer.is_global_zero:
+            logger.experiment.log_artifact(logger.run_id, str(path), artifact_path)
+
+    def _save_figure(self, trainer: Trainer, pl_module: LightningModule, name: str) -> None:
+        samples = getattr(pl_module, "val_samples", None)
+        if not samples or not trainer.is_global_zero:
+            return
+        from PIL import Image
+
+        path = self._dir(trainer) / "figures" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(overlay_figure(samples, pl_module.hparams.get("threshold", 0.5))).save(path)
+        self._log_file(trainer, path, "figures")
+
+    def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if trainer.sanity_checking or self.figure_every_n_epochs <= 0:
+            return
+        if (trainer.current_epoch + 1) % self.figure_every_n_epochs == 0:
+            self._save_figure(trainer, pl_module, f"predictions_epoch_{trainer.current_epoch:03d}.png")
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        metrics = trainer.callback_metrics
+        entry = {"epoch": float(trainer.current_epoch)}
+        entry.update({k: float(metrics[k]) for k in CURVE_KEYS if k in metrics})
+        self.history.append(entry)
+
+    def on_save_checkpoint(
+        self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        logger = find_mlflow_logger(trainer)
+        if logger is not None:
+            checkpoint["mlflow_run_id"] = logger.run_id
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"history": self.history}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.history = list(state_dict.get("history", []))
+
+    def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if not trainer.is_global_zero or trainer.fast_dev_run:
+            return
+        self._save_figure(trainer, pl_module, "predictions_final.png")
+        if self.history:
+            curves = learning_curves_figure(self.history, self._dir(trainer) / "learning_curves.png")
+            self._log_file(trainer, curves, "figures")
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        if best and self.log_best_checkpoint:
+            self._log_file(trainer, Path(best), "checkpoints")
+        self._export_network(trainer, pl_module, best)
+
+    def _export_network(self, trainer: Trainer, pl_module: LightningModule, best: str) -> None:
+        from vessel_lightning.models.networks import save_network
+
+        net = getattr(pl_module, "net", None)
+        config = pl_module.hparams.get("net")
+        if net is None or config is None:
+            return
+        full = pl_module.state_dict()
+        if best:
+            full = torch.load(best, map_location="cpu", weights_only=False, mmap=True)["state_dict"]
+        state = {k[len("net.") :]: v for k, v in full.items() if k.startswith("net.")}
+        path = save_network(self._dir(trainer) / "network.pt", state, config)
+        self._log_file(trainer, path, "network")
+        logger = find_mlflow_logger(trainer)
+        if self.log_model and logger is not None:
+            threshold = float(full.get("val_threshold", pl_module.hparams.get("threshold", 0.5)))
+            self._log_mlflow_model(trainer, logger, path, threshold)
+
+    def _log_mlflow_model(
+        self, trainer: Trainer, logger: MLFlowLogger, network_file: Path, threshold: float
+    ) -> None:
+        from vessel_lightning.data.prepare import size_hw
+        from vessel_lightning.inference.contract import ModelContract
+        from vessel_lightning.models.networks import load_network
+        from vessel_lightning.registry import log_network
+
+        network = load_network(network_file)
+        config = torch.load(network_file, weights_only=True)["config"]
+        data = getattr(trainer.datamodule, "cfg", None) or {}
+        ckpt = trainer.checkpoint_callback
+        score = getattr(ckpt, "best_model_score", None) if ckpt else None
+        metrics = {"val/f1": float(score)} if score is not None else {}
+        contract = ModelContract(
+            encoder=config.get("encoder_name", ""),
+            arch=config.get("arch", "unet"),
+            mode=str(data.get("mode", "resize")),
+            size=size_hw(data.get("size", 512)),
+            threshold=threshold,
+            dataset=str(data.get("name", "")),
+            metrics=metrics,
+            split={k: float(data[k]) for k in ("val_fraction", "test_fraction", "seed") if k in data},
+        )
+        log_network(network, contract, logger.run_id)
+
+
+class BatchNormRecalibration(Callback):
+    """Before each validation, re-estimates the network's BatchNorm statistics over training batches.
+
+    Costs one forward pass over ``max_batches`` training batches (all when None) per validation. Running
+    statistics only matter in eval mode, so training itself is unchanged; validation, checkpoints and the
+    exported network then use settled statistics even after few steps.
+    """
+
+    def __init__(self, max_batches: int | None = None) -> None:
+        self.max_batches = max_batches
+
+    def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if trainer.sanity_checking or trainer.train_dataloader is None:
+            return
+        from itertools import islice
+
+        from vessel_lightning.models.networks import recalibrate_batchnorm
+
+        def images():
+            for batch in islice(trainer.train_dataloader, self.max_batches):
+                image = batch["image"].to(pl_module.device)
+                if pl_module.hparams.get("channels_last"):
+                    image = image.contiguous(memory_format=torch.channels_last)
+                yield image
+
+        seen = recalibrate_batchnorm(pl_module.net, images())
+        log.debug("BatchNorm statistics re-estimated over %d training batches", seen)
