@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,8 @@ import torch
 from PIL import Image
 
 from tests.conftest import data_config, make_masks_folder, manifest_of
-from vessel_lightning.data.datamodule import VesselDataModule, tile_origins
+from vessel_lightning.data.datamodule import VesselDataModule
+from vessel_lightning.inference.predictor import window_origins
 
 
 def test_batches_are_float_images_with_binary_masks(tiny_prepared) -> None:
@@ -56,13 +58,19 @@ def test_no_augmentation_at_evaluation(tiny_prepared) -> None:
 @pytest.mark.parametrize(
     ("length", "tile", "expected"), [(64, 64, [0]), (50, 64, [0]), (100, 64, [0, 36]), (130, 64, [0, 33, 66])]
 )
-def test_tile_origins_cover_the_length(length: int, tile: int, expected: list[int]) -> None:
-    origins = tile_origins(length, tile)
+def test_window_origins_cover_the_length(length: int, tile: int, expected: list[int]) -> None:
+    origins = window_origins(length, tile)
     assert origins == expected
     covered = np.zeros(length, bool)
     for start in origins:
         covered[start : start + tile] = True
     assert covered.all()
+
+
+def test_window_origins_overlap_by_at_least_the_requested_fraction() -> None:
+    origins = window_origins(1000, 256, overlap=0.25)
+    assert origins[0] == 0 and origins[-1] == 1000 - 256
+    assert all(256 - (b - a) >= 64 for a, b in itertools.pairwise(origins))
 
 
 def test_tiles_mode_keeps_full_resolution_and_covers_every_pixel(tmp_path: Path) -> None:

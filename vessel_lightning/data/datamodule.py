@@ -9,7 +9,6 @@ tiles that covers each image, so metrics are computed on every pixel at full res
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -20,14 +19,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from vessel_lightning.data.prepare import prepare, read_manifest, size_hw
-
-
-def tile_origins(length: int, tile: int) -> list[int]:
-    """Start offsets of tiles of ``tile`` pixels that cover ``length`` pixels, the last one flush with the end."""
-    if length <= tile:
-        return [0]
-    count = math.ceil(length / tile)
-    return [round(i * (length - tile) / (count - 1)) for i in range(count)]
+from vessel_lightning.inference.predictor import window_origins
 
 
 def _load(prepared_dir: Path, sample: dict[str, Any]) -> dict[str, np.ndarray]:
@@ -85,8 +77,8 @@ class VesselDataset(Dataset):
             if tiles:
                 self.index += [
                     (i, top, left)
-                    for top in tile_origins(sample["height"], tiles[0])
-                    for left in tile_origins(sample["width"], tiles[1])
+                    for top in window_origins(sample["height"], tiles[0])
+                    for left in window_origins(sample["width"], tiles[1])
                 ]
             else:
                 self.index += [(i, 0, 0)] * self.crops_per_image

@@ -154,27 +154,50 @@ class _Job:
     staging: Path
 
 
-def _read_label(job: _Job, shape: tuple[int, int]) -> tuple[np.ndarray, list[str], int]:
-    label = job.raw.label
+@dataclass
+class LoadedSample:
+    """One sample at its original resolution: RGB photo, {0, 1} mask, optional {0, 1} FOV, and notes."""
+
+    rgb: np.ndarray
+    mask: np.ndarray
+    fov: np.ndarray | None
+    notes: list[str]
+    outside: int  # GeoJSON features entirely outside the image
+
+
+def load_sample(
+    raw: RawSample, *, label_rule: str = "threshold", line_width: float = 3.0, strict: bool = False
+) -> LoadedSample:
+    """Read a raw sample at native resolution: decode the photo, rasterize or binarize the label, read the FOV.
+
+    Raises :class:`ImageReadError`, :class:`AnnotationError` or :class:`PrepareError` (label or FOV size
+    differs from the photo), each naming the file.
+    """
+    rgb = read_rgb(raw.image)
+    shape = rgb.shape[:2]
+    label = raw.label
     if label.suffix.lower() in GEOJSON_SUFFIXES:
-        result = rasterize_annotation(
-            read_annotation(label),
-            shape,
-            line_width=job.settings["line_width"],
-            strict=job.settings["strict"],
-        )
-        notes = (
-            [f"{label}: features {result.outside} lie entirely outside the image"] if result.outside else []
-        )
-        return result.mask, notes, len(result.outside)
-    values = read_gray(label)
+        result = rasterize_annotation(read_annotation(label), shape, line_width=line_width, strict=strict)
+        mask, outside = result.mask, len(result.outside)
+        notes = [f"{label}: features {result.outside} lie entirely outside the image"] if outside else []
+    else:
+        values = _same_size(read_gray(label), shape, label, "label")
+        mask, non_binary = binarize(values, label_rule)
+        outside = 0
+        notes = [f"{label}: non-binary mask (values {np.unique(values)[:6].tolist()}...) thresholded at 128"]
+        notes = notes if non_binary else []
+    fov = None
+    if raw.fov is not None:
+        fov = (_same_size(read_gray(raw.fov), shape, raw.fov, "FOV mask") >= 128).astype(np.uint8)
+    return LoadedSample(rgb, mask, fov, notes, outside)
+
+
+def _same_size(values: np.ndarray, shape: tuple[int, ...], path: Path, what: str) -> np.ndarray:
     if values.shape != shape:
         raise PrepareError(
-            f"{label}: label is {values.shape[1]}x{values.shape[0]}, image is {shape[1]}x{shape[0]}"
+            f"{path}: {what} is {values.shape[1]}x{values.shape[0]}, image is {shape[1]}x{shape[0]}"
         )
-    mask, non_binary = binarize(values, job.label_rule)
-    notes = [f"{label}: non-binary mask (values {np.unique(values)[:6].tolist()}...) thresholded at 128"]
-    return mask, notes if non_binary else [], 0
+    return values
 
 
 def _write_png(array: np.ndarray, path: Path) -> None:
@@ -185,16 +208,11 @@ def _write_png(array: np.ndarray, path: Path) -> None:
 def _process(job: _Job) -> tuple[dict[str, Any], list[str], int]:
     """Read, rasterize/binarize, resize and write one sample; returns its manifest entry, warnings, outside."""
     raw, settings = job.raw, job.settings
-    rgb = read_rgb(raw.image)
+    loaded = load_sample(
+        raw, label_rule=job.label_rule, line_width=settings["line_width"], strict=settings["strict"]
+    )
+    rgb, mask, fov = loaded.rgb, loaded.mask, loaded.fov
     shape = rgb.shape[:2]
-    mask, notes, outside = _read_label(job, shape)
-    fov = None
-    if raw.fov is not None:
-        fov = (read_gray(raw.fov) >= 128).astype(np.uint8)
-        if fov.shape != shape:
-            raise PrepareError(
-                f"{raw.fov}: FOV mask is {fov.shape[1]}x{fov.shape[0]}, image is {shape[1]}x{shape[0]}"
-            )
     entry: dict[str, Any] = {
         "id": raw.id,
         "split": job.split,
@@ -219,7 +237,7 @@ def _process(job: _Job) -> tuple[dict[str, Any], list[str], int]:
         relative = f"{folder}/{raw.id}.png"
         _write_png(array.astype(np.uint8), job.staging / relative)
         entry[field_name] = relative
-    return entry, notes, outside
+    return entry, loaded.notes, loaded.outside
 
 
 def _reuse(entry: Mapping[str, Any], split: str, previous: Path, staging: Path) -> dict[str, Any] | None:

@@ -1,0 +1,1 @@
+"""Evaluation at native resolution: metrics, the vessel-eval command, overlays."""

@@ -1,0 +1,239 @@
+"""``vessel-eval``: score a logged model on a data set split at each image's original resolution.
+
+    vessel-eval model_uri=models:/vessel-unet@champion data=chase_db1 data.root=... split=test
+
+The model's own contract decides how it predicts (training size or tiles) and which threshold is recommended;
+labels and FOV masks are read from the raw data set at native resolution (never from the resized prepared
+copy). Scores are pooled over all pixels inside the FOV, at 0.5 and at the recommended threshold. Writes
+``summary.json``, ``per_image.csv`` and error overlays (true positives, false positives, false negatives in
+three colours) to ``output_dir`` and logs them as an evaluation run in MLflow, tagged with the model version.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vessel_lightning.evaluation.metrics import (
+    Counts,
+    ProbabilityHistogram,
+    SkeletonCounts,
+    confusion,
+    skeleton_counts,
+    thin_counts,
+)
+
+log = logging.getLogger(__name__)
+
+SUMMARY_KEYS = ("f1", "iou", "precision", "recall", "auc", "cldice", "thin_recall")
+
+
+class EvaluationError(ValueError):
+    """Evaluation cannot run (empty split, unknown split); the message is one line."""
+
+
+@dataclass
+class _Pool:
+    """Pooled counts at one threshold plus per-image scores."""
+
+    counts: Counts = field(default_factory=Counts)
+    skeleton: SkeletonCounts = field(default_factory=SkeletonCounts)
+    thin_hit: int = 0
+    thin_total: int = 0
+    per_image: list[dict[str, float]] = field(default_factory=list)
+
+    def add(self, pred: np.ndarray, target: np.ndarray, fov: np.ndarray | None) -> dict[str, float]:
+        counts = confusion(pred, target, fov)
+        skel = skeleton_counts(pred, target, fov)
+        hit, total = thin_counts(pred, target, fov)
+        self.counts += counts
+        self.skeleton += skel
+        self.thin_hit += hit
+        self.thin_total += total
+        scores = counts.scores() | {"cldice": skel.cldice(), "thin_recall": hit / total if total else 0.0}
+        self.per_image.append(scores)
+        return scores
+
+    def summary(self, auc: float, threshold: float) -> dict[str, float]:
+        scores = self.counts.scores()
+        out = {key: scores[key] for key in ("f1", "iou", "precision", "recall")}
+        out |= {
+            "auc": auc,
+            "cldice": self.skeleton.cldice(),
+            "thin_recall": self.thin_hit / self.thin_total if self.thin_total else 0.0,
+            "f1_per_image_mean": float(np.mean([s["f1"] for s in self.per_image])),
+            "iou_per_image_mean": float(np.mean([s["iou"] for s in self.per_image])),
+            "threshold": threshold,
+        }
+        return {k: round(float(v), 6) for k, v in out.items()}
+
+
+def evaluation_samples(data_cfg: Any, split: str, contract: Any) -> tuple[list[Any], str]:
+    """Raw samples of ``split`` and the label rule, split the way the model's training data was split.
+
+    The split fractions and seed come from the model contract when it was trained on this data set, so the
+    val split is the one the threshold was tuned on.
+    """
+    from hydra.utils import instantiate
+
+    from vessel_lightning.data.prepare import assign_splits
+
+    if split not in ("train", "val", "test"):
+        raise EvaluationError(f"split must be train, val or test, not {split!r}")
+    source = instantiate(data_cfg.source)
+    found = source.discover(Path(str(data_cfg.root)).expanduser())
+    rules = dict(data_cfg) | (contract.split if contract.dataset == data_cfg.name and contract.split else {})
+    splits = assign_splits(found.samples, rules["val_fraction"], rules["test_fraction"], rules["seed"])
+    samples = [s for s in found.samples if splits[s.id] == split]
+    if not samples:
+        raise EvaluationError(f"the {split!r} split of {data_cfg.name} under {data_cfg.root} is empty")
+    return samples, source.label_rule
+
+
+def evaluate(cfg: Any) -> dict[str, Any]:
+    """Run the evaluation described by ``conf/eval.yaml``; returns the summary written to ``summary.json``."""
+    from tqdm.auto import tqdm
+
+    from vessel_lightning.data.prepare import load_sample
+    from vessel_lightning.inference.overlays import error_overlay, save_png
+    from vessel_lightning.inference.predictor import Predictor
+
+    start = time.perf_counter()
+    out = Path(str(cfg.output_dir)).expanduser().resolve()
+    predictor = Predictor.from_uri(
+        str(cfg.model_uri), tta=bool(cfg.tta), overlap=float(cfg.overlap), device=cfg.device
+    )
+    contract = predictor.contract
+    samples, label_rule = evaluation_samples(cfg.data, str(cfg.split), contract)
+    thresholds = sorted({0.5, float(contract.threshold)})
+    pools = {t: _Pool() for t in thresholds}
+    histogram = ProbabilityHistogram()
+    rows = []
+    (out / "overlays").mkdir(parents=True, exist_ok=True)
+    for raw in tqdm(samples, desc=f"eval {cfg.data.name}/{cfg.split}", unit="img"):
+        sample = load_sample(raw, label_rule=label_rule, line_width=cfg.data.line_width)
+        target = sample.mask.astype(bool)
+        fov = sample.fov.astype(bool) if sample.fov is not None else None
+        prob = predictor.predict_proba(sample.rgb)
+        histogram.add(prob, target, fov)
+        row: dict[str, Any] = {"id": raw.id, "height": target.shape[0], "width": target.shape[1]}
+        for t in thresholds:
+            scores = pools[t].add(prob >= t, target, fov)
+            suffix = "" if t == contract.threshold else f"@{t:g}"
+            row |= {f"{k}{suffix}": round(v, 6) for k, v in scores.items() if k != "accuracy"}
+        rows.append(row)
+        if cfg.overlays:
+            overlay = error_overlay(sample.rgb, prob >= contract.threshold, target, fov)
+            save_png(overlay, out / "overlays" / f"{raw.id}.png", max_side=cfg.overlay_max_side)
+    auc = histogram.auc()
+    best_t, best_f1 = histogram.best_threshold()
+    summary: dict[str, Any] = pools[contract.threshold].summary(auc, contract.threshold)
+    summary["at_threshold_0.5"] = pools[0.5].summary(auc, 0.5)
+    summary["oracle_threshold_on_this_split"] = {"threshold": best_t, "f1": round(best_f1, 6)}
+    summary["n_images"] = len(samples)
+    summary["protocol"] = {
+        "dataset": cfg.data.name,
+        "split": cfg.split,
+        "resolution": "native (each image's original size)",
+        "inside_fov": any(s is not None for s in [raw.fov for raw in samples]),
+        "prediction": f"{contract.mode} at {contract.size[0]}x{contract.size[1]}",
+        "tta": bool(cfg.tta),
+        "pooled": "over all pixels of all images unless named per_image",
+    }
+    summary["model"] = {
+        "uri": predictor.info.uri,
+        "name": predictor.info.name,
+        "version": predictor.info.version,
+        "run_id": predictor.info.run_id,
+        "encoder": contract.encoder,
+        "trained_on": contract.dataset,
+    }
+    summary["seconds"] = round(time.perf_counter() - start, 1)
+    _write_outputs(out, summary, rows)
+    log.info(
+        "%s/%s, %d images, native resolution: F1 %.4f IoU %.4f clDice %.4f thin recall %.4f AUC %.4f "
+        "at threshold %.2f (F1 %.4f at 0.5) → %s",
+        cfg.data.name, cfg.split, len(samples), summary["f1"], summary["iou"], summary["cldice"],
+        summary["thin_recall"], auc, contract.threshold, summary["at_threshold_0.5"]["f1"], out,
+    )  # fmt: skip
+    if cfg.log_to_mlflow:
+        _log_to_mlflow(cfg, summary, out)
+    return summary
+
+
+def _write_outputs(out: Path, summary: dict[str, Any], rows: list[dict[str, Any]]) -> None:
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    with (out / "per_image.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    partial = out / "summary.json.partial"  # summary last and by rename: its presence means a complete run
+    partial.write_text(json.dumps(summary, indent=2) + "\n")
+    partial.rename(out / "summary.json")
+
+
+def _log_to_mlflow(cfg: Any, summary: dict[str, Any], out: Path) -> None:
+    """An evaluation run of its own (never re-logging the training run's params), linked to the model version."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from vessel_lightning.store import ensure_experiment
+
+    model = summary["model"]
+    mlflow.set_experiment(experiment_id=ensure_experiment(mlflow.get_tracking_uri(), str(cfg.experiment)))
+    run_name = f"eval {cfg.data.name}/{cfg.split} {model['name'] or ''} v{model['version'] or '-'}".strip()
+    tags = {"kind": "evaluation", "model_uri": model["uri"], "dataset": cfg.data.name, "split": cfg.split}
+    tags |= {k: str(v) for k, v in (("model_name", model["name"]), ("model_version", model["version"]),
+                                    ("source_run_id", model["run_id"])) if v}  # fmt: skip
+    with mlflow.start_run(run_name=run_name, tags=tags):
+        mlflow.log_params({"split": cfg.split, "dataset": cfg.data.name, "tta": cfg.tta, "n_images": summary["n_images"],
+                           "threshold": summary["threshold"], "model_uri": model["uri"]})  # fmt: skip
+        mlflow.log_metrics(
+            {
+                f"{cfg.split}/{k}": summary[k]
+                for k in (*SUMMARY_KEYS, "f1_per_image_mean", "iou_per_image_mean")
+            }
+        )
+        mlflow.log_metrics({f"{cfg.split}/{k}_at_0.5": summary["at_threshold_0.5"][k] for k in SUMMARY_KEYS})
+        mlflow.log_artifacts(str(out), artifact_path="evaluation")
+    if model["name"] and model["version"]:
+        client = MlflowClient()
+        for key in ("f1", "iou", "cldice", "thin_recall"):
+            client.set_model_version_tag(
+                model["name"], model["version"], f"eval.{cfg.data.name}.{cfg.split}.{key}", str(summary[key])
+            )
+
+
+def _main(cfg: Any) -> None:
+    from mlflow.exceptions import MlflowException
+
+    from vessel_lightning.data.sources import DataLayoutError
+    from vessel_lightning.inference.contract import ContractError
+    from vessel_lightning.registry import RegistryError, connect
+
+    try:
+        connect(cfg.get("tracking_uri"))
+        evaluate(cfg)
+    except (MlflowException, ContractError, EvaluationError, DataLayoutError, RegistryError, OSError) as exc:
+        log.error("vessel-eval: %s", str(exc).splitlines()[0])
+        raise SystemExit(1) from None
+
+
+def main() -> None:
+    """Console entry point ``vessel-eval`` (Hydra)."""
+    import hydra
+
+    from vessel_lightning.config import CONFIG_DIR
+
+    hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="eval")(_main)()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,206 @@
+"""The one predictor shared by evaluation, batch prediction and the API: load → preprocess → predict → postprocess.
+
+It takes an RGB photo at any size and returns vessel probabilities at that size. ``resize`` models see the
+photo resized to their training size (the same Lanczos resampling as data preparation) and their
+probabilities are resized back bilinearly; ``tiles`` models slide a window of their tile size over the
+full-resolution photo with overlapping, averaged windows. Optional flip test-time augmentation averages the
+identity, horizontal and vertical flips. No training code is imported here.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vessel_lightning.data.images import resize_image
+from vessel_lightning.inference.contract import CONTRACT_KEY, ContractError, ModelContract
+
+
+def window_origins(length: int, window: int, overlap: float = 0.0) -> list[int]:
+    """Start offsets of windows of ``window`` px covering ``length`` px, evenly spaced, the last flush with the end.
+
+    Consecutive windows overlap by at least ``overlap`` (a fraction of the window).
+    """
+    if length <= window:
+        return [0]
+    stride = max(1, int(window * (1.0 - overlap)))
+    count = math.ceil((length - window) / stride) + 1
+    return [round(i * (length - window) / (count - 1)) for i in range(count)]
+
+
+def probability_png_values(prob: np.ndarray) -> np.ndarray:
+    """Probabilities as the 8-bit values of a probability PNG: ``round(p · 255)``."""
+    return np.round(np.clip(prob, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def served_mask(prob: np.ndarray, threshold: float) -> np.ndarray:
+    """The mask users download: vessel where the 8-bit probability ``v`` has ``v / 255 ≥ threshold``.
+
+    Thresholding the quantised value (in float64, as browsers compute) makes the API's mask, ``vessel-predict``
+    and the UI's in-browser thresholding of the probability PNG agree pixel for pixel at every threshold.
+    """
+    return probability_png_values(prob).astype(np.float64) / 255.0 >= threshold
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Where a loaded model came from (for the API's /model and the evaluation summary)."""
+
+    uri: str
+    name: str | None = None
+    version: str | None = None
+    alias: str | None = None
+    run_id: str | None = None
+    load_seconds: float = 0.0
+
+
+def load_logged_model(model_uri: str) -> tuple[nn.Module, ModelContract, ModelInfo]:
+    """Load an MLflow-logged network and its contract from ``models:/…``, ``runs:/…`` or a local model folder.
+
+    Raises :class:`ContractError` when the model carries no contract; MLflow's own errors (unknown alias or
+    version, unreachable store) propagate for the caller to report.
+    """
+    import mlflow.models
+    import mlflow.pytorch
+
+    start = time.perf_counter()
+    info = mlflow.models.get_model_info(model_uri)
+    contract = require_contract(info.metadata, model_uri)
+    network = mlflow.pytorch.load_model(model_uri, map_location="cpu")
+    name = version = alias = None
+    if model_uri.startswith("models:/"):
+        name, _, ref = model_uri[len("models:/") :].partition("@")
+        if ref:
+            alias = ref
+        else:
+            name, _, version = name.partition("/")
+        version = version or _alias_version(name, alias)
+    elapsed = time.perf_counter() - start
+    return (
+        network.eval(),
+        contract,
+        ModelInfo(model_uri, name, version, alias, info.run_id, round(elapsed, 3)),
+    )
+
+
+def _alias_version(name: str, alias: str | None) -> str | None:
+    if not alias:
+        return None
+    from mlflow.tracking import MlflowClient
+
+    return str(MlflowClient().get_model_version_by_alias(name, alias).version)
+
+
+class Predictor:
+    """Vessel probabilities for RGB photos of any size, following the model's contract.
+
+    ``network`` maps float [N, 3, H, W] in [0, 1] to logits [N, 1, H, W]; ``contract`` says how it was trained;
+    ``tta`` averages flips; ``overlap`` is the sliding-window overlap for tile models; ``batch_windows`` how many
+    windows run through the network at once.
+    """
+
+    def __init__(
+        self,
+        network: nn.Module,
+        contract: ModelContract,
+        *,
+        device: str | torch.device = "cpu",
+        tta: bool = False,
+        overlap: float = 0.25,
+        batch_windows: int = 4,
+        info: ModelInfo | None = None,
+    ) -> None:
+        self.device = torch.device(device)
+        self.network = network.to(self.device).eval()
+        self.contract = contract
+        self.tta = tta
+        self.overlap = overlap
+        self.batch_windows = batch_windows
+        self.info = info or ModelInfo(uri="<in memory>")
+
+    @classmethod
+    def from_uri(cls, model_uri: str, **kwargs: Any) -> Predictor:
+        """Load a logged model (``models:/vessel-unet@champion``, ``runs:/<id>/model``, a folder) into a Predictor."""
+        network, contract, info = load_logged_model(model_uri)
+        return cls(network, contract, info=info, **kwargs)
+
+    @property
+    def threshold(self) -> float:
+        """The recommended threshold from the contract (tuned on the validation split)."""
+        return self.contract.threshold
+
+    @torch.inference_mode()
+    def _forward(self, batch: torch.Tensor) -> torch.Tensor:
+        """Sigmoid probabilities of a float batch [N, 3, H, W] (H, W multiples of 32), flips averaged with TTA."""
+        batch = batch.to(self.device)
+        prob = torch.sigmoid(self.network(batch))
+        if self.tta:
+            for dims in ((3,), (2,)):
+                prob = prob + torch.sigmoid(self.network(batch.flip(dims))).flip(dims)
+            prob = prob / 3
+        return prob.float().cpu()
+
+    def _pad(self, image: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        divisor = self.contract.input_divisor
+        pad_h = max(height, math.ceil(image.shape[-2] / divisor) * divisor) - image.shape[-2]
+        pad_w = max(width, math.ceil(image.shape[-1] / divisor) * divisor) - image.shape[-1]
+        mode = "reflect" if pad_h < image.shape[-2] and pad_w < image.shape[-1] else "replicate"
+        return F.pad(image, (0, pad_w, 0, pad_h), mode=mode) if pad_h or pad_w else image
+
+    def _sliding_window(self, image: torch.Tensor) -> torch.Tensor:
+        tile_h, tile_w = self.contract.size
+        _, height, width = image.shape
+        padded = self._pad(image[None], tile_h, tile_w)[0]
+        full_h, full_w = padded.shape[-2:]
+        total = torch.zeros(full_h, full_w)
+        weight = torch.zeros(full_h, full_w)
+        origins = [
+            (top, left)
+            for top in window_origins(full_h, tile_h, self.overlap)
+            for left in window_origins(full_w, tile_w, self.overlap)
+        ]
+        for start in range(0, len(origins), self.batch_windows):
+            chunk = origins[start : start + self.batch_windows]
+            windows = torch.stack(
+                [padded[:, top : top + tile_h, left : left + tile_w] for top, left in chunk]
+            )
+            for (top, left), prob in zip(chunk, self._forward(windows)[:, 0], strict=True):
+                total[top : top + tile_h, left : left + tile_w] += prob
+                weight[top : top + tile_h, left : left + tile_w] += 1
+        return (total / weight)[:height, :width]
+
+    def predict_proba(self, rgb: np.ndarray) -> np.ndarray:
+        """Vessel probability per pixel of an ``(H, W, 3)`` uint8 RGB photo; returns float32 ``(H, W)`` in [0, 1]."""
+        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+            raise ValueError(f"expected an (H, W, 3) uint8 RGB array, got {rgb.shape} {rgb.dtype}")
+        height, width = rgb.shape[:2]
+        if self.contract.mode == "tiles":
+            image = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))).float() / 255.0
+            return self._sliding_window(image).numpy().astype(np.float32)
+        size = tuple(self.contract.size)
+        small = resize_image(rgb, size)
+        batch = torch.from_numpy(np.ascontiguousarray(small.transpose(2, 0, 1)))[None].float() / 255.0
+        prob = self._forward(self._pad(batch, *size))[:, :, : size[0], : size[1]]
+        if (height, width) != size:
+            prob = F.interpolate(prob, size=(height, width), mode="bilinear", align_corners=False)
+        return prob[0, 0].clamp(0, 1).numpy().astype(np.float32)
+
+    def predict_mask(self, rgb: np.ndarray, threshold: float | None = None) -> np.ndarray:
+        """Boolean vessel mask at ``threshold`` (default: the contract's recommended threshold)."""
+        return self.predict_proba(rgb) >= (self.threshold if threshold is None else threshold)
+
+
+def require_contract(metadata: dict[str, Any] | None, source: str) -> ModelContract:
+    """The contract inside an MLmodel metadata dict, or :class:`ContractError` naming ``source``."""
+    if not metadata or CONTRACT_KEY not in metadata:
+        raise ContractError(
+            f"{source}: the model carries no '{CONTRACT_KEY}' metadata (not logged by vessel-train?)"
+        )
+    return ModelContract.from_dict(metadata[CONTRACT_KEY], source=source)
