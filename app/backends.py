@@ -1,0 +1,285 @@
+"""Backends that run the network for the Predictor: PyTorch eager, ONNX Runtime fp32, ONNX Runtime int8.
+
+ONNX files are exported once per registered model version into a cache folder (``$VESSEL_CACHE_DIR``, default
+``~/.cache/vessel-lightning/onnx``), keyed by tracking store, name, version and run id, and the fp32 export is
+checked against PyTorch (max abs difference of the probabilities and logits ≤ 1e-4) before it is used. The int8
+model (static QDQ: uint8 activations, int8 weights) is calibrated on real photos from a folder; its accuracy is
+not implied by this module — measure F1 before choosing it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from vessel_lightning.inference.contract import ModelContract
+from vessel_lightning.inference.predictor import ModelInfo
+
+BACKENDS = ("torch", "onnx", "onnx-int8")
+FP32_TOLERANCE = 1e-4
+OPSET = 17
+
+log = logging.getLogger(__name__)
+
+
+class BackendError(RuntimeError):
+    """A backend that cannot be built (export failed, check failed, no calibration photos); one line."""
+
+
+@dataclass
+class BackendResult:
+    """The network to give the Predictor and what was done to get it (shown by ``GET /model``)."""
+
+    network: nn.Module
+    backend: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class OnnxNetwork(nn.Module):
+    """An ONNX Runtime session behind the ``nn.Module`` interface the Predictor expects (logits out)."""
+
+    def __init__(self, path: str | os.PathLike, threads: int | None = None) -> None:
+        super().__init__()
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or os.cpu_count() or 1
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.path = Path(path)
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        """Logits [N, 1, H, W] of a float batch [N, 3, H, W] in [0, 1]."""
+        array = np.ascontiguousarray(batch.detach().cpu().numpy(), dtype=np.float32)
+        return torch.from_numpy(self.session.run(None, {self.input_name: array})[0])
+
+
+def default_cache_dir() -> Path:
+    """``$VESSEL_CACHE_DIR`` or ``~/.cache/vessel-lightning/onnx``."""
+    env = os.environ.get("VESSEL_CACHE_DIR")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "vessel-lightning" / "onnx"
+
+
+def cache_folder(cache_dir: Path, info: ModelInfo, tracking_uri: str) -> Path:
+    """The cache folder of one model version: readable name plus a hash of where it came from."""
+    identity = json.dumps([tracking_uri, info.name, info.version, info.run_id, info.uri])
+    digest = hashlib.sha256(identity.encode()).hexdigest()[:12]
+    name = f"{info.name or 'model'}-v{info.version or 'x'}-{digest}"
+    return cache_dir / "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _read_meta(folder: Path) -> dict[str, Any]:
+    try:
+        return json.loads((folder / "meta.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_meta(folder: Path, meta: dict[str, Any]) -> None:
+    temporary = folder / f"meta.json.{os.getpid()}.tmp"
+    temporary.write_text(json.dumps(meta, indent=2))
+    os.replace(temporary, folder / "meta.json")
+
+
+def export_onnx(network: nn.Module, path: Path, size: Sequence[int]) -> None:
+    """Export ``network`` to ``path`` (legacy TorchScript exporter, dynamic batch, height and width).
+
+    Written to a temporary file first, so a concurrent reader never sees half a model.
+    """
+    temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    example = torch.rand(1, 3, *size)
+    network.eval()
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the legacy exporter warns about shape inference it then handles
+        torch.onnx.export(
+            network,
+            (example,),
+            str(temporary),
+            dynamo=False,  # the legacy exporter handles the encoder's dynamic padding; checked to 7e-7
+            input_names=["image"],
+            output_names=["logits"],
+            dynamic_axes={
+                "image": {0: "batch", 2: "height", 3: "width"},
+                "logits": {0: "batch", 2: "height", 3: "width"},
+            },
+            opset_version=OPSET,
+            do_constant_folding=True,
+        )
+    os.replace(temporary, path)
+
+
+def compare(
+    network: nn.Module, onnx_network: OnnxNetwork, size: Sequence[int], seed: int = 0
+) -> dict[str, float]:
+    """Max abs difference of logits and probabilities between PyTorch and ONNX on a fixed random batch."""
+    generator = torch.Generator().manual_seed(seed)
+    batch = torch.rand(2, 3, *size, generator=generator)
+    with torch.inference_mode():
+        expected = network(batch).float()
+    got = onnx_network(batch).float()
+    return {
+        "logits": float((expected - got).abs().max()),
+        "probability": float((torch.sigmoid(expected) - torch.sigmoid(got)).abs().max()),
+    }
+
+
+def calibration_photos(folder: Path, limit: int = 16) -> list[Path]:
+    """Up to ``limit`` photos from ``folder`` (recursively, sorted) for int8 calibration."""
+    from vessel_lightning.data.images import IMAGE_EXTENSIONS
+
+    found = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    return found[:limit]
+
+
+def _calibration_batches(photos: Sequence[Path], size: Sequence[int]) -> Iterator[np.ndarray]:
+    from vessel_lightning.data.images import read_rgb, resize_image
+
+    for photo in photos:
+        small = resize_image(read_rgb(photo), (int(size[0]), int(size[1])))
+        yield (small.transpose(2, 0, 1)[None].astype(np.float32) / 255.0).copy()
+
+
+def quantize_int8(fp32_path: Path, int8_path: Path, photos: Sequence[Path], size: Sequence[int]) -> None:
+    """Static QDQ int8 quantization (uint8 activations, int8 per-channel weights) calibrated on ``photos``."""
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class _Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.batches = _calibration_batches(photos, size)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            batch = next(self.batches, None)
+            return None if batch is None else {"image": batch}
+
+    prepared = int8_path.with_name(f"{int8_path.stem}.pre.{os.getpid()}.onnx")
+    temporary = int8_path.with_name(f"{int8_path.name}.{os.getpid()}.tmp")
+    try:
+        quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
+        quantize_static(
+            str(prepared),
+            str(temporary),
+            _Reader(),
+            quant_format=QuantFormat.QDQ,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            calibrate_method=CalibrationMethod.MinMax,
+        )
+        os.replace(temporary, int8_path)
+    finally:
+        for leftover in (prepared, temporary):
+            leftover.unlink(missing_ok=True)
+
+
+def _fp32_onnx(
+    network: nn.Module, contract: ModelContract, folder: Path, threads: int | None
+) -> tuple[OnnxNetwork, dict[str, Any]]:
+    """The checked fp32 ONNX model of ``folder``: exported and compared on first use, reused afterwards."""
+    path = folder / "model.onnx"
+    meta = _read_meta(folder)
+    record = meta.get("fp32", {})
+    if path.is_file() and record.get("sha256") == _sha256(path) and record.get("checked"):
+        return OnnxNetwork(path, threads), record | {"cached": True}
+    folder.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    try:
+        export_onnx(network, path, contract.size)
+    except Exception as exc:
+        raise BackendError(f"ONNX export failed: {type(exc).__name__}: {str(exc).splitlines()[0]}") from exc
+    seconds = time.perf_counter() - start
+    onnx_network = OnnxNetwork(path, threads)
+    diff = compare(network, onnx_network, contract.size)
+    if max(diff.values()) > FP32_TOLERANCE:
+        path.unlink(missing_ok=True)
+        raise BackendError(f"ONNX export differs from PyTorch by {diff} (> {FP32_TOLERANCE}); not used")
+    record = {
+        "sha256": _sha256(path),
+        "checked": True,
+        "max_abs_diff": diff,
+        "export_seconds": round(seconds, 2),
+    }
+    _write_meta(folder, _read_meta(folder) | {"fp32": record})
+    return onnx_network, record | {"cached": False}
+
+
+def build_backend(
+    backend: str,
+    network: nn.Module,
+    contract: ModelContract,
+    info: ModelInfo,
+    *,
+    tracking_uri: str = "",
+    cache_dir: Path | None = None,
+    calibration_dir: Path | None = None,
+    threads: int | None = None,
+) -> BackendResult:
+    """The network for ``backend`` (``torch``, ``onnx`` or ``onnx-int8``); raises :class:`BackendError`."""
+    if backend not in BACKENDS:
+        raise BackendError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if backend == "torch":
+        return BackendResult(network.eval(), "torch")
+    folder = cache_folder(cache_dir or default_cache_dir(), info, tracking_uri)
+    fp32, record = _fp32_onnx(network.eval(), contract, folder, threads)
+    details = {"onnx_path": str(fp32.path), "fp32": record}
+    if backend == "onnx":
+        return BackendResult(fp32, "onnx", details)
+    if calibration_dir is None or not Path(calibration_dir).is_dir():
+        raise BackendError(
+            "onnx-int8 needs calibration photos: set VESSEL_CALIBRATION_DIR to a folder of photos"
+        )
+    photos = calibration_photos(Path(calibration_dir))
+    if not photos:
+        raise BackendError(f"no calibration photos found in {calibration_dir}")
+    calibration_id = hashlib.sha256(
+        json.dumps([(p.name, p.stat().st_size) for p in photos]).encode()
+    ).hexdigest()[:12]
+    int8_path = folder / f"model.int8-{calibration_id}.onnx"
+    int8_record = _read_meta(folder).get(int8_path.name, {})
+    cached = int8_path.is_file() and int8_record.get("sha256") == _sha256(int8_path)
+    if not cached:
+        start = time.perf_counter()
+        try:
+            quantize_int8(folder / "model.onnx", int8_path, photos, contract.size)
+        except Exception as exc:
+            raise BackendError(f"int8 quantization failed: {type(exc).__name__}: {exc}") from exc
+        int8_record = {
+            "sha256": _sha256(int8_path),
+            "calibration_photos": len(photos),
+            "quantize_seconds": round(time.perf_counter() - start, 2),
+        }
+        _write_meta(folder, _read_meta(folder) | {int8_path.name: int8_record})
+    int8 = OnnxNetwork(int8_path, threads)
+    int8_record = int8_record | {
+        "cached": cached,
+        "max_abs_diff_vs_torch": compare(network, int8, contract.size),
+    }
+    return BackendResult(int8, "onnx-int8", details | {"onnx_path": str(int8_path), "int8": int8_record})

@@ -1,0 +1,203 @@
+"""Loads the served model, follows its registry alias and swaps versions without failing a request.
+
+A request takes the current :class:`LoadedModel` once and uses it to the end; a reload builds the next model
+completely (load, ONNX export and check) beside the old one and then replaces one reference, so in-flight and
+concurrent requests never see a half-loaded model. The old model is freed when its last request finishes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from app.backends import BackendError, build_backend
+from app.settings import Settings
+from vessel_lightning.inference.predictor import Predictor
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """One ready-to-serve model version: its predictor, backend and what ``GET /model`` reports."""
+
+    predictor: Predictor
+    backend: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    backend_details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def version(self) -> str:
+        """The registry version, or ``""`` for a model loaded from a run or a folder."""
+        return self.predictor.info.version or ""
+
+    def describe(self) -> dict[str, Any]:
+        """The ``GET /model`` JSON."""
+        info = self.predictor.info
+        return {
+            "name": info.name,
+            "version": info.version,
+            "alias": info.alias,
+            "uri": info.uri,
+            "run_id": info.run_id,
+            "backend": self.backend,
+            "backend_details": self.backend_details,
+            "load_seconds": info.load_seconds,
+            "metrics": self.metrics,
+            "contract": self.predictor.contract.to_dict(),
+        }
+
+    def summary(self) -> dict[str, Any]:
+        """Name, version and alias (for ``/health``)."""
+        info = self.predictor.info
+        return {"name": info.name, "version": info.version, "alias": info.alias}
+
+
+def parse_alias_uri(model_uri: str) -> tuple[str, str] | None:
+    """``(name, alias)`` of a ``models:/name@alias`` URI, None for any other kind of URI."""
+    if not model_uri.startswith("models:/"):
+        return None
+    name, sep, alias = model_uri[len("models:/") :].partition("@")
+    return (name, alias) if sep and name and alias else None
+
+
+def _run_metrics(run_id: str | None, tracking_uri: str) -> dict[str, float]:
+    if not run_id:
+        return {}
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    try:
+        return dict(MlflowClient(tracking_uri or None).get_run(run_id).data.metrics)
+    except MlflowException:
+        return {}
+
+
+class ModelManager:
+    """Owns the current model: loads it in the background, polls the alias, reloads on demand.
+
+    ``current`` is None until the first load succeeds; ``error`` holds the last load failure (one line).
+    """
+
+    def __init__(self, settings: Settings, loader: Callable[[str], Predictor] | None = None) -> None:
+        self.settings = settings
+        self.current: LoadedModel | None = None
+        self.error: str | None = None
+        self.loading = False
+        self._loader = loader or Predictor.from_uri
+        self._reload_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.tracking_uri = ""
+
+    def start(self) -> None:
+        """Connect to the tracking store and load in a background thread that then polls the alias."""
+        self._thread = threading.Thread(target=self._run, name="model-manager", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop polling (a load in progress finishes in its daemon thread)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        """Block until a model is loaded; returns whether one is."""
+        return self._ready.wait(timeout)
+
+    def _run(self) -> None:
+        interval = self.settings.reload_interval_s
+        self._try_reload()
+        # Until a model is loaded, retry even when polling is off, so a store that appears later is picked up.
+        while not self._stop.wait(interval if interval > 0 else 5.0):
+            if interval > 0 or self.current is None:
+                self._try_reload()
+
+    def _try_reload(self) -> None:
+        try:
+            self.reload()
+        except Exception as exc:  # a poller must survive store hiccups; the error is shown by /ready
+            log.warning("model load failed: %s", self.error or exc)
+
+    def _connect(self) -> None:
+        if not self.tracking_uri:
+            from vessel_lightning.registry import connect
+
+            self.tracking_uri = connect(self.settings.tracking_uri)
+
+    def resolve(self) -> str | None:
+        """The version the configured alias points at now (None when the URI is not an alias)."""
+        parsed = parse_alias_uri(self.settings.model_uri)
+        if parsed is None:
+            return None
+        from mlflow.tracking import MlflowClient
+
+        return str(MlflowClient(self.tracking_uri or None).get_model_version_by_alias(*parsed).version)
+
+    def reload(self, force: bool = False) -> LoadedModel:
+        """Load the alias's version if it moved (or ``force``); swap it in; return the current model.
+
+        Raises the load error (also kept in ``error``); the previous model, if any, keeps serving.
+        """
+        with self._reload_lock:
+            try:
+                self._connect()
+                version = self.resolve()
+                current = self.current
+                if current is not None and not force and version is not None and version == current.version:
+                    return current
+                self.loading = True
+                loaded = self._load(version)
+            except Exception as exc:
+                self.error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                raise
+            finally:
+                self.loading = False
+            previous, self.current, self.error = self.current, loaded, None
+            self._ready.set()
+            log.info(
+                "serving %s version %s (%s backend, was %s)",
+                loaded.predictor.info.name,
+                loaded.version,
+                loaded.backend,
+                previous.version if previous else "none",
+            )
+            return loaded
+
+    def _load(self, version: str | None) -> LoadedModel:
+        uri = self.settings.model_uri
+        parsed = parse_alias_uri(uri)
+        # Load the resolved version, not the alias, so a move during the load cannot mix two versions.
+        source = f"models:/{parsed[0]}/{version}" if parsed and version else uri
+        start = time.perf_counter()
+        predictor = self._loader(source)
+        info = predictor.info
+        if parsed:
+            info = dataclasses.replace(info, uri=uri, name=parsed[0], alias=parsed[1])
+        try:
+            result = build_backend(
+                self.settings.backend,
+                predictor.network,
+                predictor.contract,
+                info,
+                tracking_uri=self.tracking_uri,
+                cache_dir=self.settings.cache_dir,
+                calibration_dir=self.settings.calibration_dir,
+                threads=self.settings.threads,
+            )
+            network, backend, details = result.network, result.backend, result.details
+        except BackendError as exc:
+            if not self.settings.fallback_to_torch:
+                raise
+            log.warning("backend %s unavailable, serving with torch: %s", self.settings.backend, exc)
+            network, backend, details = predictor.network, "torch", {"fallback_reason": str(exc)}
+        info = dataclasses.replace(info, load_seconds=round(time.perf_counter() - start, 3))
+        served = Predictor(network, predictor.contract, info=info)
+        metrics = predictor.contract.metrics | _run_metrics(info.run_id, self.tracking_uri)
+        return LoadedModel(served, backend, metrics, details)

@@ -1,0 +1,352 @@
+"""The HTTP API (FastAPI): health, readiness, model info, prediction and reload, plus the static UI at ``/``.
+
+Decoding, inference and PNG encoding run in a bounded thread pool, so the event loop keeps answering
+``/health`` under full load; requests beyond the queue limit get 503 instead of piling up memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hmac
+import io
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from typing import Any
+
+import numpy as np
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from PIL import Image
+from starlette.datastructures import UploadFile
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.backends import BACKENDS
+from app.decode import DecodeError, decode_image
+from app.model_manager import LoadedModel, ModelManager
+from app.settings import Settings, SettingsError
+from vessel_lightning.inference.predictor import probability_png_values, served_mask
+
+FORMATS = ("probability", "mask", "json")
+API_KEY_HEADER = "X-API-Key"
+MODEL_HEADERS = ("X-Model-Version", "X-Model-Name", "X-Inference-Time-Ms")
+
+log = logging.getLogger("vessel_serve")
+
+
+class BodyTooLarge(Exception):
+    """The request body passed the upload limit while it was being read."""
+
+
+class BodyLimitMiddleware:
+    """Rejects request bodies over ``max_bytes``: by Content-Length before reading, else while streaming."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            response = _error(413, self._message())
+            await response(scope, receive, send)
+            return
+        seen = 0
+
+        async def limited_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:
+                raise BodyTooLarge(self._message())
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+    def _message(self) -> str:
+        return f"request body too large (limit {self.max_bytes / 1024 / 1024:g} MB)"
+
+
+class InferencePool:
+    """A fixed number of worker threads with a bounded queue; :meth:`run` raises 503 when it is full."""
+
+    def __init__(self, workers: int, max_queue: int) -> None:
+        self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="inference")
+        self.max_pending = workers + max_queue
+        self.pending = 0
+        self._lock = threading.Lock()
+
+    async def run(self, function: Any, *args: Any) -> Any:
+        """Run ``function(*args)`` in a worker and await its result."""
+        with self._lock:
+            if self.pending >= self.max_pending:
+                raise HTTPException(503, "server busy: too many predictions queued, retry shortly")
+            self.pending += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self.executor, function, *args)
+        finally:
+            with self._lock:
+                self.pending -= 1
+
+    def shutdown(self) -> None:
+        """Stop the workers once queued work is done."""
+        self.executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"detail": message}, status_code=status, headers=headers)
+
+
+def _png(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    # Fast zlib level: probability maps barely compress, and encoding must not dominate large images.
+    Image.fromarray(array, mode="L").save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
+
+
+def run_prediction(
+    model: LoadedModel, data: bytes, max_pixels: int, output: str, threshold: float
+) -> tuple[bytes, str, float]:
+    """Decode, predict and encode one upload; returns the body, its media type and the model time in ms."""
+    rgb = decode_image(data, max_pixels)
+    start = time.perf_counter()
+    prob = model.predictor.predict_proba(rgb)
+    inference_ms = (time.perf_counter() - start) * 1000
+    if output == "probability":
+        return _png(probability_png_values(prob)), "image/png", inference_ms
+    mask = served_mask(prob, threshold)
+    if output == "mask":
+        return _png(mask.astype(np.uint8) * 255), "image/png", inference_ms
+    body = {
+        "width": int(rgb.shape[1]),
+        "height": int(rgb.shape[0]),
+        "threshold": threshold,
+        "vessel_fraction": float(mask.mean()),
+        "model_version": model.version,
+    }
+    return json.dumps(body).encode(), "application/json", inference_ms
+
+
+def _parse_query(request: Request, model_threshold: float | None) -> tuple[str, float | None]:
+    output = request.query_params.get("format", "probability")
+    if output not in FORMATS:
+        raise HTTPException(422, f"unknown format {output!r}: use one of {', '.join(FORMATS)}")
+    raw = request.query_params.get("threshold")
+    if raw is None:
+        return output, model_threshold
+    try:
+        threshold = float(raw)
+    except ValueError:
+        raise HTTPException(422, f"threshold {raw!r} is not a number") from None
+    if not 0.0 <= threshold <= 1.0:  # also rejects nan
+        raise HTTPException(422, f"threshold {raw} is outside [0, 1]")
+    return output, threshold
+
+
+def create_app(settings: Settings | None = None, manager: ModelManager | None = None) -> FastAPI:
+    """The FastAPI application; the model loads in the background once the app starts (lifespan)."""
+    settings = settings or Settings.from_env()
+    manager = manager or ModelManager(settings)
+    pool = InferencePool(settings.workers, settings.max_queue)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        manager.start()
+        try:
+            yield
+        finally:
+            manager.stop()
+            pool.shutdown()
+
+    app = FastAPI(
+        title="vessel-lightning", summary="Blood-vessel segmentation of eye photographs", lifespan=lifespan
+    )
+    app.state.settings, app.state.manager, app.state.pool = settings, manager, pool
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return _error(422, f"invalid request: {where} {first.get('msg', '')}".strip())
+
+    @app.exception_handler(BodyTooLarge)
+    async def _too_large(_request: Request, exc: BodyTooLarge) -> JSONResponse:
+        return _error(413, str(exc))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error")
+        return _error(500, f"internal error: {type(exc).__name__}")
+
+    def require_api_key(request: Request) -> None:
+        if settings.api_key is None:
+            return
+        given = request.headers.get(API_KEY_HEADER, "")
+        if not hmac.compare_digest(given.encode(), settings.api_key.encode()):
+            raise HTTPException(401, f"missing or wrong API key (send it in the {API_KEY_HEADER} header)")
+
+    def loaded_model() -> LoadedModel:
+        model = manager.current
+        if model is None:
+            reason = "the model is still loading" if manager.error is None else f"no model: {manager.error}"
+            raise HTTPException(503, reason, headers={"Retry-After": "5"})
+        return model
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        """Liveness: answers while the model loads and under load."""
+        model = manager.current
+        return {"status": "ok", "ready": model is not None, "model": model.summary() if model else None}
+
+    @app.get("/ready")
+    async def ready() -> JSONResponse:
+        """200 when a model is loaded, else 503 with the reason."""
+        model = manager.current
+        if model is None:
+            detail = "the model is still loading" if manager.error is None else f"no model: {manager.error}"
+            return JSONResponse({"ready": False, "detail": detail, "error": manager.error}, status_code=503)
+        return JSONResponse({"ready": True, "model": model.summary()})
+
+    @app.get("/model")
+    async def model_info() -> dict[str, Any]:
+        """Name, version, alias, run id, backend, load time, metrics and contract of the served model."""
+        return loaded_model().describe()
+
+    @app.post("/model/reload", dependencies=[Depends(require_api_key)])
+    async def reload_model() -> dict[str, Any]:
+        """Re-resolve the alias now and load its version if it moved; returns the ``/model`` JSON."""
+        try:
+            model = await asyncio.to_thread(manager.reload)
+        except Exception as exc:
+            raise HTTPException(503, f"reload failed: {manager.error or exc}") from exc
+        return model.describe()
+
+    @app.post("/predict", dependencies=[Depends(require_api_key)])
+    async def predict(request: Request) -> Response:
+        """Vessel probability PNG (default), binary mask PNG or JSON summary of the uploaded photo."""
+        output, threshold = _parse_query(request, None)
+        model = loaded_model()  # one model for the whole request, whatever a reload does meanwhile
+        threshold = model.predictor.threshold if threshold is None else threshold
+        upload = await _read_upload(request)
+        try:
+            body, media_type, inference_ms = await pool.run(
+                run_prediction, model, upload, settings.max_pixels, output, threshold
+            )
+        except DecodeError as exc:
+            raise HTTPException(exc.status, exc.message) from None
+        headers = {
+            "X-Model-Version": model.version,
+            "X-Model-Name": model.predictor.info.name or "",
+            "X-Inference-Time-Ms": f"{inference_ms:.1f}",
+            "Cache-Control": "no-store",
+        }
+        return Response(body, media_type=media_type, headers=headers)
+
+    if settings.cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["*"],
+            expose_headers=list(MODEL_HEADERS),
+        )
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)
+    _mount_ui(app, settings)
+    return app
+
+
+async def _read_upload(request: Request) -> bytes:
+    """The bytes of multipart field ``file`` (400 when absent); the client's file name is never used."""
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise HTTPException(400, "no file: send the image as multipart/form-data field 'file'")
+    form = await request.form(max_files=2, max_fields=8)
+    try:
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise HTTPException(400, "no file: send the image as multipart/form-data field 'file'")
+        return await upload.read()
+    finally:
+        await form.close()
+
+
+def _mount_ui(app: FastAPI, settings: Settings) -> None:
+    """Serve the static UI export at ``/`` after the API routes, or a note at ``/`` when it is not built."""
+    if (settings.ui_dir / "index.html").is_file():
+        from fastapi.staticfiles import StaticFiles
+
+        app.mount("/", StaticFiles(directory=settings.ui_dir, html=True), name="ui")
+        return
+
+    @app.get("/", include_in_schema=False)
+    async def ui_missing() -> dict[str, Any]:
+        return {
+            "status": "ok",
+            "ui": "not built",
+            "detail": "The web UI is not built (build ui/ into ui/out or set VESSEL_UI_DIR). "
+            "The API answers at /health, /ready, /model, /predict and /docs.",
+        }
+
+
+def parse_args(argv: Sequence[str] | None, settings: Settings) -> Settings:
+    """Apply ``vessel-serve`` flags on top of ``settings`` (from the environment)."""
+    import dataclasses
+
+    parser = argparse.ArgumentParser(
+        prog="vessel-serve", description="Serve the registered vessel model over HTTP."
+    )
+    parser.add_argument(
+        "--host", default=settings.host, help=f"bind address (VESSEL_HOST, default {settings.host})"
+    )
+    parser.add_argument(
+        "--port", type=int, default=settings.port, help=f"port (VESSEL_PORT, default {settings.port})"
+    )
+    parser.add_argument("--model-uri", default=settings.model_uri, help="VESSEL_MODEL_URI")
+    parser.add_argument("--backend", choices=BACKENDS, default=settings.backend, help="VESSEL_BACKEND")
+    parser.add_argument("--tracking-uri", default=settings.tracking_uri, help="MLFLOW_TRACKING_URI")
+    args = parser.parse_args(argv)
+    return dataclasses.replace(
+        settings,
+        host=args.host,
+        port=args.port,
+        model_uri=args.model_uri,
+        backend=args.backend,
+        tracking_uri=args.tracking_uri,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``vessel-serve``: run the API (and the UI when built) with uvicorn until interrupted."""
+    import uvicorn
+
+    try:
+        settings = parse_args(argv, Settings.from_env())
+    except SettingsError as exc:
+        print(f"error: {exc}", flush=True)
+        return 2
+    if settings.backend not in BACKENDS:
+        print(f"error: VESSEL_BACKEND={settings.backend!r}: choose one of {', '.join(BACKENDS)}", flush=True)
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if settings.threads:
+        import torch
+
+        torch.set_num_threads(settings.threads)
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info", workers=1)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

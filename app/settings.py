@@ -1,0 +1,85 @@
+"""The service's knobs: environment variables (``VESSEL_*``, ``MLFLOW_TRACKING_URI``), overridden by CLI flags."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from vessel_lightning.registry import DEFAULT_ALIAS, DEFAULT_MODEL_NAME
+
+DEFAULT_MODEL_URI = f"models:/{DEFAULT_MODEL_NAME}@{DEFAULT_ALIAS}"
+# The Next.js static export, when built in the repository; VESSEL_UI_DIR points elsewhere.
+DEFAULT_UI_DIR = Path(__file__).resolve().parents[1] / "ui" / "out"
+
+
+class SettingsError(ValueError):
+    """An environment variable or flag with an unusable value; the message names it."""
+
+
+def _env_number(name: str, default: float, kind: type = float, minimum: float = 0) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = kind(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name}={raw!r} is not a {kind.__name__}") from exc
+    if value < minimum:
+        raise SettingsError(f"{name}={raw!r} must be ≥ {minimum}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything ``create_app`` needs; :meth:`from_env` reads the environment."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    model_uri: str = DEFAULT_MODEL_URI
+    tracking_uri: str | None = None  # None: $MLFLOW_TRACKING_URI or the embedded store
+    api_key: str | None = None
+    max_upload_mb: float = 20.0
+    max_pixels: int = 50_000_000  # a 24 MP fundus camera fits twice; HRF is 8 MP
+    reload_interval_s: float = 30.0  # 0 disables polling (POST /model/reload still works)
+    backend: str = "onnx"
+    cors_origins: tuple[str, ...] = ()
+    ui_dir: Path = DEFAULT_UI_DIR
+    workers: int = 1  # inference threads; each already uses every core (torch / ONNX Runtime intra-op)
+    max_queue: int = 64  # requests waiting for a worker before /predict answers 503
+    threads: int | None = None  # intra-op threads; None: all cores
+    cache_dir: Path | None = None  # ONNX cache; None: $VESSEL_CACHE_DIR or ~/.cache/vessel-lightning/onnx
+    calibration_dir: Path | None = None  # photos for onnx-int8 calibration
+    fallback_to_torch: bool = True  # an ONNX backend that cannot be built falls back to PyTorch
+
+    @property
+    def max_upload_bytes(self) -> int:
+        """The request body limit in bytes."""
+        return int(self.max_upload_mb * 1024 * 1024)
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        """Settings from ``VESSEL_*`` variables and ``MLFLOW_TRACKING_URI``; raises :class:`SettingsError`."""
+        env = os.environ.get
+        cors = tuple(o.strip() for o in env("VESSEL_CORS_ORIGINS", "").split(",") if o.strip())
+        threads = int(_env_number("VESSEL_THREADS", 0, int))
+        cache = env("VESSEL_CACHE_DIR")
+        calibration = env("VESSEL_CALIBRATION_DIR")
+        return cls(
+            host=env("VESSEL_HOST", cls.host),
+            port=int(_env_number("VESSEL_PORT", cls.port, int, 0)),
+            model_uri=env("VESSEL_MODEL_URI", "") or DEFAULT_MODEL_URI,
+            tracking_uri=env("MLFLOW_TRACKING_URI") or None,
+            api_key=env("VESSEL_API_KEY") or None,
+            max_upload_mb=_env_number("VESSEL_MAX_UPLOAD_MB", cls.max_upload_mb, float, 0.001),
+            max_pixels=int(_env_number("VESSEL_MAX_PIXELS", cls.max_pixels, int, 1)),
+            reload_interval_s=_env_number("VESSEL_RELOAD_INTERVAL_S", cls.reload_interval_s),
+            backend=env("VESSEL_BACKEND", "") or cls.backend,
+            cors_origins=cors,
+            ui_dir=Path(env("VESSEL_UI_DIR", "") or DEFAULT_UI_DIR),
+            workers=int(_env_number("VESSEL_WORKERS", cls.workers, int, 1)),
+            max_queue=int(_env_number("VESSEL_MAX_QUEUE", cls.max_queue, int, 1)),
+            threads=threads or None,
+            cache_dir=Path(cache).expanduser() if cache else None,
+            calibration_dir=Path(calibration).expanduser() if calibration else None,
+        )

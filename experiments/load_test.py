@@ -1,0 +1,207 @@
+"""Bounded load test of ``vessel-serve`` on loopback: 1, 4 and 16 concurrent clients, each stage timed.
+
+Starts the server itself (``python -m app.server`` on a free 127.0.0.1 port; a temporary random-weight B0 store
+unless ``--tracking-uri`` is given), posts a 512×512 PNG from N client threads with keep-alive connections for
+``--seconds`` per stage, and reports requests/s, p50/p99 latency, errors, the slowest ``/health`` seen under
+load, and the server's RSS against the number of requests served. Stops the server when done.
+
+    python experiments/load_test.py --seconds 60 --backend onnx
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_serve import synthetic_png, temporary_registry  # a sibling script, not a package
+
+REPO = Path(__file__).resolve().parents[1]
+HOST = "127.0.0.1"  # loopback only, by design
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        return probe.getsockname()[1]
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of ``pid`` in MB (Linux /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """The ``fraction`` quantile (nearest rank)."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))] if ordered else float("nan")
+
+
+def start_server(args: argparse.Namespace, tracking_uri: str, port: int, log_path: Path) -> subprocess.Popen:
+    """The server process in its own session (so the whole group can be stopped); waits for /ready."""
+    env = os.environ | {
+        "MLFLOW_TRACKING_URI": tracking_uri,
+        "VESSEL_HOST": HOST,
+        "VESSEL_PORT": str(port),
+        "VESSEL_BACKEND": args.backend,
+        "VESSEL_MODEL_URI": args.model_uri,
+        "VESSEL_RELOAD_INTERVAL_S": "0",
+    }
+    if args.calibration_dir:
+        env["VESSEL_CALIBRATION_DIR"] = str(args.calibration_dir)
+    log = log_path.open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app.server"],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError("server exited:\n" + log_path.read_text()[-3000:])
+        try:
+            connection = http.client.HTTPConnection(HOST, port, timeout=2)
+            connection.request("GET", "/ready")
+            if connection.getresponse().status == 200:
+                return process
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError("server not ready in 600 s")
+
+
+def run_stage(
+    port: int, pid: int, clients: int, seconds: float, body: bytes, content_type: str
+) -> dict[str, object]:
+    """``clients`` threads posting ``body`` for ``seconds``; latencies, errors, /health and RSS samples."""
+    latencies: list[float] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+    stop_at = time.monotonic() + seconds
+
+    def client() -> None:
+        connection = http.client.HTTPConnection(HOST, port, timeout=120)
+        while time.monotonic() < stop_at:
+            start = time.perf_counter()
+            try:
+                connection.request("POST", "/predict", body=body, headers={"Content-Type": content_type})
+                response = connection.getresponse()
+                response.read()
+                ok = response.status == 200
+                error = f"HTTP {response.status}"
+            except OSError as exc:
+                ok, error = False, type(exc).__name__
+                connection.close()
+                connection = http.client.HTTPConnection(HOST, port, timeout=120)
+            with lock:
+                (latencies.append((time.perf_counter() - start) * 1000) if ok else errors.append(error))
+        connection.close()
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    rss_start = rss_mb(pid)
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    health_ms: list[float] = []
+    while any(t.is_alive() for t in threads):
+        start = time.perf_counter()
+        connection = http.client.HTTPConnection(HOST, port, timeout=30)
+        connection.request("GET", "/health")
+        connection.getresponse().read()
+        connection.close()
+        health_ms.append((time.perf_counter() - start) * 1000)
+        time.sleep(0.5)
+    elapsed = time.monotonic() - started
+    return {
+        "clients": clients,
+        "seconds": round(elapsed, 1),
+        "requests": len(latencies),
+        "errors": len(errors),
+        "error_kinds": sorted(set(errors)),
+        "requests_per_s": round(len(latencies) / elapsed, 2),
+        "p50_ms": round(statistics.median(latencies), 1) if latencies else None,
+        "p99_ms": round(percentile(latencies, 0.99), 1),
+        "health_max_ms": round(max(health_ms), 1) if health_ms else None,
+        "rss_mb_start": round(rss_start, 1),
+        "rss_mb_end": round(rss_mb(pid), 1),
+    }
+
+
+def main() -> None:
+    """Run the stages and print one JSON line per stage plus a summary."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=float, default=60.0, help="duration of each stage (default 60)")
+    parser.add_argument("--clients", default="1,4,16", help="comma-separated concurrency levels")
+    parser.add_argument("--backend", default="onnx", choices=("torch", "onnx", "onnx-int8"))
+    parser.add_argument("--tracking-uri", help="store with the model (default: a temporary random B0)")
+    parser.add_argument("--model-uri", default="models:/vessel-unet@champion")
+    parser.add_argument("--calibration-dir", type=Path)
+    parser.add_argument("--size", type=int, default=512, help="side of the square test PNG")
+    parser.add_argument("--out", type=Path, help="write the results as JSON here")
+    args = parser.parse_args()
+    boundary = uuid.uuid4().hex
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="eye.png"\r\n'
+            "Content-Type: image/png\r\n\r\n"
+        ).encode()
+        + synthetic_png(args.size, args.size)
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    content_type = f"multipart/form-data; boundary={boundary}"
+    with tempfile.TemporaryDirectory() as scratch:
+        tracking_uri = args.tracking_uri or temporary_registry(Path(scratch))
+        port = free_port()
+        process = start_server(args, tracking_uri, port, Path(scratch) / "server.log")
+        stages = []
+        try:
+            for clients in (int(c) for c in args.clients.split(",") if c):
+                stages.append(run_stage(port, process.pid, clients, args.seconds, body, content_type))
+                print(json.dumps(stages[-1]), flush=True)
+        finally:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+    total = sum(s["requests"] for s in stages)
+    print(
+        json.dumps(
+            {
+                "backend": args.backend,
+                "total_requests": total,
+                "total_errors": sum(s["errors"] for s in stages),
+                "rss_mb_first": stages[0]["rss_mb_start"] if stages else None,
+                "rss_mb_last": stages[-1]["rss_mb_end"] if stages else None,
+                "cores": os.cpu_count(),
+                "load_average": os.getloadavg(),
+            }
+        )
+    )
+    if args.out:
+        args.out.write_text(json.dumps(stages, indent=2))
+
+
+if __name__ == "__main__":
+    main()
