@@ -1,0 +1,5 @@
+import VesselApp from "@/components/VesselApp";
+
+export default function Home() {
+  return <VesselApp />;
+}

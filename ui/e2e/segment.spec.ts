@@ -1,0 +1,179 @@
+/**
+ * The whole UI against a real vessel-serve (see global-setup.ts): upload a CHASE_DB1 photo, see the overlay, move
+ * the threshold, download the mask and compare it with the API's own `format=mask`, time re-thresholding a
+ * 1624×1232 photo, and refuse a text file. Screenshots and measured timings go to test-results/.
+ *
+ * Env: VESSEL_DATA_DIR (default ../../shared/data from ui/), VESSEL_E2E_URL (set by the global setup).
+ */
+import { readFileSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { expect, type Page, test } from "@playwright/test";
+import { decodePng, firstChannel } from "../src/lib/png";
+import { thresholdMask } from "../src/lib/threshold";
+
+const DATA_DIR = path.resolve(__dirname, "..", process.env.VESSEL_DATA_DIR ?? "../../shared/data");
+const PHOTO = path.join(DATA_DIR, "CHASE_DB1", "images", "Image_01L.jpg");
+
+function baseUrl(): string {
+  const url = process.env.VESSEL_E2E_URL;
+  if (!url) throw new Error("VESSEL_E2E_URL is not set: the global setup did not start a server");
+  return url;
+}
+
+/** Set the threshold slider as a user's input would (React listens to the input event). */
+async function setThreshold(page: Page, value: number): Promise<void> {
+  await page.getByTestId("threshold").evaluate((el, v) => {
+    const input = el as HTMLInputElement;
+    Object.getOwnPropertyDescriptor(HTMLInputElement.prototype, "value")!.set!.call(input, String(v));
+    input.dispatchEvent(new Event("input", { bubbles: true }));
+  }, value);
+  await expect(page.getByTestId("threshold-section")).toHaveAttribute("data-painted-threshold", String(value));
+}
+
+/** Pixels the vessel layer canvas actually shows as vessel (non-transparent), read back from the canvas. */
+function overlayVesselPixels(page: Page): Promise<number> {
+  return page.getByTestId("vessel-layer").evaluate((el) => {
+    const canvas = el as HTMLCanvasElement;
+    const data = canvas.getContext("2d")!.getImageData(0, 0, canvas.width, canvas.height).data;
+    let n = 0;
+    for (let i = 3; i < data.length; i += 4) if (data[i] > 0) n++;
+    return n;
+  });
+}
+
+async function rethresholdMs(page: Page): Promise<number> {
+  return Number(await page.getByTestId("threshold-section").getAttribute("data-rethreshold-ms"));
+}
+
+async function apiPng(page: Page, query: string, photo: Buffer, name: string): Promise<Uint8Array> {
+  const response = await page.request.post(`${baseUrl()}/predict?${query}`, {
+    multipart: { file: { name, mimeType: "image/jpeg", buffer: photo } },
+  });
+  expect(response.status(), await response.text().catch(() => "")).toBe(200);
+  const image = await decodePng(new Uint8Array(await response.body()));
+  return firstChannel(image);
+}
+
+test("segment a CHASE_DB1 photo, re-threshold, download, and refuse a text file", async ({ page }, testInfo) => {
+  const origin = new URL(baseUrl()).origin;
+  const outside: string[] = [];
+  page.on("request", (r) => {
+    const url = r.url();
+    if (!url.startsWith(origin) && !url.startsWith("data:") && !url.startsWith("blob:")) outside.push(url);
+  });
+  const consoleErrors: string[] = [];
+  page.on("console", (m) => m.type() === "error" && consoleErrors.push(m.text()));
+  const photo = readFileSync(PHOTO);
+
+  await page.goto(baseUrl() + "/");
+  await expect(page.getByTestId("model-info")).toContainText(/vessel-unet v\d+/);
+
+  // Keyboard only: the first Tab reaches the picker, Enter opens it; upload a real photo and wait for the overlay.
+  await page.keyboard.press("Tab");
+  await expect(page.getByRole("button", { name: "Choose a photo…" })).toBeFocused();
+  const [chooser] = await Promise.all([page.waitForEvent("filechooser"), page.keyboard.press("Enter")]);
+  await chooser.setFiles(PHOTO);
+  await expect(page.getByTestId("vessel-layer")).toBeVisible();
+  await expect(page.getByTestId("threshold-section")).toHaveAttribute("data-rethreshold-ms", /\d/);
+  await expect(page.getByTestId("threshold-value")).toHaveText("0.50"); // the contract's recommended threshold
+  await expect(page.getByTestId("result-info")).toContainText("999×960");
+
+  // The overlay's vessel pixels fall as the threshold rises, and match the count shown.
+  const counts: Record<string, number> = {};
+  for (const t of [0.3, 0.5, 0.7]) {
+    await setThreshold(page, t);
+    counts[t] = await overlayVesselPixels(page);
+    expect(Number(await page.getByTestId("threshold-section").getAttribute("data-vessel-pixels"))).toBe(counts[t]);
+  }
+  expect(counts[0.3]).toBeGreaterThan(counts[0.5]);
+  expect(counts[0.5]).toBeGreaterThan(counts[0.7]);
+  expect(counts[0.7]).toBeGreaterThan(0);
+
+  // The keyboard moves the slider by one step.
+  await page.getByTestId("threshold").focus();
+  await page.keyboard.press("ArrowLeft");
+  await expect(page.getByTestId("threshold-value")).toHaveText("0.69");
+  await page.keyboard.press("ArrowRight");
+  await expect(page.getByTestId("threshold-value")).toHaveText("0.70");
+
+  // Download the mask at 0.70 and compare it with the API's format=mask at the same threshold.
+  const [download] = await Promise.all([
+    page.waitForEvent("download"),
+    page.getByRole("button", { name: "Mask PNG" }).click(),
+  ]);
+  expect(download.suggestedFilename()).toBe("Image_01L.t0.70.mask.png");
+  const savedMask = testInfo.outputPath("downloaded-mask.png");
+  await download.saveAs(savedMask);
+  const browserMask = await decodePng(new Uint8Array(readFileSync(savedMask)));
+  expect([browserMask.width, browserMask.height, browserMask.channels]).toEqual([999, 960, 1]);
+  const serverMask = await apiPng(page, "format=mask&threshold=0.7", photo, "Image_01L.jpg");
+  let differing = 0;
+  for (let i = 0; i < serverMask.length; i++) if (serverMask[i] !== browserMask.data[i]) differing++;
+  expect(differing, "pixels where the downloaded mask differs from the API's format=mask").toBe(0);
+
+  // Off the 8-bit bin edges too: the server thresholds the same 8-bit values (v / 255 ≥ t), so the
+  // browser's re-thresholding of the probability PNG equals format=mask at every threshold.
+  const probability = await apiPng(page, "format=probability", photo, "Image_01L.jpg");
+  for (const t of [0.55, 0.62]) {
+    const server = await apiPng(page, `format=mask&threshold=${t}`, photo, "Image_01L.jpg");
+    const local = thresholdMask(probability, t);
+    let mismatched = 0;
+    for (let i = 0; i < local.length; i++) if (local[i] !== server[i]) mismatched++;
+    expect(mismatched, `pixels where the browser's mask differs from format=mask at t=${t}`).toBe(0);
+  }
+
+  // The other downloads.
+  for (const [name, suffix] of [["Masked image PNG", ".overlay.png"], ["Outlines SVG", ".vessels.svg"]] as const) {
+    const [file] = await Promise.all([page.waitForEvent("download"), page.getByRole("button", { name }).click()]);
+    expect(file.suggestedFilename()).toBe(`Image_01L.t0.70${suffix}`);
+    await file.saveAs(testInfo.outputPath(`downloaded${suffix}`));
+  }
+  const svg = readFileSync(testInfo.outputPath("downloaded.vessels.svg"), "utf8");
+  expect(svg).toContain('<image id="photo"');
+  expect(svg).toMatch(/<path id="vessels"|<image id="vessels"/);
+
+  await page.screenshot({ path: testInfo.outputPath("overlay.png") });
+  await page.getByRole("radio", { name: "Side by side" }).check();
+  await page.getByRole("group", { name: /arrow keys pan/ }).focus();
+  await page.keyboard.press("1"); // 1:1
+  await expect(page.getByTestId("zoom-level")).toHaveText("100%");
+  await page.screenshot({ path: testInfo.outputPath("side-by-side-1to1.png") });
+  await page.getByRole("radio", { name: "Overlay" }).check();
+
+  // Re-threshold timing on a 1624×1232 photo (the CHASE photo scaled in the browser).
+  const large = await page.evaluate(async (bytes) => {
+    const bitmap = await createImageBitmap(new Blob([new Uint8Array(bytes)], { type: "image/jpeg" }));
+    const canvas = document.createElement("canvas");
+    canvas.width = 1624;
+    canvas.height = 1232;
+    canvas.getContext("2d")!.drawImage(bitmap, 0, 0, 1624, 1232);
+    const blob = await new Promise<Blob>((r) => canvas.toBlob((b) => r(b!), "image/jpeg", 0.92));
+    return [...new Uint8Array(await blob.arrayBuffer())];
+  }, [...photo]);
+  await page.getByTestId("photo-input").setInputFiles({ name: "chase-1624x1232.jpg", mimeType: "image/jpeg", buffer: Buffer.from(large) });
+  await expect(page.getByTestId("result-info")).toContainText("1624×1232");
+  const timings: number[] = [];
+  for (let k = 0; k < 20; k++) {
+    await setThreshold(page, Number((0.3 + 0.02 * k).toFixed(2)));
+    timings.push(await rethresholdMs(page));
+  }
+  timings.sort((a, b) => a - b);
+  const median = timings[timings.length >> 1];
+  const report = `re-threshold 1624×1232 in Chromium: median ${median.toFixed(1)} ms, max ${timings[timings.length - 1].toFixed(1)} ms over ${timings.length} slider moves`;
+  console.log(`[e2e] ${report}`);
+  console.log(`[e2e] ${diagnostics.join("\n[e2e] ")}`);
+  testInfo.annotations.push({ type: "timing", description: report });
+  writeFileSync(testInfo.outputPath("timings.json"), JSON.stringify({ timings, median, diagnostics }, null, 2));
+  expect(median).toBeLessThan(50);
+
+  // A text file is refused in the browser with a clear message ...
+  await page.getByTestId("photo-input").setInputFiles({ name: "notes.txt", mimeType: "text/plain", buffer: Buffer.from("not a photo\n") });
+  await expect(page.getByTestId("error")).toHaveText("notes.txt is a text/plain file. Choose a PNG, JPEG, TIFF, BMP or WebP photo.");
+  // ... and one that only pretends to be a PNG gets the server's own message.
+  await page.getByTestId("photo-input").setInputFiles({ name: "fake.png", mimeType: "image/png", buffer: Buffer.from("still not a photo\n") });
+  await expect(page.getByTestId("error")).toContainText("The server could not segment fake.png (415): not an image");
+  await page.screenshot({ path: testInfo.outputPath("error.png") });
+
+  expect(outside, "requests outside the origin").toEqual([]);
+  expect(consoleErrors.filter((e) => !e.includes("415"))).toEqual([]);
+});
