@@ -1,21 +1,28 @@
-# vessel-lightning: set-up, tests and checks. `make help` lists the targets.
+# vessel-lightning: set-up, the demo, tests and checks. `make help` lists the targets.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+export VESSEL_DATA_DIR ?= $(CURDIR)/data
+export NEXT_TELEMETRY_DISABLED = 1
 
-.PHONY: help install test test-fast lint format clean
+.PHONY: help install ui chromium demo test test-python test-fast ui-test lint format clean
 
 help:
+	@echo "make demo       set everything up, prepare CHASE_DB1, train B0 (~15 min on 2 CPU cores), register and"
+	@echo "                promote it, then serve API + UI on http://$(HOST):$(PORT)  (data: VESSEL_DATA_DIR)"
+	@echo "make test       the whole test suite: Python (pytest) and UI (vitest, Playwright e2e in Chromium)"
 	@echo "make install    create $(VENV) and install the package with its serving and dev extras"
-	@echo "make test       run the whole test suite (installs first); real data via VESSEL_DATA_DIR"
-	@echo "make test-fast  the suite without tests marked slow"
+	@echo "make ui         build the browser UI into ui/out"
+	@echo "make test-fast  Python tests without those marked slow"
 	@echo "make lint       ruff lint and format check"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-# torch + torchvision first, pinned: PyPI's CUDA wheels (CPU-capable) that segmentation-models-pytorch's
+# torch + torchvision first, pinned: PyPI's CUDA wheels (they run on CPU too) that segmentation-models-pytorch's
 # timm dependency imports cleanly beside; everything else is pinned by constraints.txt.
 $(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
 	$(BIN)/pip install --quiet torch==2.14.1 torchvision==0.29.1
@@ -24,8 +31,38 @@ $(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
 
 install: $(VENV)/.installed
 
-test: install
+ui/node_modules/.installed: ui/package-lock.json
+	cd ui && npm ci --no-audit --no-fund
+	touch $@
+
+ui/out/index.html: ui/node_modules/.installed $(shell find ui/app ui/src ui/public -type f 2>/dev/null) ui/next.config.mjs
+	cd ui && npm run build
+
+ui: ui/out/index.html
+
+# The browser for the end-to-end test: Debian's Chromium (nothing downloads a browser).
+chromium:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	  else echo "the UI end-to-end test needs Debian's chromium: sudo apt-get install -y chromium" >&2; exit 1; fi; }
+
+demo: install ui
+	@test -d "$(VESSEL_DATA_DIR)/CHASE_DB1/images" || $(BIN)/vessel-download chase_db1 --data-dir "$(VESSEL_DATA_DIR)"
+	$(BIN)/vessel-train experiment=demo_cpu        # prepares CHASE_DB1 first (tiles mode), then trains
+	$(BIN)/vessel-eval data=chase_db1 split=test output_dir=runs/demo-eval
+	@echo
+	@echo "Browse the runs:  MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/runs/mlflow/mlflow.db --host 127.0.0.1 --port 5000"
+	@echo "Serving API + UI: http://$(HOST):$(PORT)/"
+	$(BIN)/vessel-serve --host $(HOST) --port $(PORT)
+
+test-python: install
 	$(BIN)/pytest
+
+ui-test: install ui chromium
+	cd ui && npm test
+	cd ui && VESSEL_PYTHON=$(CURDIR)/$(BIN)/python npm run test:e2e
+
+test: test-python ui-test
 
 test-fast: install
 	$(BIN)/pytest -m "not slow"
@@ -33,10 +70,14 @@ test-fast: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/hadolint docker/app.Dockerfile docker/train.Dockerfile
+	@if command -v docker-compose >/dev/null; then docker-compose -f docker/compose.yaml --profile train config -q && echo "docker/compose.yaml: valid"; \
+	 elif docker compose version >/dev/null 2>&1; then docker compose -f docker/compose.yaml --profile train config -q && echo "docker/compose.yaml: valid"; \
+	 else echo "docker compose not installed: docker/compose.yaml not validated (apt-get install docker-compose)"; fi
 
 format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache ui/node_modules ui/out ui/.next
