@@ -69,9 +69,13 @@ test("segment a CHASE_DB1 photo, re-threshold, download, and refuse a text file"
   await expect(page.getByTestId("model-info")).toContainText(/vessel-unet v\d+/);
 
   // Keyboard only: the first Tab reaches the picker, Enter opens it; upload a real photo and wait for the overlay.
+  // Listen for the chooser before any key is pressed: Playwright turns on file-chooser interception
+  // asynchronously, and an Enter that wins that race opens a native dialog the test never sees.
+  const chooserOpened = page.waitForEvent("filechooser");
   await page.keyboard.press("Tab");
   await expect(page.getByRole("button", { name: "Choose a photo…" })).toBeFocused();
-  const [chooser] = await Promise.all([page.waitForEvent("filechooser"), page.keyboard.press("Enter")]);
+  await page.keyboard.press("Enter");
+  const chooser = await chooserOpened;
   await chooser.setFiles(PHOTO);
   await expect(page.getByTestId("vessel-layer")).toBeVisible();
   await expect(page.getByTestId("threshold-section")).toHaveAttribute("data-rethreshold-ms", /\d/);
