@@ -19,16 +19,16 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     VESSEL_HOST=0.0.0.0 \
     VESSEL_PORT=8000 \
-    VESSEL_UI_DIR=/opt/vessel/ui/out \
+    VESSEL_UI_DIR=/srv/vessel/ui/out \
     VESSEL_RUNS_DIR=/data/runs
-WORKDIR /opt/vessel
+WORKDIR /srv/vessel
 RUN pip install torch==2.14.1 torchvision==0.29.1
 COPY pyproject.toml constraints.txt README.md ./
 COPY vessel_lightning/ vessel_lightning/
 COPY conf/ conf/
 COPY app/ app/
 RUN pip install -c constraints.txt ".[serve]"
-COPY --from=ui /src/ui/out/ /opt/vessel/ui/out/
+COPY --from=ui /src/ui/out/ /srv/vessel/ui/out/
 RUN useradd --create-home --uid 10001 vessel && mkdir -p /data/runs && chown -R vessel /data
 USER 10001
 EXPOSE 8000

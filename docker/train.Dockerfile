@@ -11,7 +11,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     VESSEL_DATA_DIR=/data \
     VESSEL_RUNS_DIR=/runs \
     HF_HUB_OFFLINE=1
-WORKDIR /opt/vessel
+WORKDIR /srv/vessel
 RUN pip install torch==2.14.1 torchvision==0.29.1
 COPY pyproject.toml constraints.txt README.md ./
 COPY vessel_lightning/ vessel_lightning/
