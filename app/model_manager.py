@@ -17,7 +17,7 @@ from typing import Any
 
 from app.backends import BackendError, build_backend
 from app.settings import Settings
-from vessel_lightning.inference.predictor import Predictor
+from vessel_lightning.inference.predictor import Predictor, alias_version, parse_registry_uri
 
 log = logging.getLogger(__name__)
 
@@ -56,14 +56,6 @@ class LoadedModel:
         """Name, version and alias (for ``/health``)."""
         info = self.predictor.info
         return {"name": info.name, "version": info.version, "alias": info.alias}
-
-
-def parse_alias_uri(model_uri: str) -> tuple[str, str] | None:
-    """``(name, alias)`` of a ``models:/name@alias`` URI, None for any other kind of URI."""
-    if not model_uri.startswith("models:/"):
-        return None
-    name, sep, alias = model_uri[len("models:/") :].partition("@")
-    return (name, alias) if sep and name and alias else None
 
 
 def _run_metrics(run_id: str | None, tracking_uri: str) -> dict[str, float]:
@@ -133,12 +125,8 @@ class ModelManager:
 
     def resolve(self) -> str | None:
         """The version the configured alias points at now (None when the URI is not an alias)."""
-        parsed = parse_alias_uri(self.settings.model_uri)
-        if parsed is None:
-            return None
-        from mlflow.tracking import MlflowClient
-
-        return str(MlflowClient(self.tracking_uri or None).get_model_version_by_alias(*parsed).version)
+        name, _, alias = parse_registry_uri(self.settings.model_uri) or (None, None, None)
+        return alias_version(name, alias, self.tracking_uri or None) if alias else None
 
     def reload(self, force: bool = False) -> LoadedModel:
         """Load the alias's version if it moved (or ``force``); swap it in; return the current model.
@@ -172,14 +160,14 @@ class ModelManager:
 
     def _load(self, version: str | None) -> LoadedModel:
         uri = self.settings.model_uri
-        parsed = parse_alias_uri(uri)
+        name, _, alias = parse_registry_uri(uri) or (None, None, None)
         # Load the resolved version, not the alias, so a move during the load cannot mix two versions.
-        source = f"models:/{parsed[0]}/{version}" if parsed and version else uri
+        source = f"models:/{name}/{version}" if alias and version else uri
         start = time.perf_counter()
         predictor = self._loader(source)
         info = predictor.info
-        if parsed:
-            info = dataclasses.replace(info, uri=uri, name=parsed[0], alias=parsed[1])
+        if alias:
+            info = dataclasses.replace(info, uri=uri, name=name, alias=alias)
         try:
             result = build_backend(
                 self.settings.backend,

@@ -221,3 +221,12 @@ def test_vessel_predict_writes_masks_and_overlays(store: str, network, tmp_path:
     assert np.array_equal(prob, np.round(expected * 255).astype(np.uint8))
     assert np.array_equal(mask == 255, prob / 255.0 >= 0.3)  # the served rule: the 8-bit value thresholded
     assert Image.open(tmp_path / "res" / "p1.overlay.png").size == (64, 64)
+
+
+def test_parse_registry_uri() -> None:
+    from vessel_lightning.inference.predictor import parse_registry_uri
+
+    assert parse_registry_uri("models:/vessel-unet@champion") == ("vessel-unet", None, "champion")
+    assert parse_registry_uri("models:/vessel-unet/3") == ("vessel-unet", "3", None)
+    assert parse_registry_uri("models:/vessel-unet@") is None
+    assert parse_registry_uri("runs:/abc/model") is None

@@ -74,14 +74,9 @@ def load_logged_model(model_uri: str) -> tuple[nn.Module, ModelContract, ModelIn
     info = mlflow.models.get_model_info(model_uri)
     contract = require_contract(info.metadata, model_uri)
     network = mlflow.pytorch.load_model(model_uri, map_location="cpu")
-    name = version = alias = None
-    if model_uri.startswith("models:/"):
-        name, _, ref = model_uri[len("models:/") :].partition("@")
-        if ref:
-            alias = ref
-        else:
-            name, _, version = name.partition("/")
-        version = version or _alias_version(name, alias)
+    name, version, alias = parse_registry_uri(model_uri) or (None, None, None)
+    if alias:
+        version = alias_version(name, alias)
     elapsed = time.perf_counter() - start
     return (
         network.eval(),
@@ -90,12 +85,22 @@ def load_logged_model(model_uri: str) -> tuple[nn.Module, ModelContract, ModelIn
     )
 
 
-def _alias_version(name: str, alias: str | None) -> str | None:
-    if not alias:
+def parse_registry_uri(model_uri: str) -> tuple[str, str | None, str | None] | None:
+    """``(name, version, alias)`` of ``models:/name/version`` or ``models:/name@alias``; None for other URIs."""
+    if not model_uri.startswith("models:/"):
         return None
+    name, sep, alias = model_uri[len("models:/") :].partition("@")
+    if sep:
+        return (name, None, alias) if name and alias else None
+    name, _, version = name.partition("/")
+    return name, version or None, None
+
+
+def alias_version(name: str, alias: str, tracking_uri: str | None = None) -> str:
+    """The version number ``models:/name@alias`` points at now."""
     from mlflow.tracking import MlflowClient
 
-    return str(MlflowClient().get_model_version_by_alias(name, alias).version)
+    return str(MlflowClient(tracking_uri).get_model_version_by_alias(name, alias).version)
 
 
 class Predictor:
