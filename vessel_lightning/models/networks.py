@@ -181,20 +181,40 @@ def build_network(
 ) -> NormalizedSegmenter:
     """Build the segmentation network from plain values.
 
-    Takes the smp architecture name (``unet``, ``unetplusplus``, ...), the encoder name, the encoder weights
-    (``"imagenet"`` or None; read only from ``weights_path`` or the local Hugging Face cache), the momentum for
-    every encoder BatchNorm layer (smp's EfficientNet encoders default to 0.01, which leaves the running
-    statistics unsettled for hundreds of steps; 0.1 is PyTorch's usual value), optional mean/std overrides, and
-    further smp keyword arguments (e.g. ``decoder_channels``). Returns a module mapping float images
-    [N, 3, H, W] in [0, 1] to logits [N, 1, H, W].
+    Takes the architecture (``unet``: smp Unet; ``transunet``: :class:`TransUNet`, the same U-Net with
+    transformer blocks at stride 32; ``unet_plain``: :class:`PlainUNet`, no encoder; any other smp name such as
+    ``unetplusplus``), the encoder name, the encoder weights (``"imagenet"`` or None; read only from
+    ``weights_path`` or the local Hugging Face cache), the momentum for every encoder BatchNorm layer (smp's
+    EfficientNet encoders default to 0.01, which leaves the running statistics unsettled for hundreds of steps;
+    0.1 is PyTorch's usual value), optional mean/std overrides, and the architecture's own keyword arguments
+    (e.g. ``decoder_channels``; ``hidden_size``, ``num_layers``, ``num_heads`` for transunet; ``width``,
+    ``depth`` for unet_plain). Returns a module mapping float images [N, 3, H, W] in [0, 1] to logits
+    [N, 1, H, W].
     """
-    import segmentation_models_pytorch as smp
+    from vessel_lightning.models.architectures import PlainUNet, TransUNet
+
+    if arch == "unet_plain":
+        if encoder_weights is not None or weights_path is not None:
+            raise ValueError(
+                "unet_plain has no pretrained encoder: set model.encoder_weights=null and no weights_path"
+            )
+        model: nn.Module = PlainUNet(classes=1, **kwargs)
+        if bn_momentum is not None:
+            set_batchnorm_momentum(model, bn_momentum)
+        return NormalizedSegmenter(
+            model, mean if mean is not None else IMAGENET_MEAN, std if std is not None else IMAGENET_STD
+        )
 
     weights_file = resolve_encoder_weights(encoder_name, encoder_weights, weights_path)
     # Weights are loaded below from the local file, so smp itself is never asked to download anything.
-    model = smp.create_model(
-        arch, encoder_name=encoder_name, encoder_weights=None, in_channels=3, classes=1, **kwargs
-    )
+    if arch == "transunet":
+        model = TransUNet(encoder_name=encoder_name, classes=1, **kwargs)
+    else:
+        import segmentation_models_pytorch as smp
+
+        model = smp.create_model(
+            arch, encoder_name=encoder_name, encoder_weights=None, in_channels=3, classes=1, **kwargs
+        )
     if weights_file is not None:
         model.encoder.load_state_dict(_load_state_dict_file(weights_file))
     if bn_momentum is not None:

@@ -57,8 +57,19 @@ def resolve_ckpt_path(ckpt_path: str | None, runs_dir: str, task_name: str) -> s
     return str(candidates[0].resolve())
 
 
+def default_run_name(cfg: DictConfig) -> str:
+    """``<arch>-<encoder>`` (``unet-efficientnet-b0``, ``transunet-efficientnet-b3``), or ``unet_plain-w<width>``."""
+    arch = str(OmegaConf.select(cfg, "model.net.arch", default="unet"))
+    encoder = OmegaConf.select(cfg, "model.net.encoder_name", default=None)
+    if encoder is not None:
+        return f"{arch}-{encoder}"
+    width = OmegaConf.select(cfg, "model.net.width", default=None)
+    return f"{arch}-w{width}" if width is not None else arch
+
+
 def _run_tags(cfg: DictConfig) -> dict[str, str]:
     tags = {
+        "arch": str(OmegaConf.select(cfg, "model.net.arch", default="unet")),
         "encoder": str(OmegaConf.select(cfg, "model.net.encoder_name", default="")),
         "dataset": str(OmegaConf.select(cfg, "data.name", default="")),
         "loss": "+".join(OmegaConf.select(cfg, "loss", default={}) or {}),
@@ -80,6 +91,8 @@ def _prepare_mlflow(cfg: DictConfig, run_id: str | None) -> None:
     with open_dict(cfg):
         mlflow_cfg.run_id = run_id
         mlflow_cfg.tags = tags
+        if not mlflow_cfg.get("run_name"):
+            mlflow_cfg.run_name = default_run_name(cfg)
         if "sweep_job" in tags:
             mlflow_cfg.run_name = f"{mlflow_cfg.run_name} #{tags['sweep_job']}"
 
