@@ -50,7 +50,15 @@ class LoadedModel:
             "load_seconds": info.load_seconds,
             "metrics": self.metrics,
             "contract": self.predictor.contract.to_dict(),
+            "inference": self._inference(),
         }
+
+    def _inference(self) -> dict[str, Any]:
+        predictor = self.predictor
+        if predictor.contract.mode == "resize":
+            return {"mode": "resize", "size": list(predictor.contract.size)}
+        window = predictor.window or max(predictor.contract.size)
+        return {"mode": "sliding window", "window": window, "overlap": predictor.overlap}
 
     def summary(self) -> dict[str, Any]:
         """Name, version and alias (for ``/health``)."""
@@ -186,6 +194,6 @@ class ModelManager:
             log.warning("backend %s unavailable, serving with torch: %s", self.settings.backend, exc)
             network, backend, details = predictor.network, "torch", {"fallback_reason": str(exc)}
         info = dataclasses.replace(info, load_seconds=round(time.perf_counter() - start, 3))
-        served = Predictor(network, predictor.contract, info=info)
+        served = Predictor(network, predictor.contract, info=info, window=self.settings.window)
         metrics = predictor.contract.metrics | _run_metrics(info.run_id, self.tracking_uri)
         return LoadedModel(served, backend, metrics, details)

@@ -50,6 +50,7 @@ class Settings:
     threads: int | None = None  # intra-op threads; None: all cores
     cache_dir: Path | None = None  # ONNX cache; None: $VESSEL_CACHE_DIR or ~/.cache/vessel-lightning/onnx
     calibration_dir: Path | None = None  # photos for onnx-int8 calibration
+    window: int | None = 512  # sliding window of tile-trained models; None: the contract's tile size
     fallback_to_torch: bool = True  # an ONNX backend that cannot be built falls back to PyTorch
 
     @property
@@ -65,6 +66,9 @@ class Settings:
         threads = int(_env_number("VESSEL_THREADS", 0, int))
         cache = env("VESSEL_CACHE_DIR")
         calibration = env("VESSEL_CALIBRATION_DIR")
+        window = int(_env_number("VESSEL_WINDOW", cls.window or 0, int))
+        if window % 32:
+            raise SettingsError(f"VESSEL_WINDOW={window} must be a multiple of 32 (0: the model's tile size)")
         return cls(
             host=env("VESSEL_HOST", cls.host),
             port=int(_env_number("VESSEL_PORT", cls.port, int, 0)),
@@ -82,4 +86,5 @@ class Settings:
             threads=threads or None,
             cache_dir=Path(cache).expanduser() if cache else None,
             calibration_dir=Path(calibration).expanduser() if calibration else None,
+            window=window or None,
         )

@@ -23,6 +23,12 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, required=True)
     parser.add_argument("--split", default="test")
     parser.add_argument("--backends", default="torch,onnx,onnx-int8")
+    parser.add_argument(
+        "--window",
+        type=int,
+        default=512,
+        help="sliding window of tile models, as vessel-serve (0: the tile size)",
+    )
     args = parser.parse_args()
 
     from hydra import compose, initialize_config_dir
@@ -43,7 +49,8 @@ def main() -> None:
     train, _ = evaluation_samples(data, "train", contract)
     loaded = [load_sample(s, label_rule=rule) for s in samples]
     print(
-        f"{info.uri} (version {info.version}): {len(samples)} {args.split} images, threshold {contract.threshold}"
+        f"{info.uri} (version {info.version}): {len(samples)} {args.split} images, threshold {contract.threshold}, "
+        f"{contract.mode} {contract.size}, window {args.window or 'tile'}"
     )
     print(f"{'backend':10} {'F1':>8} {'drop':>8} {'s/image':>8}")
     reference = None
@@ -54,7 +61,7 @@ def main() -> None:
             built = build_backend(
                 backend, network, contract, info, tracking_uri=uri, calibration_dir=Path(calibration)
             )
-            predictor = Predictor(built.network, contract)
+            predictor = Predictor(built.network, contract, window=args.window or None)
             counts, seconds = Counts(), []
             for sample in loaded:
                 start = time.perf_counter()

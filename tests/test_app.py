@@ -361,7 +361,9 @@ def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
         "VESSEL_BACKEND": "torch",
         "VESSEL_CORS_ORIGINS": "http://a, http://b",
         "VESSEL_UI_DIR": str(tmp_path),
+        "VESSEL_WINDOW": "768",
     }
+    assert Settings.from_env().window == 512  # the default, before the variables are set
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     settings = Settings.from_env()
@@ -373,7 +375,13 @@ def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     )
     assert settings.max_upload_bytes == 5 * 1024 * 1024 and settings.max_pixels == 1000
     assert settings.reload_interval_s == 2.5 and settings.cors_origins == ("http://a", "http://b")
-    assert settings.ui_dir == tmp_path
+    assert settings.ui_dir == tmp_path and settings.window == 768
+    monkeypatch.setenv("VESSEL_WINDOW", "0")
+    assert Settings.from_env().window is None  # the model's own tile size
+    monkeypatch.setenv("VESSEL_WINDOW", "500")
+    with pytest.raises(SettingsError, match="VESSEL_WINDOW=500 must be a multiple of 32"):
+        Settings.from_env()
+    monkeypatch.setenv("VESSEL_WINDOW", "512")
     monkeypatch.setenv("VESSEL_PORT", "eighty")
     with pytest.raises(SettingsError, match="VESSEL_PORT"):
         Settings.from_env()

@@ -14,7 +14,7 @@ from PIL import Image
 
 from tests.conftest import compose, make_masks_folder
 from vessel_lightning.inference.contract import ContractError, ModelContract
-from vessel_lightning.inference.predictor import Predictor
+from vessel_lightning.inference.predictor import Predictor, window_origins
 from vessel_lightning.registry import best_run, log_network, promote_main, register, runs_main
 from vessel_lightning.store import ensure_experiment
 
@@ -94,6 +94,33 @@ def test_predictor_runs_at_the_contract_size(network) -> None:
         assert seen and all(s[2:] == (64, 64) for s in seen)
     finally:
         hook.remove()
+
+
+def test_tile_predictor_window_trades_calls_for_context(network) -> None:
+    seen: list[tuple[int, ...]] = []
+    hook = network.register_forward_hook(lambda _m, args, _o: seen.append(tuple(args[0].shape)))
+    rgb = np.random.default_rng(1).integers(0, 255, (200, 330, 3), dtype=np.uint8)
+    try:
+        tiles = Predictor(network, _contract(size=(64, 64), mode="tiles"), overlap=0.25, batch_windows=64)
+        small = tiles.predict_proba(rgb)
+        assert [s[2:] for s in seen] == [(64, 64)]
+        assert seen[0][0] == len(window_origins(224, 64, 0.25)) * len(
+            window_origins(352, 64, 0.25)
+        )  # padded to /32
+        seen.clear()
+        wide = Predictor(network, _contract(size=(64, 64), mode="tiles"), overlap=0.25, window=128)
+        assert wide.window_size(200, 330) == (128, 128) and wide.window_size(40, 100) == (64, 128)
+        large = wide.predict_proba(rgb)
+        assert all(s[2:] == (128, 128) for s in seen) and sum(s[0] for s in seen) == 2 * 4
+        assert large.shape == small.shape == (200, 330)
+        # Same network, different context: close, not equal (BatchNorm in eval mode is per-pixel affine).
+        assert 0 < np.abs(large - small).mean() < 0.05
+    finally:
+        hook.remove()
+    with pytest.raises(
+        ValueError, match="window 100 must be a positive multiple of the model's input divisor 32"
+    ):
+        Predictor(network, _contract(size=(64, 64), mode="tiles"), window=100)
 
 
 def test_promote_best_by_picks_the_best_of_three(store: str, network, capsys) -> None:

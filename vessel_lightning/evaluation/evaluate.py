@@ -108,7 +108,11 @@ def evaluate(cfg: Any) -> dict[str, Any]:
     start = time.perf_counter()
     out = Path(str(cfg.output_dir)).expanduser().resolve()
     predictor = Predictor.from_uri(
-        str(cfg.model_uri), tta=bool(cfg.tta), overlap=float(cfg.overlap), device=cfg.device
+        str(cfg.model_uri),
+        tta=bool(cfg.tta),
+        overlap=float(cfg.overlap),
+        window=cfg.get("window"),
+        device=cfg.device,
     )
     contract = predictor.contract
     samples, label_rule = evaluation_samples(cfg.data, str(cfg.split), contract)
@@ -145,6 +149,7 @@ def evaluate(cfg: Any) -> dict[str, Any]:
         "inside_fov": any(s is not None for s in [raw.fov for raw in samples]),
         "prediction": f"{contract.mode} at {contract.size[0]}x{contract.size[1]}",
         "tta": bool(cfg.tta),
+        "window": cfg.get("window"),
         "pooled": "over all pixels of all images unless named per_image",
     }
     summary["model"] = {
@@ -193,7 +198,7 @@ def _log_to_mlflow(cfg: Any, summary: dict[str, Any], out: Path) -> None:
     tags |= {k: str(v) for k, v in (("model_name", model["name"]), ("model_version", model["version"]),
                                     ("source_run_id", model["run_id"])) if v}  # fmt: skip
     with mlflow.start_run(run_name=run_name, tags=tags):
-        mlflow.log_params({"split": cfg.split, "dataset": cfg.data.name, "tta": cfg.tta, "n_images": summary["n_images"],
+        mlflow.log_params({"split": cfg.split, "dataset": cfg.data.name, "tta": cfg.tta, "window": cfg.get("window"), "n_images": summary["n_images"],
                            "threshold": summary["threshold"], "model_uri": model["uri"]})  # fmt: skip
         mlflow.log_metrics(
             {

@@ -107,7 +107,9 @@ class Predictor:
     """Vessel probabilities for RGB photos of any size, following the model's contract.
 
     ``network`` maps float [N, 3, H, W] in [0, 1] to logits [N, 1, H, W]; ``contract`` says how it was trained;
-    ``tta`` averages flips; ``overlap`` is the sliding-window overlap for tile models; ``batch_windows`` how many
+    ``tta`` averages flips; ``overlap`` is the sliding-window overlap for tile models; ``window`` the side of their
+    windows (None: the contract's tile size; larger windows give the fully convolutional network more context and
+    fewer seams for the same pixels; a multiple of the contract's ``input_divisor``); ``batch_windows`` how many
     windows run through the network at once.
     """
 
@@ -119,14 +121,20 @@ class Predictor:
         device: str | torch.device = "cpu",
         tta: bool = False,
         overlap: float = 0.25,
+        window: int | None = None,
         batch_windows: int = 4,
         info: ModelInfo | None = None,
     ) -> None:
+        if window is not None and (window <= 0 or window % contract.input_divisor):
+            raise ValueError(
+                f"window {window} must be a positive multiple of the model's input divisor {contract.input_divisor}"
+            )
         self.device = torch.device(device)
         self.network = network.to(self.device).eval()
         self.contract = contract
         self.tta = tta
         self.overlap = overlap
+        self.window = window
         self.batch_windows = batch_windows
         self.info = info or ModelInfo(uri="<in memory>")
 
@@ -159,9 +167,19 @@ class Predictor:
         mode = "reflect" if pad_h < image.shape[-2] and pad_w < image.shape[-1] else "replicate"
         return F.pad(image, (0, pad_w, 0, pad_h), mode=mode) if pad_h or pad_w else image
 
-    def _sliding_window(self, image: torch.Tensor) -> torch.Tensor:
+    def window_size(self, height: int, width: int) -> tuple[int, int]:
+        """The sliding window (h, w) used on an image of ``height`` × ``width``: the contract's tile, or ``window``
+        cut to the image (rounded up to the divisor) but never below the tile."""
         tile_h, tile_w = self.contract.size
+        if self.window is None:
+            return tile_h, tile_w
+        divisor = self.contract.input_divisor
+        fit_h, fit_w = (math.ceil(n / divisor) * divisor for n in (height, width))
+        return max(tile_h, min(self.window, fit_h)), max(tile_w, min(self.window, fit_w))
+
+    def _sliding_window(self, image: torch.Tensor) -> torch.Tensor:
         _, height, width = image.shape
+        tile_h, tile_w = self.window_size(height, width)
         padded = self._pad(image[None], tile_h, tile_w)[0]
         full_h, full_w = padded.shape[-2:]
         total = torch.zeros(full_h, full_w)
