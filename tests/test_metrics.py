@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
-from vessel_lightning.training.module import (
-    THRESHOLD_BINS,
-    VesselSegmenter,
-    best_threshold,
-    segmentation_metrics,
-    update_in_fov,
-)
+from vessel_lightning.evaluation.metrics import BINS, best_f1_threshold
+from vessel_lightning.training.module import VesselSegmenter, segmentation_metrics, update_in_fov
 
 # One 1×1×3×4 image: probabilities, truth and FOV. Threshold 0.5: vessel where prob > 0.5 (0.5 itself is not).
 PROBS = torch.tensor([[[[0.9, 0.8, 0.2, 0.6], [0.1, 0.5, 0.7, 0.3], [0.95, 0.9, 0.8, 0.99]]]])
@@ -71,11 +67,9 @@ def test_module_validation_logs_fov_metrics_of_its_own_predictions() -> None:
 def test_best_threshold_maximizes_f1_over_histograms() -> None:
     # Vessel probabilities 0.9, 0.8, 0.3; background 0.6, 0.2, 0.1. Cutting between 0.2 and 0.3 gives
     # TP 3, FP 1, FN 0 → F1 6/7, better than 0.5 (TP 2, FP 1, FN 1 → 2/3) or 0.7 (TP 2, FN 1 → 4/5).
-    def hist(values: list[float]) -> torch.Tensor:
-        return torch.bincount(
-            (torch.tensor(values) * (THRESHOLD_BINS - 1)).round().long(), minlength=THRESHOLD_BINS
-        )
+    def hist(values: list[float]) -> np.ndarray:
+        return np.bincount((np.array(values) * BINS).astype(int), minlength=BINS)
 
-    threshold, f1 = best_threshold(hist([0.9, 0.8, 0.3]), hist([0.6, 0.2, 0.1]))
-    assert 0.2 < threshold < 0.3
+    threshold, f1 = best_f1_threshold(hist([0.9, 0.8, 0.3]), hist([0.6, 0.2, 0.1]))
+    assert 0.2 < threshold <= 0.3
     assert f1 == pytest.approx(6 / 7)

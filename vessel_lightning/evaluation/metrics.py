@@ -116,6 +116,26 @@ def thin_counts(pred: np.ndarray, target: np.ndarray, fov: np.ndarray | None = N
     return int((thin & pred.astype(bool)).sum()), int(thin.sum())
 
 
+def best_f1_threshold(
+    positive: np.ndarray, negative: np.ndarray, low: float = 0.05, high: float = 0.95
+) -> tuple[float, float]:
+    """The threshold with the highest pooled F1, and that F1, from histograms of vessel / background probabilities.
+
+    Bin ``i`` of ``n`` holds probabilities in ``[i / n, (i + 1) / n)``; predicting vessel at ``prob ≥ i / n`` keeps
+    bins ``i`` and above. Only edges in ``[low, high]`` are considered (an extreme threshold tuned on a few images
+    rarely holds elsewhere). One search for training (``val/threshold``) and evaluation.
+    """
+    positive, negative = np.asarray(positive, np.float64), np.asarray(negative, np.float64)
+    tp = np.cumsum(positive[::-1])[::-1]  # vessel pixels with prob ≥ edge i / n
+    fp = np.cumsum(negative[::-1])[::-1]
+    fn = positive.sum() - tp
+    f1 = 2 * tp / np.maximum(2 * tp + fp + fn, 1)
+    edges = np.arange(len(positive)) / len(positive)
+    allowed = (edges >= low - 1e-9) & (edges <= high + 1e-9)
+    best = int(np.argmax(np.where(allowed, f1, -1.0)))
+    return float(edges[best]), float(f1[best])
+
+
 @dataclass
 class ProbabilityHistogram:
     """Histograms of predicted probabilities over vessel and background pixels, for AUC and thresholds."""
@@ -141,12 +161,4 @@ class ProbabilityHistogram:
 
     def best_threshold(self, low: float = 0.05, high: float = 0.95) -> tuple[float, float]:
         """The threshold in [low, high] (on bin edges) with the highest pooled F1, and that F1."""
-        pos_above = np.cumsum(self.positive[::-1])[::-1]  # vessel pixels with prob ≥ edge i / BINS
-        neg_above = np.cumsum(self.negative[::-1])[::-1]
-        tp, fp, fn = pos_above, neg_above, self.positive.sum() - pos_above
-        denominator = np.maximum(2 * tp + fp + fn, 1)
-        f1 = 2 * tp / denominator
-        edges = np.arange(BINS) / BINS
-        allowed = (edges >= low - 1e-9) & (edges <= high + 1e-9)
-        best = int(np.argmax(np.where(allowed, f1, -1.0)))
-        return float(edges[best]), float(f1[best])
+        return best_f1_threshold(self.positive, self.negative, low, high)

@@ -10,6 +10,7 @@ from lightning import LightningModule
 from torchmetrics import MaxMetric, MetricCollection
 from torchmetrics.classification import BinaryF1Score, BinaryJaccardIndex, BinaryPrecision, BinaryRecall
 
+from vessel_lightning.evaluation.metrics import BINS, best_f1_threshold
 from vessel_lightning.models.networks import build_network
 from vessel_lightning.training.losses import build_loss
 
@@ -24,24 +25,6 @@ def segmentation_metrics(threshold: float = 0.5) -> MetricCollection:
             "recall": BinaryRecall(threshold=threshold),
         }
     )
-
-
-THRESHOLD_BINS = 101  # probability histogram bins (0.00, 0.01, ..., 1.00) for the threshold search
-
-
-def best_threshold(pos_hist: torch.Tensor, neg_hist: torch.Tensor) -> tuple[float, float]:
-    """Return ``(threshold, f1)`` maximizing F1, from histograms of vessel / background pixel probabilities.
-
-    Bin ``j`` of ``THRESHOLD_BINS`` holds probabilities rounding to ``j / (bins - 1)``; predicting bins above
-    ``k`` is predicting ``prob > (k + 0.5) / (bins - 1)``, the threshold returned.
-    """
-    pos, neg = pos_hist.double(), neg_hist.double()
-    tp = pos.flip(0).cumsum(0).flip(0)[1:]  # vessel pixels in bins above k, for k = 0 .. bins-2
-    fp = neg.flip(0).cumsum(0).flip(0)[1:]
-    fn = pos.sum() - tp
-    f1 = 2 * tp / (2 * tp + fp + fn).clamp_min(1)
-    k = int(f1.argmax())
-    return (k + 0.5) / (len(pos) - 1), float(f1[k])
 
 
 def update_in_fov(
@@ -148,13 +131,11 @@ class VesselSegmenter(LightningModule):
         self, probs: torch.Tensor, target: torch.Tensor, fov: torch.Tensor
     ) -> None:
         inside = fov > 0.5
-        bins = (probs[inside].float() * (THRESHOLD_BINS - 1)).round().long()
+        # The evaluation's histogram layout: bin i holds probabilities in [i / BINS, (i + 1) / BINS).
+        bins = (probs[inside].float() * BINS).long().clamp(0, BINS - 1)
         vessel = target[inside] > 0.5
         hist = torch.stack(
-            [
-                torch.bincount(bins[vessel], minlength=THRESHOLD_BINS),
-                torch.bincount(bins[~vessel], minlength=THRESHOLD_BINS),
-            ]
+            [torch.bincount(bins[vessel], minlength=BINS), torch.bincount(bins[~vessel], minlength=BINS)]
         )
         self._val_hist = hist if self._val_hist is None else self._val_hist + hist
 
@@ -170,7 +151,7 @@ class VesselSegmenter(LightningModule):
         if self._val_hist is not None:
             hist = self.all_gather(self._val_hist)
             hist = hist.sum(0) if hist.dim() == 3 else hist  # summed over processes under DDP
-            threshold, f1 = best_threshold(hist[0], hist[1])
+            threshold, f1 = best_f1_threshold(hist[0].cpu().numpy(), hist[1].cpu().numpy())
             self.val_threshold.fill_(threshold)
             self.log("val/threshold", threshold, sync_dist=False)
             self.log("val/f1_tuned", f1, sync_dist=False)
