@@ -14,29 +14,17 @@ import argparse
 import http.client
 import json
 import os
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_serve import synthetic_png, temporary_registry  # a sibling script, not a package
 
-REPO = Path(__file__).resolve().parents[1]
-HOST = "127.0.0.1"  # loopback only, by design
-
-
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1."""
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return probe.getsockname()[1]
+from app.process import HOST, multipart, served
 
 
 def rss_mb(pid: int) -> float:
@@ -51,42 +39,6 @@ def percentile(values: list[float], fraction: float) -> float:
     """The ``fraction`` quantile (nearest rank)."""
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))] if ordered else float("nan")
-
-
-def start_server(args: argparse.Namespace, tracking_uri: str, port: int, log_path: Path) -> subprocess.Popen:
-    """The server process in its own session (so the whole group can be stopped); waits for /ready."""
-    env = os.environ | {
-        "MLFLOW_TRACKING_URI": tracking_uri,
-        "VESSEL_HOST": HOST,
-        "VESSEL_PORT": str(port),
-        "VESSEL_BACKEND": args.backend,
-        "VESSEL_MODEL_URI": args.model_uri,
-        "VESSEL_RELOAD_INTERVAL_S": "0",
-    }
-    if args.calibration_dir:
-        env["VESSEL_CALIBRATION_DIR"] = str(args.calibration_dir)
-    log = log_path.open("w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "app.server"],
-        cwd=REPO,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError("server exited:\n" + log_path.read_text()[-3000:])
-        try:
-            connection = http.client.HTTPConnection(HOST, port, timeout=2)
-            connection.request("GET", "/ready")
-            if connection.getresponse().status == 200:
-                return process
-        except OSError:
-            pass
-        time.sleep(0.5)
-    raise RuntimeError("server not ready in 600 s")
 
 
 def run_stage(
@@ -122,7 +74,10 @@ def run_stage(
     for thread in threads:
         thread.start()
     health_ms: list[float] = []
+    rss_samples: list[tuple[int, float]] = []  # (requests served in this stage, RSS MB)
     while any(t.is_alive() for t in threads):
+        with lock:
+            rss_samples.append((len(latencies), rss_mb(pid)))
         start = time.perf_counter()
         connection = http.client.HTTPConnection(HOST, port, timeout=30)
         connection.request("GET", "/health")
@@ -143,6 +98,7 @@ def run_stage(
         "health_max_ms": round(max(health_ms), 1) if health_ms else None,
         "rss_mb_start": round(rss_start, 1),
         "rss_mb_end": round(rss_mb(pid), 1),
+        "rss_samples": [*rss_samples, (len(latencies), rss_mb(pid))],
     }
 
 
@@ -160,32 +116,29 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=512, help="side of the square test PNG")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     args = parser.parse_args()
-    boundary = uuid.uuid4().hex
-    body = (
-        (
-            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="eye.png"\r\n'
-            "Content-Type: image/png\r\n\r\n"
-        ).encode()
-        + synthetic_png(args.size, args.size)
-        + f"\r\n--{boundary}--\r\n".encode()
-    )
-    content_type = f"multipart/form-data; boundary={boundary}"
+    body, content_type = multipart(synthetic_png(args.size, args.size))
+    stages = []
     with tempfile.TemporaryDirectory() as scratch:
-        tracking_uri = args.tracking_uri or temporary_registry(Path(scratch))
-        port = free_port()
-        process = start_server(args, tracking_uri, port, Path(scratch) / "server.log")
-        stages = []
-        try:
+        env = {
+            "MLFLOW_TRACKING_URI": args.tracking_uri or temporary_registry(Path(scratch)),
+            "VESSEL_BACKEND": args.backend,
+            "VESSEL_MODEL_URI": args.model_uri,
+            "VESSEL_RELOAD_INTERVAL_S": "0",
+        }
+        if args.calibration_dir:
+            env["VESSEL_CALIBRATION_DIR"] = str(args.calibration_dir)
+        with served(env, Path(scratch) / "server.log") as (port, process):
             for clients in (int(c) for c in args.clients.split(",") if c):
                 stages.append(run_stage(port, process.pid, clients, args.seconds, body, content_type))
-                print(json.dumps(stages[-1]), flush=True)
-        finally:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
+                print(json.dumps({k: v for k, v in stages[-1].items() if k != "rss_samples"}), flush=True)
     total = sum(s["requests"] for s in stages)
+    # RSS against requests served so far, across all stages: flat means no growth per request.
+    samples, done = [], 0
+    for stage in stages:
+        samples += [(done + n, mb) for n, mb in stage["rss_samples"]]
+        done += stage["requests"]
+    warm = next(((n, mb) for n, mb in samples if n >= 100), samples[0] if samples else (0, float("nan")))
+    last = samples[-1] if samples else (0, float("nan"))
     print(
         json.dumps(
             {
@@ -193,7 +146,10 @@ def main() -> None:
                 "total_requests": total,
                 "total_errors": sum(s["errors"] for s in stages),
                 "rss_mb_first": stages[0]["rss_mb_start"] if stages else None,
-                "rss_mb_last": stages[-1]["rss_mb_end"] if stages else None,
+                "rss_mb_after_request": {str(warm[0]): round(warm[1], 1), str(last[0]): round(last[1], 1)},
+                "rss_growth_mb_per_1000_requests": round(
+                    (last[1] - warm[1]) / max(last[0] - warm[0], 1) * 1000, 2
+                ),
                 "cores": os.cpu_count(),
                 "load_average": os.getloadavg(),
             }

@@ -8,44 +8,16 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
-import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
+from app.process import multipart, served
 from tests.test_app_fixtures import make_registry, png_bytes
 
-REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow  # the server start (imports, a tmp registry) alone takes ~25 s on 2 cores
-
-
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def multipart(data: bytes, field: str = "file") -> tuple[bytes, str]:
-    """A multipart/form-data body holding ``data`` as ``field``; returns the body and its content type."""
-    boundary = uuid.uuid4().hex
-    body = (
-        (
-            f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="eye.png"\r\n'
-            "Content-Type: application/octet-stream\r\n\r\n"
-        ).encode()
-        + data
-        + f"\r\n--{boundary}--\r\n".encode()
-    )
-    return body, f"multipart/form-data; boundary={boundary}"
 
 
 def request(
@@ -80,46 +52,18 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, str]
     previous = mlflow.get_tracking_uri()
     root = tmp_path_factory.mktemp("uvicorn")
     uri = make_registry(root)
-    port = free_port()
-    env = os.environ | {
+    env = {
         "MLFLOW_TRACKING_URI": uri,
-        "VESSEL_HOST": "127.0.0.1",
-        "VESSEL_PORT": str(port),
         "VESSEL_BACKEND": "torch",
         "VESSEL_RELOAD_INTERVAL_S": "0.5",
         "VESSEL_MAX_UPLOAD_MB": "1",
         "VESSEL_UI_DIR": str(root / "no-ui"),
         "VESSEL_THREADS": "2",
     }
-    log = (root / "server.log").open("w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "app.server"],
-        cwd=REPO,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            assert process.poll() is None, (root / "server.log").read_text()
-            try:
-                if request(port, "GET", "/ready", timeout=2)[0] == 200:
-                    break
-            except OSError:
-                pass
-            time.sleep(0.3)
-        else:
-            pytest.fail("server not ready in 120 s:\n" + (root / "server.log").read_text())
-        yield port, uri
+        with served(env, root / "server.log", ready_timeout_s=120) as (port, _):
+            yield port, uri
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-        log.close()
         mlflow.set_tracking_uri(previous)
 
 

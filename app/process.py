@@ -1,0 +1,94 @@
+"""``vessel-serve`` in a child process on a loopback port, and a multipart body: for real-HTTP tests and load tests.
+
+with served({"MLFLOW_TRACKING_URI": uri, "VESSEL_BACKEND": "onnx"}, log_path) as (port, process):
+    ...  # http://127.0.0.1:<port>, ready (GET /ready answered 200)
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+HOST = "127.0.0.1"  # loopback only, by design
+REPO = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        return probe.getsockname()[1]
+
+
+def multipart(data: bytes, field: str = "file", filename: str = "eye.png") -> tuple[bytes, str]:
+    """A multipart/form-data body holding ``data`` as ``field``; returns the body and its content type."""
+    boundary = uuid.uuid4().hex
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{filename}"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+    )
+    return (
+        head.encode() + data + f"\r\n--{boundary}--\r\n".encode(),
+        f"multipart/form-data; boundary={boundary}",
+    )
+
+
+def _ready(port: int) -> bool:
+    connection = http.client.HTTPConnection(HOST, port, timeout=2)
+    try:
+        connection.request("GET", "/ready")
+        return connection.getresponse().status == 200
+    except OSError:
+        return False
+    finally:
+        connection.close()
+
+
+@contextmanager
+def served(
+    env: Mapping[str, str], log_path: Path, ready_timeout_s: float = 600
+) -> Iterator[tuple[int, subprocess.Popen]]:
+    """Run ``python -m app.server`` with ``env`` added (host and a free port set here), output to ``log_path``.
+
+    Yields ``(port, process)`` once ``GET /ready`` answers 200; raises RuntimeError with the log's tail when the
+    process exits or is not ready within ``ready_timeout_s``. The server runs in its own session, and the whole
+    process group is stopped on exit (SIGTERM, then SIGKILL after 20 s).
+    """
+    port = free_port()
+    full_env = os.environ | dict(env) | {"VESSEL_HOST": HOST, "VESSEL_PORT": str(port)}
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "app.server"],
+            cwd=REPO,
+            env=full_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            deadline = time.monotonic() + ready_timeout_s
+            while not _ready(port):
+                if process.poll() is not None:
+                    raise RuntimeError("server exited:\n" + log_path.read_text()[-3000:])
+                if time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"server not ready in {ready_timeout_s:.0f} s:\n" + log_path.read_text()[-3000:]
+                    )
+                time.sleep(0.3)
+            yield port, process
+        finally:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
