@@ -30,6 +30,8 @@ from vessel_lightning.inference.predictor import ModelInfo
 BACKENDS = ("torch", "onnx", "onnx-int8")
 FP32_TOLERANCE = 1e-4
 OPSET = 17
+# Changing how int8 models are calibrated changes this, so cached int8 files of an older recipe are not reused.
+CALIBRATION_RECIPE = "2: native-resolution tile crops for tile models; MinMax"
 
 log = logging.getLogger(__name__)
 
@@ -153,16 +155,37 @@ def calibration_photos(folder: Path, limit: int = 16) -> list[Path]:
     return found[:limit]
 
 
-def _calibration_batches(photos: Sequence[Path], size: Sequence[int]) -> Iterator[np.ndarray]:
+def calibration_inputs(
+    photos: Sequence[Path], contract: ModelContract, crops: int = 4
+) -> Iterator[np.ndarray]:
+    """Float batches [N, 3, h, w] in [0, 1] like the ones the served network sees, one batch per photo.
+
+    A resize model gets each photo resized to its input size; a tile model gets up to ``crops`` windows of its
+    tile size cut from the photo at native resolution (spread over the image), not a shrunken whole photo whose
+    vessels are thinner and whose activation ranges differ from what the sliding window feeds it.
+    """
     from vessel_lightning.data.images import read_rgb, resize_image
+    from vessel_lightning.inference.predictor import window_origins
 
+    height, width = (int(v) for v in contract.size)
     for photo in photos:
-        small = resize_image(read_rgb(photo), (int(size[0]), int(size[1])))
-        yield (small.transpose(2, 0, 1)[None].astype(np.float32) / 255.0).copy()
+        rgb = read_rgb(photo)
+        if contract.mode != "tiles" or rgb.shape[0] < height or rgb.shape[1] < width:
+            windows = [resize_image(rgb, (height, width))]
+        else:
+            origins = [
+                (top, left)
+                for top in window_origins(rgb.shape[0], height)
+                for left in window_origins(rgb.shape[1], width)
+            ]
+            chosen = sorted({round(i * (len(origins) - 1) / max(crops - 1, 1)) for i in range(crops)})
+            windows = [rgb[t : t + height, lf : lf + width] for t, lf in (origins[i] for i in chosen)]
+        yield (np.stack(windows).transpose(0, 3, 1, 2).astype(np.float32) / 255.0).copy()
 
 
-def quantize_int8(fp32_path: Path, int8_path: Path, photos: Sequence[Path], size: Sequence[int]) -> None:
-    """Static QDQ int8 quantization (uint8 activations, int8 per-channel weights) calibrated on ``photos``."""
+def quantize_int8(fp32_path: Path, int8_path: Path, photos: Sequence[Path], contract: ModelContract) -> None:
+    """Static QDQ int8 quantization (uint8 activations, int8 per-channel weights) calibrated on ``photos``
+    (see :func:`calibration_inputs`)."""
     from onnxruntime.quantization import (
         CalibrationDataReader,
         CalibrationMethod,
@@ -174,7 +197,7 @@ def quantize_int8(fp32_path: Path, int8_path: Path, photos: Sequence[Path], size
 
     class _Reader(CalibrationDataReader):
         def __init__(self) -> None:
-            self.batches = _calibration_batches(photos, size)
+            self.batches = calibration_inputs(photos, contract)
 
         def get_next(self) -> dict[str, np.ndarray] | None:
             batch = next(self.batches, None)
@@ -260,7 +283,7 @@ def build_backend(
     if not photos:
         raise BackendError(f"no calibration photos found in {calibration_dir}")
     calibration_id = hashlib.sha256(
-        json.dumps([(p.name, p.stat().st_size) for p in photos]).encode()
+        json.dumps([CALIBRATION_RECIPE, *((p.name, p.stat().st_size) for p in photos)]).encode()
     ).hexdigest()[:12]
     int8_path = folder / f"model.int8-{calibration_id}.onnx"
     int8_record = _read_meta(folder).get(int8_path.name, {})
@@ -268,7 +291,7 @@ def build_backend(
     if not cached:
         start = time.perf_counter()
         try:
-            quantize_int8(folder / "model.onnx", int8_path, photos, contract.size)
+            quantize_int8(folder / "model.onnx", int8_path, photos, contract)
         except Exception as exc:
             raise BackendError(f"int8 quantization failed: {type(exc).__name__}: {exc}") from exc
         int8_record = {

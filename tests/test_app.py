@@ -331,6 +331,47 @@ def test_onnx_int8_without_calibration_falls_back_to_torch(registry: str, tmp_pa
         client.__exit__(None, None, None)
 
 
+def test_onnx_int8_is_calibrated_cached_and_close_to_torch(registry: str, tmp_path: Path) -> None:
+    from vessel_lightning.registry import set_alias
+
+    set_alias("1")
+    photos = tmp_path / "calibration"
+    photos.mkdir()
+    for seed in range(3):
+        Image.fromarray(photo(seed=seed)).save(photos / f"eye{seed}.png")
+    expected = Predictor.from_uri("models:/vessel-unet/1").predict_proba(photo())
+    for cached in (False, True):
+        client = _client(_settings(registry, tmp_path, backend="onnx-int8", calibration_dir=photos))
+        try:
+            model = client.get("/model").json()
+            assert model["backend"] == "onnx-int8", model["backend_details"]
+            int8 = model["backend_details"]["int8"]
+            assert int8["cached"] is cached and int8["calibration_photos"] == 3
+            prob = np.asarray(Image.open(io.BytesIO(_predict(client, encode(photo())).content))) / 255
+            # int8 is not exact, but it is the same model: close on average, far from a random one.
+            assert 0 < np.abs(prob - expected).mean() < 0.05
+        finally:
+            client.__exit__(None, None, None)
+    assert len(list((tmp_path / "onnx-cache").glob("*/model.int8-*.onnx"))) == 1
+
+
+def test_calibration_inputs_follow_the_contract(tmp_path: Path) -> None:
+    from app.backends import calibration_inputs
+    from vessel_lightning.inference.contract import ModelContract
+
+    rgb = photo(seed=4, height=300, width=200)
+    Image.fromarray(rgb).save(tmp_path / "eye.png")
+    (tiles,) = calibration_inputs(
+        [tmp_path / "eye.png"], ModelContract(encoder="b0", mode="tiles", size=(64, 64))
+    )
+    assert tiles.shape == (4, 3, 64, 64) and tiles.dtype == np.float32
+    # Native-resolution crops: the first is the photo's top-left corner, the last its bottom-right one.
+    np.testing.assert_allclose(tiles[0], rgb[:64, :64].transpose(2, 0, 1) / 255.0, atol=1e-6)
+    np.testing.assert_allclose(tiles[-1], rgb[-64:, -64:].transpose(2, 0, 1) / 255.0, atol=1e-6)
+    (resized,) = calibration_inputs([tmp_path / "eye.png"], ModelContract(encoder="b0", size=(64, 64)))
+    assert resized.shape == (1, 3, 64, 64) and 0 <= resized.min() <= resized.max() <= 1
+
+
 def test_cors_off_by_default_and_configurable(client: TestClient, registry: str, tmp_path: Path) -> None:
     origin = {"Origin": "http://localhost:3000"}
     assert "access-control-allow-origin" not in client.get("/health", headers=origin).headers
