@@ -90,13 +90,15 @@ def timed(
     return times
 
 
+def percentile(values: list[float], fraction: float) -> float:
+    """The ``fraction`` quantile (nearest rank); NaN for no values."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))] if ordered else float("nan")
+
+
 def summary(times: list[float]) -> dict[str, float]:
     """Median and p95 in ms."""
-    ordered = sorted(times)
-    return {
-        "median_ms": round(statistics.median(ordered), 1),
-        "p95_ms": round(ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))], 1),
-    }
+    return {"median_ms": round(statistics.median(times), 1), "p95_ms": round(percentile(times, 0.95), 1)}
 
 
 class TimedNetwork:

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_serve import synthetic_png, temporary_registry  # a sibling script, not a package
+from bench_serve import percentile, synthetic_png, temporary_registry  # a sibling script, not a package
 
 from app.process import HOST, multipart, served
 
@@ -33,12 +33,6 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    """The ``fraction`` quantile (nearest rank)."""
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))] if ordered else float("nan")
 
 
 def run_stage(

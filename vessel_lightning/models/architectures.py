@@ -181,7 +181,6 @@ class PlainUNet(nn.Module):
         for module in self.modules():
             if isinstance(module, nn.Conv2d | nn.ConvTranspose2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-        self.divisor = 2**depth
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """Take normalized images [N, 3, H, W] (H, W divisible by 2**depth); return logits [N, classes, H, W]."""
