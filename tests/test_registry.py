@@ -123,6 +123,33 @@ def test_tile_predictor_window_trades_calls_for_context(network) -> None:
         Predictor(network, _contract(size=(64, 64), mode="tiles"), window=100)
 
 
+def test_tile_predictor_scale_resamples_the_photo_and_scores_at_native_size(network) -> None:
+    import torch.nn.functional as F
+
+    from vessel_lightning.data.images import resize_image
+
+    seen: list[tuple[int, ...]] = []
+    hook = network.register_forward_hook(lambda _m, args, _o: seen.append(tuple(args[0].shape)))
+    rgb = np.random.default_rng(2).integers(0, 255, (200, 330, 3), dtype=np.uint8)
+    tiles = _contract(size=(64, 64), mode="tiles")
+    try:
+        half = Predictor(network, tiles, overlap=0.25, scale=0.5, batch_windows=64).predict_proba(rgb)
+        # 100×165 after resampling, padded to 128×192: the window grid of the smaller photo
+        assert seen == [(len(window_origins(128, 64, 0.25)) * len(window_origins(192, 64, 0.25)), 3, 64, 64)]
+    finally:
+        hook.remove()
+    native = Predictor(network, tiles, overlap=0.25, batch_windows=64)
+    small = torch.from_numpy(native.predict_proba(resize_image(rgb, (100, 165))))
+    expected = F.interpolate(small[None, None], size=(200, 330), mode="bilinear", align_corners=False)[0, 0]
+    assert half.shape == (200, 330) and half.dtype == np.float32
+    np.testing.assert_allclose(half, expected.numpy(), atol=1e-6)
+    assert np.abs(half - native.predict_proba(rgb)).mean() > 1e-3  # the network did see another photo
+    with pytest.raises(ValueError, match=r"scale 0\.5 applies to tile models only"):
+        Predictor(network, _contract(size=(64, 64)), scale=0.5)
+    with pytest.raises(ValueError, match=r"scale 0 must be in \(0, 4\]"):
+        Predictor(network, tiles, scale=0)
+
+
 def test_promote_best_by_picks_the_best_of_three(store: str, network, capsys) -> None:
     ids = {f1: _logged_run(network, _contract(), {"val/f1_best": f1}) for f1 in (0.61, 0.83, 0.72)}
     assert best_run("registry-test", "val/f1_best").run_id == ids[0.83]

@@ -112,6 +112,7 @@ def evaluate(cfg: Any) -> dict[str, Any]:
         tta=bool(cfg.tta),
         overlap=float(cfg.overlap),
         window=cfg.get("window"),
+        scale=float(cfg.get("scale", 1.0)),
         device=cfg.device,
     )
     contract = predictor.contract
@@ -150,6 +151,7 @@ def evaluate(cfg: Any) -> dict[str, Any]:
         "prediction": f"{contract.mode} at {contract.size[0]}x{contract.size[1]}",
         "tta": bool(cfg.tta),
         "window": cfg.get("window"),
+        "scale": float(cfg.get("scale", 1.0)),
         "pooled": "over all pixels of all images unless named per_image",
     }
     summary["model"] = {
@@ -198,7 +200,8 @@ def _log_to_mlflow(cfg: Any, summary: dict[str, Any], out: Path) -> None:
     tags |= {k: str(v) for k, v in (("model_name", model["name"]), ("model_version", model["version"]),
                                     ("source_run_id", model["run_id"])) if v}  # fmt: skip
     with mlflow.start_run(run_name=run_name, tags=tags):
-        mlflow.log_params({"split": cfg.split, "dataset": cfg.data.name, "tta": cfg.tta, "window": cfg.get("window"), "n_images": summary["n_images"],
+        mlflow.log_params({"split": cfg.split, "dataset": cfg.data.name, "tta": cfg.tta, "window": cfg.get("window"),
+                           "scale": cfg.get("scale", 1.0), "n_images": summary["n_images"],
                            "threshold": summary["threshold"], "model_uri": model["uri"]})  # fmt: skip
         mlflow.log_metrics(
             {
