@@ -125,6 +125,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     log.info("data: %s", cfg.data.get("name"))
     datamodule = build_datamodule(cfg.data)
     model = hydra.utils.instantiate(cfg.model)
+    warm = _warm_start(model, cfg) if cfg.get("init_from") and not ckpt_path else None
     callbacks = instantiate_group(cfg.get("callbacks"))
     loggers = instantiate_group(cfg.get("logger"))
     trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
@@ -142,6 +143,9 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         mlflow_logger = find_mlflow_logger(trainer)
         if mlflow_logger is not None:
             _log_run_start(mlflow_logger, cfg, resumed=run_id is not None)
+            if warm is not None:
+                mlflow_logger.experiment.set_tag(mlflow_logger.run_id, "init_from", warm.source)
+                mlflow_logger.experiment.set_tag(mlflow_logger.run_id, "init_from.loaded", warm.summary)
         metric_dict: dict[str, Any] = {}
         if cfg.get("train", True):
             trainer.fit(model=model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=False)
@@ -167,6 +171,18 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
             logger.finalize(status)
     metric_dict = {k: float(v) for k, v in metric_dict.items()}
     return metric_dict, object_dict
+
+
+def _warm_start(model: Any, cfg: DictConfig) -> Any:
+    """Load ``init_from`` into the network (a resumed run takes its weights from the checkpoint instead)."""
+    from vessel_lightning.training.warm_start import warm_start
+
+    source = str(cfg.init_from)
+    if not source.endswith(".ckpt"):
+        from vessel_lightning.registry import connect
+
+        connect(OmegaConf.select(cfg, "logger.mlflow.tracking_uri"))
+    return warm_start(model.net, source)
 
 
 def _log_run_start(mlflow_logger: Any, cfg: DictConfig, resumed: bool) -> None:
