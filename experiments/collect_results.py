@@ -5,7 +5,7 @@
 For each summary: the experiment tag, arch and encoder of the training run, its seed, optimizer steps, median
 epoch time (between consecutive ``val/f1`` logs, validation included), wall time (run start to end), then the
 evaluation's pooled F1 / IoU / clDice / thin-vessel recall / AUC at the tuned threshold and at 0.5, the
-per-image mean IoU, TTA, window and the run id. Prints a Markdown table; ``--out`` writes JSON too.
+per-image mean IoU, the data sets trained and tested on, TTA, window, input scale and the run id. Prints a Markdown table; ``--out`` writes JSON too.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 COLUMNS = (
-    "summary", "experiment", "arch", "encoder", "seed", "steps", "epoch_s", "wall_min", "tta", "window", "f1",
+    "summary", "experiment", "arch", "encoder", "trained_on", "tested_on", "seed", "steps", "epoch_s", "wall_min",
+    "tta", "window", "scale", "f1",
     "iou", "iou_per_image", "cldice", "thin_recall", "auc", "threshold", "f1_at_0.5", "run_id",
 )  # fmt: skip
 
@@ -50,6 +51,9 @@ def row(summary_path: Path, client: Any) -> dict[str, Any]:
         **facts,
         "tta": summary["protocol"]["tta"],
         "window": summary["protocol"].get("window") or "tile",
+        "scale": summary["protocol"].get("scale", 1.0),
+        "trained_on": summary["model"].get("trained_on", ""),
+        "tested_on": f"{summary['protocol']['dataset']}/{summary['protocol']['split']}",
         **{k: summary[k] for k in ("f1", "iou", "cldice", "thin_recall", "auc", "threshold")},
         "iou_per_image": summary["iou_per_image_mean"],
         "f1_at_0.5": summary["at_threshold_0.5"]["f1"],
