@@ -161,6 +161,14 @@ def test_promote_best_by_picks_the_best_of_three(store: str, network, capsys) ->
     assert runs_main(["--experiment", "registry-test"]) == 0
     table = capsys.readouterr().out
     assert table.index("0.8300") < table.index("0.7200") < table.index("0.6100")
+    # A chosen run, not the best one (the lean model for a CPU server): registered once, alias moved.
+    assert promote_main(["--run-id", ids[0.72]]) == 0
+    assert promote_main(["--run-id", ids[0.72]]) == 0
+    assert (
+        capsys.readouterr().out.count(f"vessel-unet version 3 from run {ids[0.72]}; champion → version 3")
+        == 2
+    )
+    assert Predictor.from_uri("models:/vessel-unet@champion").info.run_id == ids[0.72]
 
 
 def test_promote_errors_are_one_line(store: str, network, capsys) -> None:
@@ -169,6 +177,9 @@ def test_promote_errors_are_one_line(store: str, network, capsys) -> None:
     assert promote_main(["--experiment", "nope"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: no experiment named 'nope'") and err.count("\n") == 1
+    assert promote_main(["--run-id", "0" * 32]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "0" * 32 in err and err.count("\n") == 1
 
 
 def test_missing_store_is_reported_not_created(tmp_path: Path, capsys, monkeypatch) -> None:

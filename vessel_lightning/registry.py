@@ -204,11 +204,13 @@ def _fail(message: str) -> int:
 
 
 def promote_main(argv: Sequence[str] | None = None) -> int:
-    """``vessel-promote``: register the best run's model and move the alias, or move the alias to a version."""
+    """``vessel-promote``: register the best run's model (or a chosen run's) and move the alias, or move the alias
+    to a version."""
     parser = argparse.ArgumentParser(prog="vessel-promote", description=promote_main.__doc__)
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--experiment", help="MLflow experiment whose best run is promoted")
     which.add_argument("--version", help="move the alias to this existing version")
+    which.add_argument("--run-id", help="register this run's model (once) and move the alias to it")
     parser.add_argument(
         "--best-by", default="val/f1_best", help="metric to rank runs by (default val/f1_best)"
     )
@@ -226,6 +228,10 @@ def promote_main(argv: Sequence[str] | None = None) -> int:
         if args.version:
             set_alias(args.version, args.name, args.alias)
             print(f"{args.name}@{args.alias} → version {args.version}")
+            return 0
+        if args.run_id:
+            version = register(args.run_id, args.name, args.alias)
+            print(f"{args.name} version {version} from run {args.run_id}; {args.alias} → version {version}")
             return 0
         row = best_run(args.experiment, args.best_by, descending=not args.lowest)
         version = register(row.run_id, args.name, args.alias)
