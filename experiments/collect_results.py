@@ -5,7 +5,8 @@
 For each summary: the experiment tag, arch and encoder of the training run, its seed, optimizer steps, median
 epoch time (between consecutive ``val/f1`` logs, validation included), wall time (run start to end), then the
 evaluation's pooled F1 / IoU / clDice / thin-vessel recall / AUC at the tuned threshold and at 0.5, the
-per-image mean IoU, the data sets trained and tested on, TTA, window, input scale and the run id. Prints a Markdown table; ``--out`` writes JSON too.
+per-image mean IoU, the data sets trained and tested on, TTA, window, input scale and the run id. Prints a
+Markdown table; ``--out`` writes JSON too.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from typing import Any
 
 COLUMNS = (
     "summary", "experiment", "arch", "encoder", "trained_on", "tested_on", "seed", "steps", "epoch_s", "wall_min",
-    "tta", "window", "scale", "f1",
-    "iou", "iou_per_image", "cldice", "thin_recall", "auc", "threshold", "f1_at_0.5", "run_id",
+    "tta", "window", "scale", "f1", "iou", "iou_per_image", "cldice", "thin_recall", "auc", "threshold",
+    "f1_at_0.5", "run_id",
 )  # fmt: skip
 
 

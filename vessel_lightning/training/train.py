@@ -125,7 +125,11 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     log.info("data: %s", cfg.data.get("name"))
     datamodule = build_datamodule(cfg.data)
     model = hydra.utils.instantiate(cfg.model)
-    warm = _warm_start(model, cfg) if cfg.get("init_from") and not ckpt_path else None
+    warm = None
+    if cfg.get("init_from") and not ckpt_path:  # a resumed run takes its weights from the checkpoint
+        from vessel_lightning.training.warm_start import warm_start
+
+        warm = warm_start(model.net, str(cfg.init_from), OmegaConf.select(cfg, "logger.mlflow.tracking_uri"))
     callbacks = instantiate_group(cfg.get("callbacks"))
     loggers = instantiate_group(cfg.get("logger"))
     trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
@@ -171,18 +175,6 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
             logger.finalize(status)
     metric_dict = {k: float(v) for k, v in metric_dict.items()}
     return metric_dict, object_dict
-
-
-def _warm_start(model: Any, cfg: DictConfig) -> Any:
-    """Load ``init_from`` into the network (a resumed run takes its weights from the checkpoint instead)."""
-    from vessel_lightning.training.warm_start import warm_start
-
-    source = str(cfg.init_from)
-    if not source.endswith(".ckpt"):
-        from vessel_lightning.registry import connect
-
-        connect(OmegaConf.select(cfg, "logger.mlflow.tracking_uri"))
-    return warm_start(model.net, source)
 
 
 def _log_run_start(mlflow_logger: Any, cfg: DictConfig, resumed: bool) -> None:

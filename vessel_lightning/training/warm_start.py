@@ -41,8 +41,9 @@ class WarmStart:
         )
 
 
-def source_state(source: str) -> dict[str, torch.Tensor]:
-    """The network state dict of a Lightning checkpoint (``*.ckpt``) or a logged model URI / folder."""
+def source_state(source: str, tracking_uri: str | None = None) -> dict[str, torch.Tensor]:
+    """The network state dict of a Lightning checkpoint (``*.ckpt``) or a logged model URI / folder (read from
+    ``tracking_uri``, default: ``$MLFLOW_TRACKING_URI`` or the embedded store)."""
     path = Path(source).expanduser()
     if path.suffix == ".ckpt":
         if not path.is_file():
@@ -52,14 +53,16 @@ def source_state(source: str) -> dict[str, torch.Tensor]:
             raise WarmStartError(f"init_from: {path} has no state_dict (not a Lightning checkpoint)")
         return {k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")}
     from vessel_lightning.inference.predictor import load_logged_model
+    from vessel_lightning.registry import connect
 
+    connect(tracking_uri)
     network, _, _ = load_logged_model(source)
     return network.state_dict()
 
 
-def warm_start(network: nn.Module, source: str) -> WarmStart:
+def warm_start(network: nn.Module, source: str, tracking_uri: str | None = None) -> WarmStart:
     """Copy every tensor of ``source`` into ``network`` whose name and shape match; return the counts."""
-    state = source_state(source)
+    state = source_state(source, tracking_uri)
     own = network.state_dict()
     matched = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     parameters = {name for name, _ in network.named_parameters()}
