@@ -151,7 +151,7 @@ def evaluate(cfg: Any) -> dict[str, Any]:
         "prediction": f"{contract.mode} at {contract.size[0]}x{contract.size[1]}",
         "tta": bool(cfg.tta),
         "window": cfg.get("window"),
-        "scale": float(cfg.get("scale", 1.0)),
+        "scale": predictor.scale,
         "pooled": "over all pixels of all images unless named per_image",
     }
     summary["model"] = {

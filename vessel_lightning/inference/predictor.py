@@ -216,20 +216,17 @@ class Predictor:
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise ValueError(f"expected an (H, W, 3) uint8 RGB array, got {rgb.shape} {rgb.dtype}")
         height, width = rgb.shape[:2]
-        if self.contract.mode == "tiles":
-            scaled = (max(1, round(height * self.scale)), max(1, round(width * self.scale)))
-            small = resize_image(rgb, scaled) if self.scale != 1 else rgb
-            image = torch.from_numpy(np.ascontiguousarray(small.transpose(2, 0, 1))).float() / 255.0
-            prob = self._sliding_window(image)
-            if scaled != (height, width):
-                prob = F.interpolate(
-                    prob[None, None], size=(height, width), mode="bilinear", align_corners=False
-                )
-            return prob.reshape(height, width).clamp(0, 1).numpy().astype(np.float32)
-        size = tuple(self.contract.size)
+        tiles = self.contract.mode == "tiles"
+        if tiles:
+            size = (max(1, round(height * self.scale)), max(1, round(width * self.scale)))
+        else:
+            size = tuple(self.contract.size)
         small = resize_image(rgb, size)
-        batch = torch.from_numpy(np.ascontiguousarray(small.transpose(2, 0, 1)))[None].float() / 255.0
-        prob = self._forward(self._pad(batch, *size))[:, :, : size[0], : size[1]]
+        image = torch.from_numpy(np.ascontiguousarray(small.transpose(2, 0, 1))).float() / 255.0
+        if tiles:
+            prob = self._sliding_window(image)[None, None]
+        else:
+            prob = self._forward(self._pad(image[None], *size))[:, :, : size[0], : size[1]]
         if (height, width) != size:
             prob = F.interpolate(prob, size=(height, width), mode="bilinear", align_corners=False)
         return prob[0, 0].clamp(0, 1).numpy().astype(np.float32)
