@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -15,6 +16,8 @@ from lightning.pytorch.loggers import MLFlowLogger
 log = logging.getLogger(__name__)
 
 CURVE_KEYS: tuple[str, ...] = ("train/loss", "val/loss", "train/f1", "val/f1", "val/iou", "val/f1_best")
+NETWORK_FILE = "network.pt"  # under <output_dir>/artifacts: the best weights + plain config
+CONTRACT_FILE = "contract.json"  # beside it: the model contract (what offline runs import with)
 
 
 def overlay_figure(
@@ -91,9 +94,11 @@ class MlflowArtifacts(Callback):
 
     - every ``figure_every_n_epochs`` validation epochs and at the end: sample predictions overlaid on images;
     - at the end: learning curves, the best checkpoint, ``network.pt`` (the best weights + plain config,
-      loadable by ``vessel_lightning.models.load_network`` without training code) and, with ``log_model``, the
-      best network as an MLflow model with its contract (``vessel_lightning.registry.log_network``; the
-      threshold is the one tuned on validation when that checkpoint was saved);
+      loadable by ``vessel_lightning.models.load_network`` without training code), ``contract.json`` beside it
+      (so a run trained where no store is reachable can be imported later: ``vessel-import-run``) and, with
+      ``log_model``, the best network as an MLflow model with that contract
+      (``vessel_lightning.registry.log_network``; the threshold is the one tuned on validation when that
+      checkpoint was saved);
     - in every checkpoint: the MLflow run id, so a resumed training continues the same run.
     The per-epoch history lives in the checkpoint too, so curves of a resumed run are complete.
     """
@@ -168,7 +173,7 @@ class MlflowArtifacts(Callback):
         self._export_network(trainer, pl_module, best)
 
     def _export_network(self, trainer: Trainer, pl_module: LightningModule, best: str) -> None:
-        from vessel_lightning.models.networks import save_network
+        from vessel_lightning.models.networks import load_network, save_network
 
         net = getattr(pl_module, "net", None)
         config = pl_module.hparams.get("net")
@@ -178,28 +183,30 @@ class MlflowArtifacts(Callback):
         if best:
             full = torch.load(best, map_location="cpu", weights_only=False, mmap=True)["state_dict"]
         state = {k[len("net.") :]: v for k, v in full.items() if k.startswith("net.")}
-        path = save_network(self._dir(trainer) / "network.pt", state, config)
+        path = save_network(self._dir(trainer) / NETWORK_FILE, state, config)
+        threshold = float(full.get("val_threshold", pl_module.hparams.get("threshold", 0.5)))
+        contract = self._contract(trainer, dict(config), threshold)
+        contract_path = path.with_name(CONTRACT_FILE)
+        contract_path.write_text(json.dumps(contract.to_dict(), indent=2))
         self._log_file(trainer, path, "network")
+        self._log_file(trainer, contract_path, "network")
         logger = find_mlflow_logger(trainer)
         if self.log_model and logger is not None:
-            threshold = float(full.get("val_threshold", pl_module.hparams.get("threshold", 0.5)))
-            self._log_mlflow_model(trainer, logger, path, threshold)
+            from vessel_lightning.registry import log_network  # imports mlflow: only with an MLflow logger
 
-    def _log_mlflow_model(
-        self, trainer: Trainer, logger: MLFlowLogger, network_file: Path, threshold: float
-    ) -> None:
+            log_network(load_network(path), contract, logger.run_id)
+
+    @staticmethod
+    def _contract(trainer: Trainer, config: Mapping[str, Any], threshold: float) -> Any:
+        """The model contract of the exported network: architecture, data mode and size, tuned threshold."""
         from vessel_lightning.data.prepare import size_hw
         from vessel_lightning.inference.contract import ModelContract
-        from vessel_lightning.models.networks import load_network
-        from vessel_lightning.registry import log_network
 
-        network = load_network(network_file)
-        config = torch.load(network_file, weights_only=True)["config"]
         data = getattr(trainer.datamodule, "cfg", None) or {}
         ckpt = trainer.checkpoint_callback
         score = getattr(ckpt, "best_model_score", None) if ckpt else None
         metrics = {"val/f1": float(score)} if score is not None else {}
-        contract = ModelContract(
+        return ModelContract(
             encoder=config.get("encoder_name", ""),
             arch=config.get("arch", "unet"),
             mode=str(data.get("mode", "resize")),
@@ -209,7 +216,6 @@ class MlflowArtifacts(Callback):
             metrics=metrics,
             split={k: float(data[k]) for k in ("val_fraction", "test_fraction", "seed") if k in data},
         )
-        log_network(network, contract, logger.run_id)
 
 
 class BatchNormRecalibration(Callback):

@@ -21,6 +21,8 @@ from vessel_lightning.training import tracking  # registers the MLflow resolvers
 
 log = logging.getLogger(__name__)
 
+RESOLVED_CONFIG = "config.yaml"  # in the job's output folder
+
 
 def build_datamodule(data_cfg: DictConfig) -> Any:
     """Return the LightningDataModule for a ``data`` config: ``VesselDataModule(data_cfg)``, or the class named
@@ -67,7 +69,8 @@ def default_run_name(cfg: DictConfig) -> str:
     return f"{arch}-w{width}" if width is not None else arch
 
 
-def _run_tags(cfg: DictConfig) -> dict[str, str]:
+def run_tags(cfg: DictConfig) -> dict[str, str]:
+    """The run's MLflow tags: arch, encoder, dataset, loss, task, sweep tags in a multirun, and ``cfg.tags``."""
     tags = {
         "arch": str(OmegaConf.select(cfg, "model.net.arch", default="unet")),
         "encoder": str(OmegaConf.select(cfg, "model.net.encoder_name", default="")),
@@ -87,7 +90,7 @@ def _prepare_mlflow(cfg: DictConfig, run_id: str | None) -> None:
         return
     tracking.ensure_store(mlflow_cfg.tracking_uri)
     tracking.ensure_experiment(mlflow_cfg.tracking_uri, mlflow_cfg.experiment_name)
-    tags = _run_tags(cfg)
+    tags = run_tags(cfg)
     with open_dict(cfg):
         mlflow_cfg.run_id = run_id
         mlflow_cfg.tags = tags
@@ -121,6 +124,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         with open_dict(cfg):
             cfg.callbacks.model_checkpoint.dirpath = str(Path(ckpt_path).parent)
     _prepare_mlflow(cfg, run_id)
+    config_yaml = write_resolved_config(cfg)
 
     log.info("data: %s", cfg.data.get("name"))
     datamodule = build_datamodule(cfg.data)
@@ -146,7 +150,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     try:
         mlflow_logger = find_mlflow_logger(trainer)
         if mlflow_logger is not None:
-            _log_run_start(mlflow_logger, cfg, resumed=run_id is not None)
+            _log_run_start(mlflow_logger, config_yaml, cfg, resumed=run_id is not None)
             if warm is not None:
                 mlflow_logger.experiment.set_tag(mlflow_logger.run_id, "init_from", warm.source)
                 mlflow_logger.experiment.set_tag(mlflow_logger.run_id, "init_from.loaded", warm.summary)
@@ -177,9 +181,19 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     return metric_dict, object_dict
 
 
-def _log_run_start(mlflow_logger: Any, cfg: DictConfig, resumed: bool) -> None:
-    client, run_id = mlflow_logger.experiment, mlflow_logger.run_id
+def write_resolved_config(cfg: DictConfig) -> str:
+    """Write the resolved config to ``<output_dir>/config.yaml`` (what ``vessel-import-run`` reads back when no
+    store was reachable) and return its text. Hydra's own ``.hydra/config.yaml`` keeps the interpolations."""
     config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
+    output_dir = OmegaConf.select(cfg, "paths.output_dir", default=None)
+    if output_dir:
+        Path(output_dir).mkdir(parents=True, exist_ok=True)
+        (Path(output_dir) / RESOLVED_CONFIG).write_text(config_yaml)
+    return config_yaml
+
+
+def _log_run_start(mlflow_logger: Any, config_yaml: str, cfg: DictConfig, resumed: bool) -> None:
+    client, run_id = mlflow_logger.experiment, mlflow_logger.run_id
     if resumed:
         # Params of the first start stay; re-logging a changed value (ckpt_path, output_dir) is an MLflow error.
         client.update_run(run_id, status="RUNNING")
