@@ -103,6 +103,48 @@ def test_tiles_mode_keeps_full_resolution_and_covers_every_pixel(tmp_path: Path)
     assert np.array_equal(rebuilt > 0, original)
 
 
+def test_cached_images_are_read_once_and_give_the_same_items(tmp_path: Path, monkeypatch) -> None:
+    import vessel_lightning.data.datamodule as datamodule
+
+    root = make_masks_folder(tmp_path / "raw", count=5, size=(100, 130))
+    overrides = [
+        "data=masks",
+        f"data.root={root}",
+        f"data.prepared_dir={tmp_path / 'out'}",
+        "data.mode=tiles",
+        "data.size=64",
+        "data.workers=0",
+        "data/augment=none",
+    ]
+    plain, cached = (
+        VesselDataModule(data_config([*overrides, f"data.cache_images={c}"])) for c in (False, True)
+    )
+    for dm in (plain, cached):
+        dm.prepare_data()
+        dm.setup("fit")
+    reads = []
+    real_load = datamodule._load
+    monkeypatch.setattr(datamodule, "_load", lambda d, s: reads.append(s["id"]) or real_load(d, s))
+
+    val = cached.datasets["val"]
+    items = [val[i] for i in range(len(val))] + [val[i] for i in range(len(val))]
+    assert len(reads) == len(val.samples)  # one decode per photo, however many tiles and passes
+    for index, item in enumerate(items[: len(val)]):
+        expected = plain.datasets["val"][index]
+        for key in ("image", "mask", "fov"):
+            assert torch.equal(item[key], expected[key])
+
+    def darken_in_place(**arrays):  # a transform that writes into the arrays it is given
+        arrays["image"][:] //= 2
+        return arrays
+
+    val.transform = darken_in_place
+    first, second = val[0], val[0]
+    assert torch.equal(first["image"], second["image"])  # the cached photo itself was not darkened
+    halved = torch.div(torch.round(plain.datasets["val"][0]["image"] * 255), 2, rounding_mode="floor") / 255
+    assert torch.allclose(first["image"], halved)
+
+
 def test_empty_split_is_a_clear_error(tmp_path: Path) -> None:
     root = make_masks_folder(tmp_path / "raw", count=2)
     cfg = data_config(

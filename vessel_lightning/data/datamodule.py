@@ -55,7 +55,9 @@ class VesselDataset(Dataset):
 
     ``transform``: an albumentations ``Compose`` taking ``image``, ``mask`` and ``fov``; ``crop``:
     ``(height, width)`` for random training crops (tiles mode), ``tiles``: ``(height, width)`` for the
-    fixed evaluation grid (tiles mode); at most one of the two.
+    fixed evaluation grid (tiles mode); at most one of the two. ``cache``: keep each decoded image in memory
+    after its first read (each loader worker holds its own copy: for full-resolution photos, where decoding
+    the whole image for one tile costs more than the training step).
     """
 
     def __init__(
@@ -66,8 +68,10 @@ class VesselDataset(Dataset):
         crop: tuple[int, int] | None = None,
         crops_per_image: int = 1,
         tiles: tuple[int, int] | None = None,
+        cache: bool = False,
     ) -> None:
         self.prepared_dir = Path(prepared_dir)
+        self.cache: dict[int, dict[str, np.ndarray]] | None = {} if cache else None
         self.samples = samples
         self.transform = transform
         self.crop = crop
@@ -87,10 +91,17 @@ class VesselDataset(Dataset):
     def __len__(self) -> int:
         return len(self.index)
 
+    def _arrays(self, i: int) -> dict[str, np.ndarray]:
+        if self.cache is None:
+            return _load(self.prepared_dir, self.samples[i])
+        if i not in self.cache:
+            self.cache[i] = _load(self.prepared_dir, self.samples[i])
+        return self.cache[i]
+
     def __getitem__(self, item: int) -> dict[str, Any]:
         i, top, left = self.index[item]
         sample = self.samples[i]
-        arrays = _load(self.prepared_dir, sample)
+        arrays = self._arrays(i)
         window = self.tiles or self.crop
         if window:
             arrays = _pad_to(arrays, *window)
@@ -99,6 +110,8 @@ class VesselDataset(Dataset):
                 top = int(torch.randint(0, h - window[0] + 1, ()).item())
                 left = int(torch.randint(0, w - window[1] + 1, ()).item())
             arrays = {k: v[top : top + window[0], left : left + window[1]] for k, v in arrays.items()}
+        if self.cache is not None:  # never hand the cached arrays themselves to a transform
+            arrays = {k: v.copy() for k, v in arrays.items()}
         if self.transform is not None:
             arrays = self.transform(**arrays)
         return _to_tensors(arrays, sample["id"])
@@ -134,6 +147,7 @@ class VesselDataModule(L.LightningDataModule):
         self.manifest = read_manifest(self.prepared_dir)
         window = size_hw(self.cfg.size)
         tiled = self.manifest["mode"] == "tiles"
+        cache = bool(self.cfg.get("cache_images", False))
         for split in ("train", "val", "test"):
             samples = [s for s in self.manifest["samples"] if s["split"] == split]
             if split == "train":
@@ -143,10 +157,15 @@ class VesselDataModule(L.LightningDataModule):
                     self._transform("train"),
                     crop=window if tiled else None,
                     crops_per_image=int(self.cfg.get("tiles_per_image", 1)),
+                    cache=cache,
                 )
             else:
                 self.datasets[split] = VesselDataset(
-                    self.prepared_dir, samples, self._transform("eval"), tiles=window if tiled else None
+                    self.prepared_dir,
+                    samples,
+                    self._transform("eval"),
+                    tiles=window if tiled else None,
+                    cache=cache,
                 )
 
     @property
