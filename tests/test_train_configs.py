@@ -15,6 +15,7 @@ from tests.train_fixtures import compose_train
 from vessel_lightning.config import CONFIG_DIR
 from vessel_lightning.training.losses import CompoundLoss, build_loss
 from vessel_lightning.training.module import VesselSegmenter
+from vessel_lightning.training.tracking import flatten_config
 from vessel_lightning.training.train import instantiate_group, metric_value, resolve_ckpt_path
 
 
@@ -144,6 +145,31 @@ def test_experiment_options(tmp_path: Path, name: str) -> None:
     OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(hydra.utils.instantiate(cfg.model), VesselSegmenter)
     assert isinstance(hydra.utils.instantiate(cfg.trainer, accelerator="cpu"), Trainer)
+
+
+def test_gpu_experiments_differ_from_chase_gpu_in_one_thing_each(tmp_path: Path) -> None:
+    def flat(name: str) -> dict[str, str]:
+        resolved = OmegaConf.to_container(compose(tmp_path, f"experiment={name}"), resolve=True)
+        return flatten_config({k: v for k, v in resolved.items() if k not in ("paths", "logger")})
+
+    base = flat("chase_gpu")
+    assert base["trainer.accelerator"] == "gpu" and base["trainer.precision"] == "bf16-mixed"
+    assert base["data.mode"] == "tiles" and base["data.size"] == "512" and base["data.cache_images"] == "True"
+    assert base["trainer.max_time"] == "00:00:06:00" and base["model.net.encoder_name"] == "efficientnet-b0"
+
+    def changed(name: str) -> set[str]:
+        other = flat(name)
+        return {k for k in base.keys() | other.keys() if base.get(k) != other.get(k)} - {"tags.experiment"}
+
+    assert changed("chase_gpu_b3") == {"model.net.encoder_name"}
+    assert {k.split(".")[1] for k in changed("hrf_gpu")} <= {
+        "name",
+        "root",
+        "source",
+        "prepared_dir",
+        "tiles_per_image",
+    }
+    assert flat("hrf_gpu")["data.name"] == "hrf"
 
 
 @pytest.mark.parametrize("name", options("debug"))
