@@ -60,7 +60,9 @@ def main() -> None:
             print(f"cache on, first pass (decodes every photo once): {first * 1000:.1f} ms/tile")
         runs = [_seconds_per_tile(dataset, args.tiles) for _ in range(args.repeats)]
         results[cache] = statistics.median(runs)
-        print(f"cache {'on ' if cache else 'off'}: {results[cache] * 1000:.1f} ms/tile (median of {args.repeats})")
+        print(
+            f"cache {'on ' if cache else 'off'}: {results[cache] * 1000:.1f} ms/tile (median of {args.repeats})"
+        )
     print(f"{args.data}: cached tiles load {results[False] / results[True]:.1f}× faster per tile")
 
 

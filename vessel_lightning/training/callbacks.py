@@ -6,12 +6,15 @@ import json
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from lightning import Callback, LightningModule, Trainer
 from lightning.pytorch.loggers import MLFlowLogger
+
+if TYPE_CHECKING:
+    from vessel_lightning.inference.contract import ModelContract
 
 log = logging.getLogger(__name__)
 
@@ -197,7 +200,7 @@ class MlflowArtifacts(Callback):
             log_network(load_network(path), contract, logger.run_id)
 
     @staticmethod
-    def _contract(trainer: Trainer, config: Mapping[str, Any], threshold: float) -> Any:
+    def _contract(trainer: Trainer, config: Mapping[str, Any], threshold: float) -> ModelContract:
         """The model contract of the exported network: architecture, data mode and size, tuned threshold."""
         from vessel_lightning.data.prepare import size_hw
         from vessel_lightning.inference.contract import ModelContract

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from vessel_lightning.registry import DEFAULT_EXPERIMENT
+from vessel_lightning.registry import DEFAULT_EXPERIMENT, RegistryError
 from vessel_lightning.training.callbacks import CONTRACT_FILE, NETWORK_FILE
 from vessel_lightning.training.train import RESOLVED_CONFIG
 
@@ -168,7 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
                 version = register(run_id, alias=args.alias)
                 print(f"  registered version {version}{f' ({args.alias})' if args.alias else ''}")
-    except (ImportRunError, FileNotFoundError, ValueError) as exc:
+    except (ImportRunError, RegistryError, FileNotFoundError, ValueError) as exc:
         print(f"vessel-import-run: {exc}", file=sys.stderr)
         return 2
     return 0
