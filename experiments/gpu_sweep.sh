@@ -74,17 +74,18 @@ EOF
   fi
   grep -h "Trainer.fit" "$job/stdout.log" | tail -n 1 || true
 done
-# One line per job: optimizer steps reached and the best validation F1 (metrics.csv of the CSV logger).
+# One line per job: optimizer steps reached and the best validation F1 (read as vessel-import-run reads them).
 "$python" - "$jobs_dir" "${experiments[@]}" <<'EOF'
-import csv, sys
+import sys
 from pathlib import Path
+from vessel_lightning.training.offline import read_metrics
 jobs = Path(sys.argv[1])
 print(f"{'experiment':<16} {'steps':>6} {'epochs':>6} {'best val/f1':>11}")
 for exp in sys.argv[2:]:
-    rows = [r for f in sorted(jobs.glob(f"{exp}/csv/version_*/metrics.csv")) for r in csv.DictReader(f.open())]
-    steps = max((int(float(r["step"])) for r in rows if r.get("step")), default=0)
-    epochs = max((int(float(r["epoch"])) + 1 for r in rows if r.get("epoch")), default=0)
-    f1 = max((float(r["val/f1"]) for r in rows if r.get("val/f1")), default=float("nan"))
+    metrics = read_metrics(sorted(jobs.glob(f"{exp}/csv/version_*/metrics.csv")))
+    steps = max((step for _, _, step in metrics), default=0)
+    epochs = max((int(value) + 1 for key, value, _ in metrics if key == "epoch"), default=0)
+    f1 = max((value for key, value, _ in metrics if key == "val/f1"), default=float("nan"))
     print(f"{exp:<16} {steps:>6} {epochs:>6} {f1:>11.4f}")
 EOF
 ls -l "$out"
