@@ -15,8 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.backends import BackendError, build_backend
 from app.settings import Settings
+from vessel_lightning.inference.backends import BackendError, build_backend
 from vessel_lightning.inference.predictor import Predictor, alias_version, parse_registry_uri
 
 log = logging.getLogger(__name__)

@@ -28,10 +28,10 @@ from PIL import Image
 from starlette.datastructures import UploadFile
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.backends import BACKENDS
 from app.decode import DecodeError, decode_image
 from app.model_manager import LoadedModel, ModelManager
 from app.settings import Settings, SettingsError
+from vessel_lightning.inference.backends import BACKENDS
 from vessel_lightning.inference.predictor import probability_png_values, served_mask
 
 FORMATS = ("probability", "mask", "json")

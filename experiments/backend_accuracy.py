@@ -33,11 +33,11 @@ def main() -> None:
 
     from hydra import compose, initialize_config_dir
 
-    from app.backends import build_backend
     from vessel_lightning.config import CONFIG_DIR
     from vessel_lightning.data.prepare import load_sample
     from vessel_lightning.evaluation.evaluate import evaluation_samples
     from vessel_lightning.evaluation.metrics import Counts, confusion
+    from vessel_lightning.inference.backends import build_backend
     from vessel_lightning.inference.predictor import Predictor, load_logged_model
     from vessel_lightning.registry import connect
 

@@ -356,7 +356,7 @@ def test_onnx_int8_is_calibrated_cached_and_close_to_torch(registry: str, tmp_pa
 
 
 def test_calibration_inputs_follow_the_contract(tmp_path: Path) -> None:
-    from app.backends import calibration_inputs
+    from vessel_lightning.inference.backends import calibration_inputs
     from vessel_lightning.inference.contract import ModelContract
 
     rgb = photo(seed=4, height=300, width=200)

@@ -1,4 +1,5 @@
-"""Backends that run the network for the Predictor: PyTorch eager, ONNX Runtime fp32, ONNX Runtime int8.
+"""Backends that run the network for the Predictor (serving, evaluation, batch prediction): PyTorch eager, ONNX
+Runtime fp32, ONNX Runtime int8.
 
 ONNX files are exported once per registered model version into a cache folder (``$VESSEL_CACHE_DIR``, default
 ``~/.cache/vessel-lightning/onnx``), keyed by tracking store, name, version and run id, and the fp32 export is
