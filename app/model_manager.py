@@ -11,12 +11,19 @@ import dataclasses
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import torch
+
 from app.settings import Settings
-from vessel_lightning.inference.backends import BackendError, build_backend
+from vessel_lightning.inference.backends import BackendError, CudaNetwork, build_backend
+from vessel_lightning.inference.batching import DynamicBatcher
+from vessel_lightning.inference.contract import NETWORK_FILE
+from vessel_lightning.inference.device import describe_device, resolve_device
 from vessel_lightning.inference.predictor import Predictor, alias_version, parse_registry_uri
 
 log = logging.getLogger(__name__)
@@ -30,6 +37,12 @@ class LoadedModel:
     backend: str
     metrics: dict[str, float] = field(default_factory=dict)
     backend_details: dict[str, Any] = field(default_factory=dict)
+    batcher: DynamicBatcher | None = None
+
+    @property
+    def precision(self) -> str:
+        """The precision the network runs in (fp32 unless a GPU backend runs half precision)."""
+        return str(self.backend_details.get("precision", "fp32"))
 
     @property
     def version(self) -> str:
@@ -46,6 +59,9 @@ class LoadedModel:
             "uri": info.uri,
             "run_id": info.run_id,
             "backend": self.backend,
+            "precision": self.precision,
+            "device": describe_device(self.predictor.device),
+            "batching": self.batcher.stats() if self.batcher else None,
             "backend_details": self.backend_details,
             "load_seconds": info.load_seconds,
             "metrics": self.metrics,
@@ -61,9 +77,15 @@ class LoadedModel:
         return {"mode": "sliding window", "window": window, "overlap": predictor.overlap}
 
     def summary(self) -> dict[str, Any]:
-        """Name, version and alias (for ``/health``)."""
+        """Name, version, alias, backend and precision (for ``/health``)."""
         info = self.predictor.info
-        return {"name": info.name, "version": info.version, "alias": info.alias}
+        return {
+            "name": info.name,
+            "version": info.version,
+            "alias": info.alias,
+            "backend": self.backend,
+            "precision": self.precision,
+        }
 
 
 def _run_metrics(run_id: str | None, tracking_uri: str) -> dict[str, float]:
@@ -82,10 +104,13 @@ class ModelManager:
     """Owns the current model: loads it in the background, polls the alias, reloads on demand.
 
     ``current`` is None until the first load succeeds; ``error`` holds the last load failure (one line).
+    The device is resolved at construction: ``VESSEL_DEVICE=cuda`` without a GPU raises ``DeviceError`` there,
+    at start-up, not at the first request.
     """
 
     def __init__(self, settings: Settings, loader: Callable[[str], Predictor] | None = None) -> None:
         self.settings = settings
+        self.device: torch.device = resolve_device(settings.device, "VESSEL_DEVICE")
         self.current: LoadedModel | None = None
         self.error: str | None = None
         self.loading = False
@@ -126,6 +151,8 @@ class ModelManager:
             log.warning("model load failed: %s", self.error or exc)
 
     def _connect(self) -> None:
+        if (Path(self.settings.model_uri) / NETWORK_FILE).is_file():  # an exported folder needs no store
+            return
         if not self.tracking_uri:
             from vessel_lightning.registry import connect
 
@@ -176,24 +203,39 @@ class ModelManager:
         info = predictor.info
         if alias:
             info = dataclasses.replace(info, uri=uri, name=name, alias=alias)
+        settings, device = self.settings, self.device
+        # On a GPU the backend is PyTorch (VESSEL_BACKEND picks among the CPU backends).
+        backend = "torch" if device.type == "cuda" else settings.backend
         try:
             result = build_backend(
-                self.settings.backend,
+                backend,
                 predictor.network,
                 predictor.contract,
                 info,
                 tracking_uri=self.tracking_uri,
-                cache_dir=self.settings.cache_dir,
-                calibration_dir=self.settings.calibration_dir,
-                threads=self.settings.threads,
+                cache_dir=settings.cache_dir,
+                calibration_dir=settings.calibration_dir,
+                threads=settings.threads,
+                device=device,
+                precision=settings.precision,
+                compile=settings.compile,
             )
             network, backend, details = result.network, result.backend, result.details
         except BackendError as exc:
-            if not self.settings.fallback_to_torch:
+            if not settings.fallback_to_torch or device.type == "cuda":
                 raise
-            log.warning("backend %s unavailable, serving with torch: %s", self.settings.backend, exc)
+            log.warning("backend %s unavailable, serving with torch: %s", settings.backend, exc)
             network, backend, details = predictor.network, "torch", {"fallback_reason": str(exc)}
-        info = dataclasses.replace(info, load_seconds=round(time.perf_counter() - start, 3))
-        served = Predictor(network, predictor.contract, info=info, window=self.settings.window)
+        core, batcher = network, None
+        if settings.batching_on(device.type):
+            network = batcher = DynamicBatcher(core, settings.batch_max, settings.batch_wait_ms)
+        served = Predictor(network, predictor.contract, info=info, window=settings.window, device=device)
+        if isinstance(core, CudaNetwork):  # the largest window shape, every batch size up to the batch limit
+            size = served.window_size(1 << 16, 1 << 16) if predictor.contract.mode == "tiles" else None
+            details["warm_up"] = core.warm_up(size or predictor.contract.size, settings.batch_max)
+        served.info = dataclasses.replace(info, load_seconds=round(time.perf_counter() - start, 3))
         metrics = predictor.contract.metrics | _run_metrics(info.run_id, self.tracking_uri)
-        return LoadedModel(served, backend, metrics, details)
+        loaded = LoadedModel(served, backend, metrics, details, batcher)
+        if batcher is not None:  # the batching thread ends once no request holds this version any more
+            weakref.finalize(loaded, batcher.close, 0)
+        return loaded

@@ -32,6 +32,7 @@ from app.decode import DecodeError, decode_image
 from app.model_manager import LoadedModel, ModelManager
 from app.settings import Settings, SettingsError
 from vessel_lightning.inference.backends import BACKENDS
+from vessel_lightning.inference.device import DEVICE_CHOICES, DeviceError, describe_device, resolve_device
 from vessel_lightning.inference.predictor import probability_png_values, served_mask
 
 FORMATS = ("probability", "mask", "json")
@@ -157,7 +158,7 @@ def create_app(settings: Settings | None = None, manager: ModelManager | None = 
     """The FastAPI application; the model loads in the background once the app starts (lifespan)."""
     settings = settings or Settings.from_env()
     manager = manager or ModelManager(settings)
-    pool = InferencePool(settings.workers, settings.max_queue)
+    pool = InferencePool(settings.resolved_workers(manager.device.type), settings.max_queue)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -204,9 +205,14 @@ def create_app(settings: Settings | None = None, manager: ModelManager | None = 
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
-        """Liveness: answers while the model loads and under load."""
+        """Liveness: answers while the model loads and under load; says what the model runs on."""
         model = manager.current
-        return {"status": "ok", "ready": model is not None, "model": model.summary() if model else None}
+        return {
+            "status": "ok",
+            "ready": model is not None,
+            "model": model.summary() if model else None,
+            "device": describe_device(manager.device),
+        }
 
     @app.get("/ready")
     async def ready() -> JSONResponse:
@@ -315,9 +321,16 @@ def parse_args(argv: Sequence[str] | None, settings: Settings) -> Settings:
     parser.add_argument("--model-uri", default=settings.model_uri, help="VESSEL_MODEL_URI")
     parser.add_argument("--backend", choices=BACKENDS, default=settings.backend, help="VESSEL_BACKEND")
     parser.add_argument("--tracking-uri", default=settings.tracking_uri, help="MLFLOW_TRACKING_URI")
+    parser.add_argument(
+        "--device",
+        default=settings.device,
+        help=f"{DEVICE_CHOICES} (VESSEL_DEVICE, default {settings.device}: CUDA when PyTorch sees a GPU)",
+    )
     args = parser.parse_args(argv)
+    resolve_device(args.device, "--device" if args.device != settings.device else "VESSEL_DEVICE")
     return dataclasses.replace(
         settings,
+        device=args.device,
         host=args.host,
         port=args.port,
         model_uri=args.model_uri,
@@ -332,7 +345,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         settings = parse_args(argv, Settings.from_env())
-    except SettingsError as exc:
+    except (SettingsError, DeviceError) as exc:
         print(f"error: {exc}", flush=True)
         return 2
     if settings.backend not in BACKENDS:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from vessel_lightning.inference.backends import PRECISIONS
+from vessel_lightning.inference.device import DEVICE_CHOICES
 from vessel_lightning.registry import DEFAULT_ALIAS, DEFAULT_MODEL_NAME
 
 DEFAULT_MODEL_URI = f"models:/{DEFAULT_MODEL_NAME}@{DEFAULT_ALIAS}"
@@ -45,13 +48,30 @@ class Settings:
     backend: str = "onnx"
     cors_origins: tuple[str, ...] = ()
     ui_dir: Path = DEFAULT_UI_DIR
-    workers: int = 1  # inference threads; each already uses every core (torch / ONNX Runtime intra-op)
+    workers: int | None = (
+        None  # inference threads; None: 1 on the CPU (each already uses every core), 4 on a GPU
+    )
     max_queue: int = 64  # requests waiting for a worker before /predict answers 503
     threads: int | None = None  # intra-op threads; None: all cores
     cache_dir: Path | None = None  # ONNX cache; None: $VESSEL_CACHE_DIR or ~/.cache/vessel-lightning/onnx
     calibration_dir: Path | None = None  # photos for onnx-int8 calibration
     window: int | None = 512  # sliding window of tile-trained models; None: the contract's tile size
     fallback_to_torch: bool = True  # an ONNX backend that cannot be built falls back to PyTorch
+    device: str = "auto"  # auto (CUDA when PyTorch sees a GPU, else CPU), cpu, cuda, cuda:N
+    precision: str = "auto"  # GPU: auto (= fp16), fp32, fp16, bf16; the CPU backends run fp32
+    compile: bool = False  # GPU: torch.compile with CUDA graphs (slower load; see the README's GPU figures)
+    batching: str = "auto"  # dynamic batching of concurrent requests: auto (on for a GPU only), on, off
+    batch_max: int = 16  # windows per batched forward
+    batch_wait_ms: float = 3.0  # how long the first request of a batch waits for company
+
+    def resolved_workers(self, device_type: str) -> int:
+        """Inference threads for ``device_type``: the configured count, else 1 on the CPU and 4 on a GPU (so
+        requests decode and upload while another one's windows run, and dynamic batching has company)."""
+        return self.workers or (4 if device_type == "cuda" else 1)
+
+    def batching_on(self, device_type: str) -> bool:
+        """Whether concurrent requests are batched on ``device_type`` (``auto``: on a GPU only)."""
+        return self.batching == "on" or (self.batching == "auto" and device_type == "cuda")
 
     @property
     def max_upload_bytes(self) -> int:
@@ -67,6 +87,18 @@ class Settings:
         cache = env("VESSEL_CACHE_DIR")
         calibration = env("VESSEL_CALIBRATION_DIR")
         window = int(_env_number("VESSEL_WINDOW", cls.window or 0, int))
+        device = (env("VESSEL_DEVICE", "") or cls.device).strip().lower()
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
+            raise SettingsError(f"VESSEL_DEVICE={device!r}: use {DEVICE_CHOICES}")
+        precision = (env("VESSEL_PRECISION", "") or cls.precision).strip().lower()
+        if precision not in PRECISIONS:
+            raise SettingsError(f"VESSEL_PRECISION={precision!r}: use one of {', '.join(PRECISIONS)}")
+        batching = (env("VESSEL_BATCHING", "") or cls.batching).strip().lower()
+        if batching not in ("auto", "on", "off"):
+            raise SettingsError(f"VESSEL_BATCHING={batching!r}: use auto, on or off")
+        compile_raw = (env("VESSEL_COMPILE", "") or "0").strip().lower()
+        if compile_raw not in ("0", "1", "true", "false", "yes", "no"):
+            raise SettingsError(f"VESSEL_COMPILE={compile_raw!r}: use 1 or 0")
         if window % 32:
             raise SettingsError(f"VESSEL_WINDOW={window} must be a multiple of 32 (0: the model's tile size)")
         return cls(
@@ -81,10 +113,16 @@ class Settings:
             backend=env("VESSEL_BACKEND", "") or cls.backend,
             cors_origins=cors,
             ui_dir=Path(env("VESSEL_UI_DIR", "") or DEFAULT_UI_DIR),
-            workers=int(_env_number("VESSEL_WORKERS", cls.workers, int, 1)),
+            workers=int(_env_number("VESSEL_WORKERS", 0, int, 0)) or None,
             max_queue=int(_env_number("VESSEL_MAX_QUEUE", cls.max_queue, int, 1)),
             threads=threads or None,
             cache_dir=Path(cache).expanduser() if cache else None,
             calibration_dir=Path(calibration).expanduser() if calibration else None,
             window=window or None,
+            device=device,
+            precision=precision,
+            compile=compile_raw in ("1", "true", "yes"),
+            batching=batching,
+            batch_max=int(_env_number("VESSEL_BATCH_MAX", cls.batch_max, int, 1)),
+            batch_wait_ms=_env_number("VESSEL_BATCH_WAIT_MS", cls.batch_wait_ms, float, 0),
         )

@@ -90,15 +90,24 @@ def _assert_still_serving(client: TestClient) -> None:
 
 def test_health_ready_model_and_root(client: TestClient) -> None:
     health = client.get("/health").json()
+    device = health.pop("device")
     assert health == {
         "status": "ok",
         "ready": True,
-        "model": {"name": "vessel-unet", "version": "1", "alias": "champion"},
+        "model": {
+            "name": "vessel-unet",
+            "version": "1",
+            "alias": "champion",
+            "backend": "torch",
+            "precision": "fp32",
+        },
     }
+    assert device["type"] == "cpu" and device["name"] and device["threads"] >= 1
     assert client.get("/ready").status_code == 200
     model = client.get("/model").json()
     assert model["name"] == "vessel-unet" and model["version"] == "1" and model["alias"] == "champion"
     assert model["uri"] == "models:/vessel-unet@champion" and model["backend"] == "torch"
+    assert model["device"] == device and model["precision"] == "fp32" and model["batching"] is None
     assert len(model["run_id"]) == 32 and model["load_seconds"] > 0
     assert model["metrics"]["test/f1"] == pytest.approx(0.6) and model["metrics"]["val/f1"] == 0.5
     contract = model["contract"]
@@ -255,7 +264,9 @@ def test_no_model_answers_503_while_health_stays_up(registry: str, tmp_path: Pat
             if manager.error:
                 break
             threading.Event().wait(0.05)
-        assert client.get("/health").json() == {"status": "ok", "ready": False, "model": None}
+        health = client.get("/health").json()
+        assert health.pop("device")["type"] == "cpu"
+        assert health == {"status": "ok", "ready": False, "model": None}
         ready = client.get("/ready")
         assert ready.status_code == 503 and "nobody" in ready.json()["detail"]
         assert client.get("/model").status_code == 503

@@ -1,5 +1,6 @@
 """Backends that run the network for the Predictor (serving, evaluation, batch prediction): PyTorch eager, ONNX
-Runtime fp32, ONNX Runtime int8.
+Runtime fp32, ONNX Runtime int8 on the CPU; PyTorch on a CUDA GPU (:class:`CudaNetwork`: half precision,
+channels_last, cuDNN autotuning, warmed up at load).
 
 ONNX files are exported once per registered model version into a cache folder (``$VESSEL_CACHE_DIR``, default
 ``~/.cache/vessel-lightning/onnx``), keyed by tracking store, name, version and run id, and the fp32 export is
@@ -29,6 +30,8 @@ from vessel_lightning.inference.contract import ModelContract
 from vessel_lightning.inference.predictor import ModelInfo
 
 BACKENDS = ("torch", "onnx", "onnx-int8")
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 FP32_TOLERANCE = 1e-4
 OPSET = 17
 # Changing how int8 models are calibrated changes this, so cached int8 files of an older recipe are not reused.
@@ -69,6 +72,73 @@ class OnnxNetwork(nn.Module):
         """Logits [N, 1, H, W] of a float batch [N, 3, H, W] in [0, 1]."""
         array = np.ascontiguousarray(batch.detach().cpu().numpy(), dtype=np.float32)
         return torch.from_numpy(self.session.run(None, {self.input_name: array})[0])
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """The GPU precision for ``precision`` on ``device``: ``auto`` is fp16 on a GPU, fp32 on the CPU.
+
+    fp16 keeps 10 mantissa bits to bf16's 7, and a U-Net's activations stay far inside fp16's range, so it is the
+    more accurate half format for inference (``experiments/device_check.sh`` measures both). Raises
+    :class:`BackendError` for an unknown value, half precision on the CPU, or bf16 on a GPU without it.
+    """
+    from vessel_lightning.inference.device import supports_bf16
+
+    if precision not in PRECISIONS:
+        raise BackendError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    if device.type != "cuda":
+        if precision in ("auto", "fp32"):
+            return "fp32"
+        raise BackendError(f"precision {precision} is for a CUDA device; the {device.type} backends run fp32")
+    if precision == "bf16" and not supports_bf16(device):
+        raise BackendError(
+            f"precision bf16 needs a GPU of compute capability ≥ 8.0 ({device} has less); use fp16"
+        )
+    return "fp16" if precision == "auto" else precision
+
+
+class CudaNetwork(nn.Module):
+    """A network on a CUDA GPU, set up for inference speed; logits come back as float32 on the GPU.
+
+    Weights and inputs in ``precision`` (fp16/bf16 halve memory traffic and use tensor cores), channels_last
+    memory format (what cuDNN's tensor-core convolutions want), cuDNN autotuning for the fixed window shapes.
+    With ``compile`` the network is compiled by ``torch.compile(mode="reduce-overhead")`` (CUDA graphs) and
+    batches are padded to a power of two, so a handful of graphs cover every batch size.
+    """
+
+    def __init__(
+        self, network: nn.Module, device: torch.device, precision: str = "fp16", compile: bool = False
+    ) -> None:
+        super().__init__()
+        torch.backends.cudnn.benchmark = True
+        self.device = device
+        self.precision = precision
+        self.dtype = DTYPES[precision]
+        self.compiled = compile
+        network = network.to(device=device, dtype=self.dtype, memory_format=torch.channels_last).eval()
+        self.network = torch.compile(network, mode="reduce-overhead", dynamic=False) if compile else network
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        """Logits [N, 1, H, W] (float32, on the GPU) of a float batch [N, 3, H, W] in [0, 1]."""
+        count = batch.shape[0]
+        batch = batch.to(self.device, non_blocking=True)
+        batch = batch.to(dtype=self.dtype, memory_format=torch.channels_last)
+        if self.compiled and count & (count - 1):  # pad to a power of two: one CUDA graph per bucket
+            padding = (1 << count.bit_length()) - count
+            batch = torch.cat([batch, batch.new_zeros(padding, *batch.shape[1:])])
+        with torch.inference_mode():
+            return self.network(batch)[:count].float()
+
+    def warm_up(self, size: Sequence[int], max_batch: int) -> dict[str, Any]:
+        """Run every batch size up to ``max_batch`` at ``size`` once, so cuDNN's autotuning (and compilation)
+        happens at load, not in a user's request; returns what it cost."""
+        start = time.perf_counter()
+        sizes = (
+            sorted({1 << i for i in range(max_batch.bit_length())} | {max_batch}) if self.compiled else None
+        )
+        for count in sizes or range(1, max_batch + 1):
+            self(torch.zeros(count, 3, *size, device=self.device))
+        torch.cuda.synchronize(self.device)
+        return {"warm_up_seconds": round(time.perf_counter() - start, 2), "shape": [max_batch, 3, *size]}
 
 
 def default_cache_dir() -> Path:
@@ -133,15 +203,14 @@ def export_onnx(network: nn.Module, path: Path, size: Sequence[int]) -> None:
     os.replace(temporary, path)
 
 
-def compare(
-    network: nn.Module, onnx_network: OnnxNetwork, size: Sequence[int], seed: int = 0
-) -> dict[str, float]:
-    """Max abs difference of logits and probabilities between PyTorch and ONNX on a fixed random batch."""
+def compare(network: nn.Module, candidate: nn.Module, size: Sequence[int], seed: int = 0) -> dict[str, float]:
+    """Max abs difference of logits and probabilities between a reference network and a candidate backend
+    (ONNX, int8, half precision on a GPU) on a fixed random batch."""
     generator = torch.Generator().manual_seed(seed)
     batch = torch.rand(2, 3, *size, generator=generator)
     with torch.inference_mode():
         expected = network(batch).float()
-    got = onnx_network(batch).float()
+        got = candidate(batch).float().to(expected.device)
     return {
         "logits": float((expected - got).abs().max()),
         "probability": float((torch.sigmoid(expected) - torch.sigmoid(got)).abs().max()),
@@ -255,6 +324,33 @@ def _fp32_onnx(
     return onnx_network, record | {"cached": False}
 
 
+def build_cuda(
+    network: nn.Module,
+    contract: ModelContract,
+    device: torch.device,
+    precision: str = "auto",
+    *,
+    compile: bool = False,
+    check: bool = True,
+) -> BackendResult:
+    """``network`` as a :class:`CudaNetwork` on ``device``; with ``check`` its probabilities on a fixed random batch
+    are compared with the fp32 network's on the same GPU (reported in the details, not a gate: the F1 condition is
+    measured on real photos, see ``experiments/device_check.sh``)."""
+    chosen = resolve_precision(precision, device)
+    details: dict[str, Any] = {"device": str(device), "precision": chosen, "compiled": compile}
+    if check and chosen != "fp32":
+        import copy
+
+        reference = CudaNetwork(copy.deepcopy(network), device, "fp32")
+        fast = CudaNetwork(network, device, chosen, compile=compile)
+        details["max_abs_diff_vs_fp32"] = compare(reference, fast, contract.size)
+        del reference
+        torch.cuda.empty_cache()
+    else:
+        fast = CudaNetwork(network, device, chosen, compile=compile)
+    return BackendResult(fast, "torch", details)
+
+
 def build_backend(
     backend: str,
     network: nn.Module,
@@ -265,12 +361,26 @@ def build_backend(
     cache_dir: Path | None = None,
     calibration_dir: Path | None = None,
     threads: int | None = None,
+    device: torch.device | None = None,
+    precision: str = "auto",
+    compile: bool = False,
 ) -> BackendResult:
-    """The network for ``backend`` (``torch``, ``onnx`` or ``onnx-int8``); raises :class:`BackendError`."""
+    """The network for ``backend`` (``torch``, ``onnx`` or ``onnx-int8``) on ``device`` (default: the CPU);
+    raises :class:`BackendError`.
+
+    On a CUDA device only ``torch`` runs (:func:`build_cuda`; ONNX Runtime here is the CPU build); ``precision``
+    and ``compile`` apply there.
+    """
     if backend not in BACKENDS:
         raise BackendError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    device = device or torch.device("cpu")
+    if device.type == "cuda":
+        if backend != "torch":
+            raise BackendError(f"backend {backend} runs on the CPU; on {device} the backend is torch")
+        return build_cuda(network, contract, device, precision, compile=compile)
+    resolve_precision(precision, device)  # half precision asked for on the CPU is an error, not ignored
     if backend == "torch":
-        return BackendResult(network.eval(), "torch")
+        return BackendResult(network.eval(), "torch", {"device": "cpu", "precision": "fp32"})
     folder = cache_folder(cache_dir or default_cache_dir(), info, tracking_uri)
     fp32, record = _fp32_onnx(network.eval(), contract, folder, threads)
     details = {"onnx_path": str(fp32.path), "fp32": record}

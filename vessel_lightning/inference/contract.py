@@ -14,6 +14,10 @@ CONTRACT_KEY = "contract"
 CONTRACT_VERSION = 1
 
 
+NETWORK_FILE = "network.pt"  # a training job's exported network (weights + plain config), under artifacts/
+CONTRACT_FILE = "contract.json"  # beside it: the model contract
+
+
 class ContractError(ValueError):
     """A model without a usable contract; the message names the model."""
 

@@ -13,14 +13,14 @@ import torch
 from lightning import Callback, LightningModule, Trainer
 from lightning.pytorch.loggers import MLFlowLogger
 
+from vessel_lightning.inference.contract import CONTRACT_FILE, NETWORK_FILE
+
 if TYPE_CHECKING:
     from vessel_lightning.inference.contract import ModelContract
 
 log = logging.getLogger(__name__)
 
 CURVE_KEYS: tuple[str, ...] = ("train/loss", "val/loss", "train/f1", "val/f1", "val/iou", "val/f1_best")
-NETWORK_FILE = "network.pt"  # under <output_dir>/artifacts: the best weights + plain config
-CONTRACT_FILE = "contract.json"  # beside it: the model contract (what offline runs import with)
 
 
 def overlay_figure(
