@@ -73,3 +73,11 @@ def test_best_threshold_maximizes_f1_over_histograms() -> None:
     threshold, f1 = best_f1_threshold(hist([0.9, 0.8, 0.3]), hist([0.6, 0.2, 0.1]))
     assert 0.2 < threshold <= 0.3
     assert f1 == pytest.approx(6 / 7)
+
+
+def test_a_window_without_fov_pixels_counts_nothing_and_does_not_fail() -> None:
+    # A small validation window in a fundus photo's dark corner: the FOV is empty there.
+    metrics = segmentation_metrics(0.5)
+    update_in_fov(metrics, PROBS, TRUTH, torch.zeros_like(FOV))
+    update_in_fov(metrics, PROBS, TRUTH, FOV)
+    assert metrics.compute()["iou"].item() == pytest.approx(TP / (TP + FP + FN))

@@ -32,7 +32,8 @@ def update_in_fov(
 ) -> None:
     """Update ``metrics`` with the pixels inside the FOV only (``fov > 0.5``); outside pixels are not counted."""
     inside = fov > 0.5
-    metrics.update(probs[inside], target[inside].long())
+    if inside.any():  # a small window in a fundus photo's dark corner holds no FOV pixel: nothing to count
+        metrics.update(probs[inside], target[inside].long())
 
 
 class VesselSegmenter(LightningModule):
