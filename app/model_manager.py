@@ -14,7 +14,6 @@ import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -22,9 +21,13 @@ import torch
 from app.settings import Settings
 from vessel_lightning.inference.backends import BackendError, CudaNetwork, build_backend
 from vessel_lightning.inference.batching import DynamicBatcher
-from vessel_lightning.inference.contract import NETWORK_FILE
 from vessel_lightning.inference.device import describe_device, resolve_device
-from vessel_lightning.inference.predictor import Predictor, alias_version, parse_registry_uri
+from vessel_lightning.inference.predictor import (
+    Predictor,
+    alias_version,
+    is_exported_model,
+    parse_registry_uri,
+)
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +154,7 @@ class ModelManager:
             log.warning("model load failed: %s", self.error or exc)
 
     def _connect(self) -> None:
-        if (Path(self.settings.model_uri) / NETWORK_FILE).is_file():  # an exported folder needs no store
+        if is_exported_model(self.settings.model_uri):  # an exported folder needs no store
             return
         if not self.tracking_uri:
             from vessel_lightning.registry import connect

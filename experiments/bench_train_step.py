@@ -5,6 +5,11 @@ on CPU (each configuration runs in its own subprocess, so peaks do not carry ove
 
     python experiments/bench_train_step.py                       # B0 and B4, batch 8, 512², 3 timed steps
     python experiments/bench_train_step.py --steps 5 --encoders b0 --device cuda
+    python experiments/bench_train_step.py --device cuda --encoders b0 b1 b2 b3 b4 b5 b6 b7 \
+        --formats channels_last --precisions bf16        # the GPU sweep's memory claim (trainer=gpu: bf16-mixed)
+
+``--precisions bf16`` runs forward and loss under ``torch.autocast(dtype=bfloat16)``, as Lightning's
+``bf16-mixed`` does; the machine (CPU model and flags, GPU) is printed first.
 """
 
 from __future__ import annotations
@@ -18,8 +23,12 @@ import sys
 import time
 
 
-def run_one(encoder: str, channels_last: bool, batch: int, size: int, steps: int, device: str) -> dict:
+def run_one(
+    encoder: str, channels_last: bool, batch: int, size: int, steps: int, device: str, precision: str = "fp32"
+) -> dict:
     """Time ``steps`` training steps after one warm-up step; return timings and peak memory."""
+    import contextlib
+
     import torch
 
     from vessel_lightning.models import build_network
@@ -45,7 +54,13 @@ def run_one(encoder: str, channels_last: bool, batch: int, size: int, steps: int
         sync()
         start = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
-        loss, _ = loss_fn(net(image), mask, fov)
+        autocast = (
+            torch.autocast(dev.type, dtype=torch.bfloat16)
+            if precision == "bf16"
+            else contextlib.nullcontext()
+        )
+        with autocast:
+            loss, _ = loss_fn(net(image), mask, fov)
         loss.backward()
         optimizer.step()
         sync()
@@ -54,6 +69,9 @@ def run_one(encoder: str, channels_last: bool, batch: int, size: int, steps: int
     result = {
         "encoder": encoder,
         "format": "channels_last" if channels_last else "eager",
+        "precision": precision,
+        "batch": batch,
+        "size": size,
         "median_s": statistics.median(times),
         "times_s": times,
         "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2,
@@ -61,7 +79,29 @@ def run_one(encoder: str, channels_last: bool, batch: int, size: int, steps: int
     }
     if dev.type == "cuda":
         result["max_allocated_gb"] = torch.cuda.max_memory_allocated() / 1024**3
+        result["gpu"] = torch.cuda.get_device_name(dev)
     return result
+
+
+def machine() -> str:
+    """One line on the CPU (model name, vector/matrix features) and the GPU if PyTorch sees one."""
+    import torch
+
+    from vessel_lightning.inference.device import cpu_name
+
+    flags = set()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            flags = set(next((ln for ln in handle if ln.startswith("flags")), ":").partition(":")[2].split())
+    except OSError:
+        pass
+    wanted = [
+        f
+        for f in ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_int8")
+        if f in flags
+    ]
+    gpu = f"; GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "; no GPU"
+    return f"CPU {cpu_name()} ({' '.join(wanted) or 'no AVX2'}){gpu}; torch {torch.__version__}"
 
 
 def main() -> None:
@@ -74,41 +114,60 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--formats", nargs="+", default=["eager", "channels_last"])
+    parser.add_argument("--precisions", nargs="+", default=["fp32"], choices=["fp32", "bf16"])
     parser.add_argument("--json", action="store_true", help="also print one JSON line per configuration")
-    parser.add_argument("--one", nargs=2, metavar=("ENCODER", "FORMAT"), help=argparse.SUPPRESS)
+    parser.add_argument("--one", nargs=3, metavar=("ENCODER", "FORMAT", "PRECISION"), help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.one:
-        encoder, fmt = args.one
-        print(
-            json.dumps(
-                run_one(encoder, fmt == "channels_last", args.batch, args.size, args.steps, args.device)
-            )
+        encoder, fmt, precision = args.one
+        result = run_one(
+            encoder, fmt == "channels_last", args.batch, args.size, args.steps, args.device, precision
         )
+        print(json.dumps(result))
         return
 
+    print(machine(), flush=True)
     rows = []
     for encoder in args.encoders:
-        for fmt in ("eager", "channels_last"):
-            cmd = [sys.executable, __file__, "--one", encoder, fmt, "--batch", str(args.batch)]
-            cmd += ["--size", str(args.size), "--steps", str(args.steps), "--device", args.device]
-            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-            rows.append(json.loads(out.strip().splitlines()[-1]))
-            if args.json:
-                print(json.dumps(rows[-1]), flush=True)
+        for precision in args.precisions:
+            for fmt in args.formats:
+                cmd = [sys.executable, __file__, "--one", encoder, fmt, precision, "--batch", str(args.batch)]
+                cmd += ["--size", str(args.size), "--steps", str(args.steps), "--device", args.device]
+                done = subprocess.run(cmd, capture_output=True, text=True)
+                if done.returncode != 0:  # e.g. out of memory: one failed configuration is a row, not the end
+                    error = (done.stderr.strip().splitlines() or ["failed"])[-1]
+                    rows.append({"encoder": encoder, "format": fmt, "precision": precision, "error": error})
+                else:
+                    rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+                if args.json:
+                    print(json.dumps(rows[-1]), flush=True)
 
     mem_key = "max_allocated_gb" if args.device.startswith("cuda") else "peak_rss_gb"
+    ok = [r for r in rows if "error" not in r]
+    threads = ok[0]["threads"] if ok else "?"
     print(
-        f"\nbatch {args.batch}, {args.size}², {args.steps} timed steps, device {args.device}, "
-        f"{rows[0]['threads']} threads; medians"
+        f"\nbatch {args.batch}, {args.size}², {args.steps} timed steps, device {args.device}, {threads} threads; medians"
     )
-    print(f"| encoder | format        | step (s) | {mem_key} | speed-up vs eager |")
-    print("|---------|---------------|----------|" + "-" * (len(mem_key) + 2) + "|-------------------|")
+    print(f"| encoder | precision | format        | step (s) | {mem_key} | speed-up vs first format |")
+    print(
+        "|---------|-----------|---------------|----------|"
+        + "-" * (len(mem_key) + 2)
+        + "|--------------------------|"
+    )
     for row in rows:
-        eager = next(r for r in rows if r["encoder"] == row["encoder"] and r["format"] == "eager")
+        if "error" in row:
+            print(
+                f"| {row['encoder']:<7} | {row['precision']:<9} | {row['format']:<13} | failed: {row['error']} |"
+            )
+            continue
+        base = next(
+            (r for r in ok if r["encoder"] == row["encoder"] and r["precision"] == row["precision"]), row
+        )
         print(
-            f"| {row['encoder']:<7} | {row['format']:<13} | {row['median_s']:8.2f} | {row[mem_key]:{len(mem_key)}.2f} "
-            f"| {eager['median_s'] / row['median_s']:17.2f} |"
+            f"| {row['encoder']:<7} | {row['precision']:<9} | {row['format']:<13} | {row['median_s']:8.3f} "
+            f"| {row[mem_key]:{len(mem_key)}.2f} | {base['median_s'] / row['median_s']:24.2f} |"
         )
 
 

@@ -102,19 +102,26 @@ def evaluate(cfg: Any) -> dict[str, Any]:
     from tqdm.auto import tqdm
 
     from vessel_lightning.data.prepare import load_sample
+    from vessel_lightning.inference.backends import build_cuda
+    from vessel_lightning.inference.device import resolve_device
     from vessel_lightning.inference.overlays import error_overlay, save_png
     from vessel_lightning.inference.predictor import Predictor
 
     start = time.perf_counter()
     out = Path(str(cfg.output_dir)).expanduser().resolve()
+    device = resolve_device(cfg.get("device"), "device")
     predictor = Predictor.from_uri(
         str(cfg.model_uri),
         tta=bool(cfg.tta),
         overlap=float(cfg.overlap),
         window=cfg.get("window"),
         scale=float(cfg.get("scale", 1.0)),
-        device=cfg.device,
+        device=device,
     )
+    precision = "fp32"
+    if device.type == "cuda":  # the GPU backend the service runs (half precision, channels_last)
+        built = build_cuda(predictor.network, predictor.contract, device, str(cfg.get("precision", "auto")))
+        predictor.network, precision = built.network, built.details["precision"]
     contract = predictor.contract
     samples, label_rule = evaluation_samples(cfg.data, str(cfg.split), contract)
     thresholds = sorted({0.5, float(contract.threshold)})
@@ -152,6 +159,8 @@ def evaluate(cfg: Any) -> dict[str, Any]:
         "tta": bool(cfg.tta),
         "window": cfg.get("window"),
         "scale": predictor.scale,
+        "device": str(device),
+        "precision": precision,
         "pooled": "over all pixels of all images unless named per_image",
     }
     summary["model"] = {
@@ -220,16 +229,31 @@ def _log_to_mlflow(cfg: Any, summary: dict[str, Any], out: Path) -> None:
 
 
 def _main(cfg: Any) -> None:
-    from mlflow.exceptions import MlflowException
-
     from vessel_lightning.data.sources import DataLayoutError
+    from vessel_lightning.inference.backends import BackendError
     from vessel_lightning.inference.contract import ContractError
-    from vessel_lightning.registry import RegistryError, connect
+    from vessel_lightning.inference.device import DeviceError
+    from vessel_lightning.inference.predictor import is_exported_model
 
+    errors: tuple[type[Exception], ...] = (
+        ContractError,
+        EvaluationError,
+        DataLayoutError,
+        DeviceError,
+        BackendError,
+    )
+    # An exported folder scored without logging needs no store (and no MLflow: a bare GPU box may lack it).
+    store = cfg.log_to_mlflow or not is_exported_model(str(cfg.model_uri))
     try:
-        connect(cfg.get("tracking_uri"))
+        if store:
+            from mlflow.exceptions import MlflowException
+
+            from vessel_lightning.registry import RegistryError, connect
+
+            errors += (MlflowException, RegistryError)
+            connect(cfg.get("tracking_uri"))
         evaluate(cfg)
-    except (MlflowException, ContractError, EvaluationError, DataLayoutError, RegistryError, OSError) as exc:
+    except (*errors, OSError) as exc:
         log.error("vessel-eval: %s", str(exc).splitlines()[0])
         raise SystemExit(1) from None
 

@@ -77,9 +77,8 @@ def load_logged_model(model_uri: str) -> tuple[nn.Module, ModelContract, ModelIn
     the caller to report.
     """
     start = time.perf_counter()
-    folder = Path(model_uri)
-    if (folder / NETWORK_FILE).is_file():
-        return _load_exported(folder, start)
+    if is_exported_model(model_uri):
+        return _load_exported(Path(model_uri), start)
     import mlflow.models
     import mlflow.pytorch
 
@@ -95,6 +94,11 @@ def load_logged_model(model_uri: str) -> tuple[nn.Module, ModelContract, ModelIn
         contract,
         ModelInfo(model_uri, name, version, alias, info.run_id, round(elapsed, 3)),
     )
+
+
+def is_exported_model(model_uri: str) -> bool:
+    """Whether ``model_uri`` is a folder holding an exported ``network.pt`` (loads without MLflow)."""
+    return (Path(model_uri) / NETWORK_FILE).is_file()
 
 
 def _load_exported(folder: Path, start: float) -> tuple[nn.Module, ModelContract, ModelInfo]:

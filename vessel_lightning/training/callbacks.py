@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -167,9 +168,11 @@ class MlflowArtifacts(Callback):
         if not trainer.is_global_zero or trainer.fast_dev_run:
             return
         self._save_figure(trainer, pl_module, "predictions_final.png")
-        if self.history:
+        if self.history and importlib.util.find_spec("matplotlib") is not None:
             curves = learning_curves_figure(self.history, self._dir(trainer) / "learning_curves.png")
             self._log_file(trainer, curves, "figures")
+        elif self.history:  # a bare GPU box may lack it; the curves are in the logged metrics anyway
+            log.warning("matplotlib is not installed: learning_curves.png not drawn")
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         if best and self.log_best_checkpoint:
             self._log_file(trainer, Path(best), "checkpoints")
