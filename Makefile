@@ -71,8 +71,8 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/hadolint docker/app.Dockerfile docker/train.Dockerfile
-	@if command -v docker-compose >/dev/null; then docker-compose -f docker/compose.yaml --profile train config -q && echo "docker/compose.yaml: valid"; \
-	 elif docker compose version >/dev/null 2>&1; then docker compose -f docker/compose.yaml --profile train config -q && echo "docker/compose.yaml: valid"; \
+	@if command -v docker-compose >/dev/null; then docker-compose -f docker/compose.yaml --profile train --profile gpu config -q && echo "docker/compose.yaml: valid"; \
+	 elif docker compose version >/dev/null 2>&1; then docker compose -f docker/compose.yaml --profile train --profile gpu config -q && echo "docker/compose.yaml: valid"; \
 	 else echo "docker compose not installed: docker/compose.yaml not validated (apt-get install docker-compose)"; fi
 
 format: install

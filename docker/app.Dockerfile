@@ -1,7 +1,11 @@
-# Serving image: the API and the built UI on one port, CPU only, non-root.
-#   docker build -f docker/app.Dockerfile -t vessel-lightning-app .
+# Serving image: the API and the built UI on one port, non-root. Two targets of one build:
+#   docker build -f docker/app.Dockerfile -t vessel-lightning-app .                         # CPU (default)
+#   docker build -f docker/app.Dockerfile --target gpu -t vessel-lightning-app-gpu .        # one NVIDIA GPU
 #   docker run -p 8000:8000 -e MLFLOW_TRACKING_URI=http://mlflow:5000 vessel-lightning-app
+#   docker run --gpus all -p 8000:8000 -e MLFLOW_TRACKING_URI=http://mlflow:5000 vessel-lightning-app-gpu
 # The same install commands as CI (Makefile `install`): torch/torchvision pinned, the rest from constraints.txt.
+# PyPI's torch wheels carry the CUDA runtime and cuDNN, so the GPU target needs only the host's NVIDIA driver and
+# the NVIDIA container toolkit; it differs from the CPU target in its environment alone.
 
 # --- stage 1: the Next.js static export -------------------------------------------------------------
 FROM node:20-bookworm-slim AS ui
@@ -12,7 +16,7 @@ RUN npm ci --no-audit --no-fund
 COPY ui/ ./
 RUN npm run build
 
-# --- stage 2: the Python runtime --------------------------------------------------------------------
+# --- stage 2: the Python runtime, shared by both targets -------------------------------------------
 FROM python:3.11-slim-bookworm AS runtime
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -35,3 +39,16 @@ EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
   CMD ["python", "-c", "import urllib.request, sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=4).status != 200)"]
 CMD ["vessel-serve"]
+
+# --- target gpu: CUDA, half precision, dynamic batching ---------------------------------------------
+# VESSEL_DEVICE=cuda makes a container started without a GPU stop at once with a clear error (not serve on the CPU).
+FROM runtime AS gpu
+ENV NVIDIA_VISIBLE_DEVICES=all \
+    NVIDIA_DRIVER_CAPABILITIES=compute,utility \
+    VESSEL_DEVICE=cuda \
+    VESSEL_PRECISION=auto \
+    VESSEL_BATCHING=auto
+
+# --- target cpu (the default: the last stage) --------------------------------------------------------
+FROM runtime AS cpu
+ENV VESSEL_DEVICE=cpu

@@ -67,6 +67,7 @@ test("segment a CHASE_DB1 photo, re-threshold, download, and refuse a text file"
 
   await page.goto(baseUrl() + "/");
   await expect(page.getByTestId("model-info")).toContainText(/vessel-unet v\d+/);
+  await expect(page.getByTestId("device-info")).toHaveText(/^(CPU|GPU) · /);
 
   // Keyboard only: the first Tab reaches the picker, Enter opens it; upload a real photo and wait for the overlay.
   // Listen for the chooser before any key is pressed: Playwright turns on file-chooser interception

@@ -8,6 +8,7 @@
  */
 import { useCallback, useEffect, useLayoutEffect, useMemo, useRef, useState } from "react";
 import { ApiError, fetchModel, type ModelInfo, predictProbability, type PredictPhase } from "@/lib/api";
+import { deviceLabel } from "@/lib/device";
 import { contourSvg, traceContours } from "@/lib/contours";
 import { compositeOverlay, layerLut, paintLayer, parseHexColour } from "@/lib/overlay";
 import { encodePng } from "@/lib/png";
@@ -290,6 +291,8 @@ export default function VesselApp() {
     setThreshold(value);
   };
 
+  const device = deviceLabel(model?.device, model?.backend, model?.precision);
+
   return (
     <div className="app">
       <header className="topbar">
@@ -305,6 +308,11 @@ export default function VesselApp() {
                 {" "}· {model.contract?.encoder} · {model.contract?.dataset || "unknown data"} · recommended threshold{" "}
                 {recommended.toFixed(2)}
               </span>
+              {device.label ? (
+                <span className="device" data-testid="device-info" title={device.title}>
+                  {device.label}
+                </span>
+              ) : null}
             </>
           ) : (
             <span className={modelError ? "warn" : "muted"}>

@@ -1,5 +1,7 @@
 /** Client for the vessel-serve API (same origin): model info and the probability map of a photo. */
 
+import type { DeviceInfo } from "@/lib/device";
+
 export interface ModelContractInfo {
   threshold: number;
   size: [number, number];
@@ -16,6 +18,8 @@ export interface ModelInfo {
   uri?: string;
   run_id?: string;
   backend?: string;
+  precision?: string;
+  device?: DeviceInfo;
   load_seconds?: number;
   metrics?: Record<string, number>;
   contract: ModelContractInfo;
