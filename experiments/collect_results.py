@@ -1,19 +1,25 @@
-"""Rows of experiments/RESULTS.md from ``vessel-eval`` summaries and their training runs in MLflow.
+"""Rows of experiments/RESULTS.md from ``vessel-eval`` summaries and their training runs in MLflow, and the same
+rows for programs in experiments/results.csv.
 
-    python experiments/collect_results.py runs/results/*/summary.json
+    python experiments/collect_results.py runs/results/*/summary.json --csv experiments/results.csv
+    python experiments/collect_results.py --from-markdown experiments/RESULTS.md --csv experiments/results.csv
 
 For each summary: the experiment tag, arch and encoder of the training run, its seed, optimizer steps, median
 epoch time (between consecutive ``val/f1`` logs, validation included), wall time (run start to end), then the
 evaluation's pooled F1 / IoU / clDice / thin-vessel recall / AUC at the tuned threshold and at 0.5, the
-per-image mean IoU, the data sets trained and tested on, TTA, window, input scale and the run id. Prints a
-Markdown table; ``--out`` writes JSON too.
+per-image mean IoU, the data sets trained and tested on, TTA, window, input scale, device and the run id. Prints
+a Markdown table; ``--out`` writes JSON too; ``--csv`` adds (or replaces, by run, test set and settings) the rows
+in a CSV file. ``--from-markdown`` reads every accuracy row (a table with an ``F1`` column) of RESULTS.md instead,
+for rows whose stores are not at hand.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import itertools
 import json
+import re
 import statistics
 from pathlib import Path
 from typing import Any
@@ -23,6 +29,137 @@ COLUMNS = (
     "tta", "window", "scale", "f1", "iou", "iou_per_image", "cldice", "thin_recall", "auc", "threshold",
     "f1_at_0.5", "run_id",
 )  # fmt: skip
+
+
+CSV_COLUMNS = (
+    "experiment", "trained_on", "tested_on", "split", "f1", "iou", "cldice", "thin_recall", "auc", "threshold",
+    "tta", "window", "scale", "device", "precision", "backend", "run_id", "source",
+)  # fmt: skip
+KEY_COLUMNS = (
+    "experiment",
+    "tested_on",
+    "split",
+    "tta",
+    "window",
+    "scale",
+    "device",
+    "precision",
+    "backend",
+    "run_id",
+)
+_FLOAT = re.compile(r"-?\d+(?:\.\d+)?")
+_RUN = re.compile(r"\b[0-9a-f]{32}\b")
+_BACKENDS = ("onnx-int8", "openvino-int8", "openvino-bf16", "openvino", "onnx")  # longest first
+_MARKDOWN_METRICS = {"f1": "f1", "iou": "iou", "cldice": "cldice", "thin recall": "thin_recall", "auc": "auc"}
+
+
+def _first_float(cell: str) -> float | None:
+    found = _FLOAT.search(cell.replace("**", ""))
+    return float(found.group()) if found else None
+
+
+def from_markdown(text: str) -> list[dict[str, Any]]:
+    """Every accuracy row of a RESULTS.md-style document: rows of each table whose header has an ``F1`` column.
+
+    The test set comes from the row or its section (HRF when either names it, else CHASE_DB1), the training set
+    is CHASE_DB1 for cross-set rows, ``same`` in the run column repeats the row above, TTA and the window are read
+    from the row's text; figures measured on a GPU say so in the row.
+    """
+    rows: list[dict[str, Any]] = []
+    lines = text.splitlines()
+    heading = ""
+    i = 0
+    while i < len(lines):
+        line = lines[i].strip()
+        if line.startswith("#"):
+            heading = line.lstrip("#").strip()
+        is_table = line.startswith("|") and i + 1 < len(lines) and lines[i + 1].strip().startswith("|---")
+        if not is_table:
+            i += 1
+            continue
+        header = [c.strip().lower() for c in line.strip("|").split("|")]
+        i += 2
+        previous_run = ""
+        while i < len(lines) and lines[i].strip().startswith("|"):
+            cells = [c.strip() for c in lines[i].strip().strip("|").split("|")]
+            i += 1
+            if "f1" not in header or len(cells) != len(header):
+                continue
+            values = dict(zip(header, cells, strict=True))
+            row_text = " ".join(cells)
+            lowered = (row_text + " " + heading).lower()
+            run_cell = next((v for k, v in values.items() if k == "mlflow run"), "")
+            run = _RUN.search(run_cell)
+            run_id = run.group() if run else (previous_run if run_cell.strip() == "same" else "")
+            previous_run = run_id or previous_run
+            tested = "hrf" if "hrf" in row_text.lower() or heading.lower().startswith("hrf") else "chase_db1"
+            cross = "cross-set" in row_text or "CHASE_DB1" in values.get("trained on", "")
+            window = re.search(r"window=(\d+)", row_text)
+            row = {
+                "experiment": cells[0].replace("`", "").replace("**", ""),
+                "trained_on": "chase_db1" if cross else tested,
+                "tested_on": tested,
+                "split": "test",
+                "tta": "tta=true" in row_text or "flip tta" in row_text.lower(),
+                "window": window.group(1) if window else "",
+                "scale": (re.search(r"scale=([\d.]+)", row_text) or [None, 1.0])[1],
+                "device": "cuda" if re.search(r"\b(gpu|cuda|h100|h200|a100)\b", lowered) else "cpu",
+                "precision": "fp32",
+                "backend": next((b for b in _BACKENDS if b in cells[0].lower()), "torch"),
+                "run_id": run_id,
+                "source": f"RESULTS.md: {heading}",
+            }
+            for name, column in _MARKDOWN_METRICS.items():
+                row[column] = _first_float(values[name]) if name in values else None
+            threshold = next((v for k, v in values.items() if k.startswith("threshold")), "")
+            row["threshold"] = _first_float(threshold)
+            if row["f1"] is not None:
+                rows.append(row)
+    return rows
+
+
+def summary_csv_row(summary_path: Path) -> dict[str, Any]:
+    """The results.csv row of one ``vessel-eval`` ``summary.json``."""
+    summary = json.loads(summary_path.read_text())
+    protocol, model = summary["protocol"], summary["model"]
+    return {
+        "experiment": summary_path.parent.name,
+        "trained_on": model.get("trained_on", ""),
+        "tested_on": protocol["dataset"],
+        "split": protocol["split"],
+        **{k: summary[k] for k in ("f1", "iou", "cldice", "thin_recall", "auc", "threshold")},
+        "tta": protocol["tta"],
+        "window": protocol.get("window") or "",
+        "scale": protocol.get("scale", 1.0),
+        "device": str(protocol.get("device", "cpu")).split(":")[0],
+        "precision": protocol.get("precision", "fp32"),
+        "backend": protocol.get("backend", "torch"),
+        "run_id": model.get("run_id") or "",
+        "source": str(summary_path),
+    }
+
+
+def write_csv(path: Path, new_rows: list[dict[str, Any]]) -> int:
+    """Add ``new_rows`` to the CSV at ``path`` (a row with the same key is replaced); written atomically.
+
+    Returns the number of rows in the file."""
+
+    def key(row: dict[str, Any]) -> tuple[str, ...]:
+        return tuple(str(row.get(c, "")) for c in KEY_COLUMNS)
+
+    existing: dict[tuple[str, ...], dict[str, Any]] = {}
+    if path.is_file():
+        with path.open(newline="") as handle:
+            existing = {key(r): r for r in csv.DictReader(handle)}
+    for row in new_rows:
+        existing[key(row)] = {c: "" if row.get(c) is None else row.get(c) for c in CSV_COLUMNS}
+    temporary = path.with_name(path.name + ".partial")
+    with temporary.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(existing.values())
+    temporary.replace(path)
+    return len(existing)
 
 
 def training_facts(client: Any, run_id: str) -> dict[str, Any]:
@@ -65,10 +202,22 @@ def row(summary_path: Path, client: Any) -> dict[str, Any]:
 def main() -> None:
     """Print the Markdown table of the given summaries."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("summaries", nargs="+", type=Path)
+    parser.add_argument("summaries", nargs="*", type=Path)
     parser.add_argument("--tracking-uri", help="default: $MLFLOW_TRACKING_URI or the embedded store")
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--csv", type=Path, help="add the rows to this CSV (experiments/results.csv)")
+    parser.add_argument("--from-markdown", type=Path, help="take the rows from RESULTS.md's accuracy tables")
     args = parser.parse_args()
+    if args.from_markdown:
+        rows = from_markdown(args.from_markdown.read_text())
+        print(f"{len(rows)} accuracy rows in {args.from_markdown}")
+        if args.csv:
+            print(f"{args.csv}: {write_csv(args.csv, rows)} rows")
+        return
+    if not args.summaries:
+        parser.error("give summary.json files or --from-markdown")
+    if args.csv:
+        print(f"{args.csv}: {write_csv(args.csv, [summary_csv_row(p) for p in args.summaries])} rows")
     from mlflow.tracking import MlflowClient
 
     from vessel_lightning.registry import connect
