@@ -55,9 +55,11 @@ def _ready(port: int) -> bool:
 
 @contextmanager
 def served(
-    env: Mapping[str, str], log_path: Path, ready_timeout_s: float = 600
+    env: Mapping[str, str], log_path: Path, ready_timeout_s: float = 600, cwd: Path = REPO
 ) -> Iterator[tuple[int, subprocess.Popen]]:
     """Run ``python -m app.server`` with ``env`` added (host and a free port set here), output to ``log_path``.
+
+    ``cwd`` is the checkout whose code runs (another worktree, to compare two versions side by side).
 
     Yields ``(port, process)`` once ``GET /ready`` answers 200; raises RuntimeError with the log's tail when the
     process exits or is not ready within ``ready_timeout_s``. The server runs in its own session, and the whole
@@ -68,7 +70,7 @@ def served(
     with log_path.open("w") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "app.server"],
-            cwd=REPO,
+            cwd=cwd,
             env=full_env,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -17,6 +17,7 @@ OUT gets ``summary.json`` (all figures), ``summary.md`` (the tables) and one log
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import os
@@ -328,7 +329,11 @@ def training(out: Path, data_dir: Path, smoke: bool, budget: Budget) -> dict[str
     seconds = int(budget.left() - 60)
     if seconds < 60 and not smoke:
         return {"skipped": f"only {seconds + 60:.0f} s left"}
-    overrides = [f"trainer.max_time=00:00:{seconds // 60:02d}:{seconds % 60:02d}"]
+    # The simple profiler's table (in training.log and the pack's stdout.log) sets data loading against the step.
+    overrides = [
+        f"trainer.max_time=00:00:{seconds // 60:02d}:{seconds % 60:02d}",
+        "++trainer.profiler=simple",
+    ]
     if not gpu:
         overrides = [
             "trainer.accelerator=cpu",
@@ -357,7 +362,20 @@ def training(out: Path, data_dir: Path, smoke: bool, budget: Budget) -> dict[str
     ]
     status = _run(cmd, out / "training.log", budget.left() - 10, env | {"PYTHON": sys.executable})
     packs = sorted(p.name for p in (out / "packs").glob("chase_gpu.tgz*"))
-    return {"exit": status, "packs": packs, "max_time_s": seconds if gpu else None}
+    return {"exit": status, "packs": packs, "max_time_s": seconds if gpu else None, "profile": profile(out)}
+
+
+def profile(out: Path) -> dict[str, float]:
+    """Mean seconds per call of data loading and of the training step, from the simple profiler's table."""
+    log = out / "jobs" / "chase_gpu" / "stdout.log"
+    found: dict[str, float] = {}
+    for line in log.read_text(errors="replace").splitlines() if log.is_file() else []:
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        for action in ("train_dataloader_next", "run_training_batch", "optimizer_step"):
+            if len(cells) >= 2 and cells[0].endswith(action):
+                with contextlib.suppress(ValueError):  # a header or separator row
+                    found[f"{action}_mean_s"] = float(cells[1])
+    return found
 
 
 def _step(summary: dict[str, Any], name: str, out: Path, function: Callable[[], Any]) -> None:
