@@ -45,7 +45,7 @@ def test_device_check_smoke_runs_every_step(data_dir: Path, tmp_path: Path) -> N
         env=env,
         capture_output=True,
         text=True,
-        timeout=1200,
+        timeout=1800,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
