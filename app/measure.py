@@ -23,8 +23,6 @@ from vessel_lightning.inference.fov import detect_fov, fov_diameter
 from vessel_lightning.inference.measurements import measure_vessels, um_per_pixel_from_fov
 from vessel_lightning.inference.predictor import served_mask
 
-FORMATS = ("probability", "mask", "json", "geojson", "fov")
-FIELD_MODES = ("auto", "none")
 GEOJSON_MEDIA_TYPE = "application/geo+json"
 
 Format = Literal["probability", "mask", "json", "geojson", "fov"]

@@ -43,7 +43,6 @@ from app.measure import (
 from app.model_manager import LoadedModel, ModelManager
 from app.settings import Settings, SettingsError
 from vessel_lightning.inference.backends import BACKENDS
-from vessel_lightning.inference.fov import apply_fov
 from vessel_lightning.inference.predictor import probability_png_values, served_mask
 
 API_KEY_HEADER = "X-API-Key"
@@ -127,7 +126,7 @@ def run_prediction(
     if options.format == "fov":
         return encode_png(field), "image/png", 0.0
     start = time.perf_counter()
-    prob = apply_fov(model.predictor.predict_proba(rgb), None if options.fov == "none" else field)
+    prob = model.predictor.predict_proba(rgb, None if options.fov == "none" else field)
     inference_ms = (time.perf_counter() - start) * 1000
     if options.format == "probability":
         return encode_png(probability_png_values(prob)), "image/png", inference_ms
