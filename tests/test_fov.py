@@ -119,3 +119,25 @@ def test_scale_auto_resamples_by_the_ratio_of_field_diameters() -> None:
     assert Predictor(_Bright(), resize, scale="auto").scale_for(rgb) == 1.0
     with pytest.raises(ValueError, match="a number or 'auto'"):
         Predictor(_Bright(), tiles, scale="big")
+
+
+def test_training_records_the_median_field_diameter_of_its_tile_photos(tmp_path) -> None:
+    from types import SimpleNamespace
+
+    from PIL import Image
+
+    from vessel_lightning.training.callbacks import training_fov_diameter
+
+    samples = []
+    for i, radius in enumerate((40, 50, 60, 45)):
+        rgb, disc = _fundus(160, 170, radius, seed=i)
+        Image.fromarray(rgb).save(tmp_path / f"{i}.png")
+        entry = {"split": "val" if i == 3 else "train", "image": f"{i}.png"}
+        if i != 0:  # sample 0 has no FOV file: its field is detected on the photo
+            Image.fromarray(disc.astype(np.uint8) * 255).save(tmp_path / f"{i}.fov.png")
+            entry["fov"] = f"{i}.fov.png"
+        samples.append(entry)
+    tiles = SimpleNamespace(manifest={"mode": "tiles", "samples": samples}, prepared_dir=tmp_path)
+    assert training_fov_diameter(tiles) == pytest.approx(100, rel=0.01)  # radii 40, 50, 60 (train only)
+    resize = SimpleNamespace(manifest={"mode": "resize", "samples": samples}, prepared_dir=tmp_path)
+    assert training_fov_diameter(resize) is None
