@@ -30,17 +30,32 @@ describe("scaleParams", () => {
 
 describe("measurementRows", () => {
   it("formats known keys in the panel's order with units, percentages scaled", () => {
-    const rows = measurementRows({ branch_points: 12, area_density: 0.1234, calibre_mean: 3.456 });
-    expect(rows.map((r) => r.key)).toEqual(["area_density", "calibre_mean", "branch_points"]);
-    expect(rows[0]).toMatchObject({ label: "Vessel area density", value: "12.34", unit: "%" });
-    expect(rows[1]).toMatchObject({ value: "3.46", unit: "px" });
+    const rows = measurementRows({ branch_points: 12, area_density: 0.1234, calibre_mean_px: 3.456, fov_area_px: 9 });
+    expect(rows.map((r) => r.key)).toEqual(["area_density", "calibre_mean_px", "branch_points"]);
+    expect(rows[0]).toMatchObject({ label: "Vessel area density", value: "12.34", unit: "%", physical: null });
+    expect(rows[1]).toMatchObject({ value: "3.46", unit: "px", physical: null });
     expect(rows[2]).toMatchObject({ value: "12", unit: "" });
   });
 
+  it("adds the physical value when the server sent it, converting µm to mm where the spec says", () => {
+    const rows = measurementRows({
+      calibre_mean_px: 7.1,
+      calibre_mean_um: 66.74,
+      skeleton_length_px: 12345.6,
+      skeleton_length_um: 116049.0,
+      um_per_pixel: 9.4,
+    });
+    expect(rows.map((r) => [r.key, r.value, r.physical])).toEqual([
+      ["skeleton_length_px", "12,346", "116.05 mm"],
+      ["calibre_mean_px", "7.10", "66.7 µm"],
+    ]);
+    expect(measurementRows({ calibre_mean_px: 7.1, calibre_mean_um: null })[0].physical).toBeNull();
+  });
+
   it("shows null as a dash and appends unknown numeric keys, skipping non-numbers", () => {
-    const rows = measurementRows({ tortuosity: null, new_index: 0.5, lacunarity_count: 7, notes: "x", list: [1] });
+    const rows = measurementRows({ tortuosity_arc_chord: null, new_index: 0.5, lacunarity_count: 7, notes: "x", list: [1] });
     expect(rows.map((r) => [r.key, r.value])).toEqual([
-      ["tortuosity", "–"],
+      ["tortuosity_arc_chord", "–"],
       ["new_index", "0.500"],
       ["lacunarity_count", "7"],
     ]);
@@ -48,7 +63,8 @@ describe("measurementRows", () => {
   });
 
   it("has one spec per key", () => {
-    expect(new Set(ROW_SPECS.map((s) => s.key)).size).toBe(ROW_SPECS.length);
+    const keys = ROW_SPECS.flatMap((s) => [s.key, ...(s.physical ? [s.physical.key] : [])]);
+    expect(new Set(keys).size).toBe(keys.length);
   });
 
   it("formats numbers with separators and fixed decimals", () => {
