@@ -198,6 +198,7 @@ export default function VesselApp() {
         return;
       }
       layerPixels.current = null;
+      setReadout(null); // the previous photo's numbers must not show beside this one
       setResult({
         id: `${file.name}-${started}`,
         file,
