@@ -1,7 +1,9 @@
 /**
  * The whole UI against a real vessel-serve (see global-setup.ts): upload a CHASE_DB1 photo, see the overlay, move
  * the threshold, download the mask and compare it with the API's own `format=mask`, time re-thresholding a
- * 1624×1232 photo, and refuse a text file. Screenshots and measured timings go to test-results/.
+ * 1624×1232 photo, and refuse a text file. A second test, in named steps: the Measurements panel shows the API's
+ * numbers and follows the slider (debounced), the field of view is outlined and can be hidden, the GeoJSON
+ * download equals `format=geojson`, a scale adds µm. Screenshots and measured timings go to test-results/.
  *
  * Env: VESSEL_DATA_DIR (default ../../shared/data from ui/), VESSEL_E2E_URL (set by the global setup).
  */
@@ -250,7 +252,9 @@ test("measurements follow the slider, the field of view is drawn, GeoJSON downlo
     expect(sent, "measurement requests for 21 slider moves").toBeLessThan(21);
     timings.sort((a, b) => a - b);
     expect(timings[timings.length >> 1], "median re-threshold ms while measuring").toBeLessThan(50);
-    testInfo.annotations.push({ type: "measure", description: `${sent} /measure requests for 21 slider moves` });
+    const report = `${sent} /measure requests for 21 slider moves`;
+    console.log(`[e2e] ${report}`);
+    testInfo.annotations.push({ type: "measure", description: report });
   });
 
   await test.step("the field of view is outlined on the overlay and can be hidden", async () => {
