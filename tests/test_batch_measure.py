@@ -1,6 +1,7 @@
 """``vessel-predict`` over folders: the field of view, one CSV row of measurements per photo, GeoJSON out, and the
 correct-and-retrain loop (exported GeoJSON + photos → ``vessel-prepare data=geojson`` → training)."""
 
+# ruff: noqa: F811  (pytest fixtures imported from test_registry are redefined as arguments)
 from __future__ import annotations
 
 import csv
@@ -31,7 +32,7 @@ def _photos(folder: Path, count: int = 2) -> list[Path]:
 
 def test_vessel_predict_over_a_folder_writes_field_csv_and_geojson(
     store: str, network, tmp_path: Path, capsys
-) -> None:  # noqa: F811
+) -> None:
     register(_logged_run(network, _contract()), alias="champion")
     photos = _photos(tmp_path / "eyes")
     out = tmp_path / "res"
@@ -92,7 +93,7 @@ def _export_and_prepare(tmp_path: Path, mode: str = "tiles"):
     return root, cfg, read_manifest(cfg.prepared_dir)
 
 
-def test_exported_geojson_prepares_back_to_the_predicted_masks(store: str, network, tmp_path: Path) -> None:  # noqa: F811
+def test_exported_geojson_prepares_back_to_the_predicted_masks(store: str, network, tmp_path: Path) -> None:
     from vessel_lightning.inference.predictor import Predictor, served_mask
 
     register(_logged_run(network, _contract()), alias="champion")
@@ -104,3 +105,43 @@ def test_exported_geojson_prepares_back_to_the_predicted_masks(store: str, netwo
         expected = served_mask(predictor.predict_proba(rgb, "detect"), 0.45)
         prepared = np.asarray(Image.open(Path(cfg.prepared_dir) / sample["mask"])) > 127
         assert np.array_equal(prepared, expected)
+
+
+def test_vessel_eval_scores_inside_the_detected_field_and_measures_prediction_and_label(
+    store: str,
+    network,
+    tmp_path: Path,
+) -> None:
+    from tests.conftest import make_masks_folder
+    from tests.test_registry import _eval_cfg
+    from vessel_lightning.data.images import read_gray
+    from vessel_lightning.evaluation.evaluate import AGREEMENT_KEYS, EvaluationError, evaluate
+    from vessel_lightning.inference.measurements import measure_vessels
+
+    root = make_masks_folder(tmp_path / "raw", count=6, size=(70, 90))
+    register(_logged_run(network, _contract(size=(64, 64))), alias="champion")
+    cfg = _eval_cfg(
+        tmp_path, root, "models:/vessel-unet@champion", "fov=detect", "scale=auto", "log_to_mlflow=false"
+    )
+    summary = evaluate(cfg)
+    assert summary["protocol"]["fov"] == "detect" and summary["protocol"]["inside_fov"]
+    rows = list(csv.DictReader((tmp_path / "eval" / "measurements.csv").open()))
+    assert len(rows) == summary["n_images"] == 3
+    for row in rows:
+        label = read_gray(root / "masks" / f"{row['id']}.png") > 127
+        expected = measure_vessels(
+            label, detect_fov(np.asarray(Image.open(root / "images" / f"{row['id']}.png")))
+        )
+        assert float(row["label_skeleton_length_px"]) == pytest.approx(expected.skeleton_length_px, rel=1e-5)
+        assert int(row["label_branch_points"]) == expected.branch_points
+    agreement = summary["measurement_agreement"]
+    assert set(agreement) <= set(AGREEMENT_KEYS) and "area_density" in agreement
+    label_density = np.mean([float(r["label_area_density"]) for r in rows])
+    assert agreement["area_density"]["label_mean"] == pytest.approx(label_density, abs=1e-6)
+    pred_density = np.array([float(r["pred_area_density"]) for r in rows])
+    mae = np.abs(pred_density - [float(r["label_area_density"]) for r in rows]).mean()
+    assert agreement["area_density"]["mae"] == pytest.approx(mae, abs=1e-6)
+    with pytest.raises(EvaluationError, match="fov must be one of"):
+        evaluate(
+            _eval_cfg(tmp_path, root, "models:/vessel-unet@champion", "fov=maybe", "log_to_mlflow=false")
+        )
