@@ -179,7 +179,8 @@ def mask_from_png(data: bytes, max_pixels: int, threshold: float) -> np.ndarray:
     """The vessel mask of an uploaded probability PNG (vessel where ``v / 255 ≥ threshold``, the rule of
     ``served_mask``) or {0, 255} mask PNG. Raises :class:`app.decode.DecodeError`."""
     values = decode_image(data, max_pixels)[..., 0]
-    return served_mask(values.astype(np.float64) / 255.0, threshold)
+    # The rule applied once per 8-bit value, then looked up: one pass over an 8 MP map instead of five.
+    return served_mask(np.arange(256) / 255.0, threshold)[values]
 
 
 def field_from_png(data: bytes | None, shape: tuple[int, int], max_pixels: int) -> np.ndarray:
