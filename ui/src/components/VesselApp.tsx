@@ -67,6 +67,7 @@ interface MeasureArgs {
   threshold: number;
   scale: Record<string, string>;
 }
+
 const PHASE_TEXT: Record<Progress["phase"], string> = {
   uploading: "Uploading",
   segmenting: "Segmenting vessels",
