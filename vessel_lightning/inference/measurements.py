@@ -206,7 +206,7 @@ def box_counting_dimension(mask: np.ndarray) -> float | None:
         if (height, width) != level.shape:
             level = np.pad(level, ((0, height - level.shape[0]), (0, width - level.shape[1])))
         # Each level ORs 2×2 blocks of the previous one: boxes of side 2^k at the cost of one pass each.
-        level = level.reshape(height // 2, 2, width // 2, 2).any(axis=(1, 3))
+        level = level[0::2, 0::2] | level[1::2, 0::2] | level[0::2, 1::2] | level[1::2, 1::2]
         sizes.append(side)
         counts.append(int(level.sum()))
         side *= 2
@@ -237,7 +237,6 @@ class _SkeletonGraph:
 
     @classmethod
     def of(cls, mask: np.ndarray) -> _SkeletonGraph:
-        from scipy import ndimage as ndi
         from scipy.sparse import coo_matrix
         from scipy.sparse.csgraph import breadth_first_order, connected_components
         from skimage.morphology import skeletonize
@@ -245,13 +244,12 @@ class _SkeletonGraph:
         skel = skeletonize(mask) if mask.any() else mask
         rows, cols = np.nonzero(skel)
         n = len(rows)
-        index = np.full((skel.shape[0] + 2, skel.shape[1] + 2), -1, dtype=np.int64)
+        index = np.full((skel.shape[0] + 2, skel.shape[1] + 2), -1, dtype=np.int32)
         index[rows + 1, cols + 1] = np.arange(n)
         neighbours = np.stack([index[rows + 1 + dr, cols + 1 + dc] for dr, dc in _OFFSETS], axis=1)
         linked = neighbours >= 0
         # A diagonal link is dropped when both pixels share a 4-neighbour on the skeleton (a staircase corner).
-        present = np.zeros_like(index, dtype=bool)
-        present[rows + 1, cols + 1] = True
+        present = index >= 0
         for k, (dr, dc) in enumerate(_OFFSETS[4:], start=4):
             corner = present[rows + 1 + dr, cols + 1] | present[rows + 1, cols + 1 + dc]
             linked[:, k] &= ~corner
@@ -262,9 +260,15 @@ class _SkeletonGraph:
         keep = source < target
         edges = np.stack([source[keep], target[keep]], axis=1)
         # Junction clusters: 8-connected groups of junction pixels count as one branch point.
-        junction_image = np.zeros(skel.shape, dtype=bool)
-        junction_image[rows[junction], cols[junction]] = True
-        branch_points = int(ndi.label(junction_image, structure=np.ones((3, 3)))[1]) if junction.any() else 0
+        raw = neighbours >= 0
+        source_all = np.repeat(np.arange(n), 8)[raw.ravel()]
+        target_all = neighbours[raw]
+        both = junction[source_all] & junction[target_all]
+        clusters = coo_matrix(
+            (np.ones(int(both.sum())), (source_all[both], target_all[both])), shape=(n, n)
+        ).tocsr()
+        labels_j = connected_components(clusters, directed=False)[1]
+        branch_points = len(np.unique(labels_j[junction]))
         end_points = int((degree == 1).sum())
         # Segments: components of the graph without junction pixels; each is a path or a loop.
         free = ~junction
@@ -302,13 +306,12 @@ class _SkeletonGraph:
         """Width ``2·d − 1`` at each non-junction centre-line pixel, ``d`` the distance to the nearest background
         pixel (found among the background pixels touching the vessels, with a k-d tree: 10× faster than a full
         distance transform of an 8 MP image)."""
-        from scipy import ndimage as ndi
         from scipy.spatial import cKDTree
 
         free = ~self.junction
         if not free.any():
             return np.zeros(0)
-        rim = ndi.binary_dilation(mask, structure=np.ones((3, 3), bool)) & ~mask
+        rim = _dilate3(mask) & ~mask
         rim_rows, rim_cols = np.nonzero(rim)
         if not len(rim_rows):  # vessels fill the whole image: no background to measure against
             return np.zeros(0)
@@ -366,3 +369,14 @@ def _moving_average(points: np.ndarray, position: np.ndarray, lo: np.ndarray, hi
     half = np.minimum(np.minimum(position - lo, hi - position), SMOOTH_HALF_WINDOW)
     cumulative = np.vstack([np.zeros((1, 2)), np.cumsum(points, axis=0)])
     return (cumulative[position + half + 1] - cumulative[position - half]) / (2 * half + 1)[:, None]
+
+
+def _dilate3(mask: np.ndarray) -> np.ndarray:
+    """3×3 binary dilation by shifted ORs (several times faster than ndimage's on an 8 MP mask)."""
+    rows = mask.copy()
+    rows[1:] |= mask[:-1]
+    rows[:-1] |= mask[1:]
+    out = rows.copy()
+    out[:, 1:] |= rows[:, :-1]
+    out[:, :-1] |= rows[:, 1:]
+    return out
