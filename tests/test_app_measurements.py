@@ -8,7 +8,6 @@ names it; /docs lists the parameters.
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from app.server import create_app
-from app.settings import Settings
+from tests.test_app import _settings
 from tests.test_app_fixtures import encode, make_registry, png_bytes
 from vessel_lightning.data.geojson import mask_to_geojson
 from vessel_lightning.inference.fov import detect_fov, fov_diameter
@@ -53,19 +52,6 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
             assert client.app.state.manager.wait_ready(120), client.app.state.manager.error
             yield client
     mlflow.set_tracking_uri(previous)
-
-
-def _settings(uri: str, root, **kw) -> Settings:
-    base = Settings(
-        tracking_uri=uri,
-        backend="torch",
-        reload_interval_s=0,
-        max_upload_mb=1,
-        max_pixels=4_000_000,
-        ui_dir=root / "no-ui",
-        cache_dir=root / "onnx-cache",
-    )
-    return dataclasses.replace(base, **kw)
 
 
 def _predict(client: TestClient, data: bytes, **params):
