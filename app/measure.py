@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -21,7 +22,7 @@ from app.decode import DecodeError, decode_image
 from vessel_lightning.data.geojson import mask_to_geojson
 from vessel_lightning.inference.fov import detect_fov, fov_diameter
 from vessel_lightning.inference.measurements import measure_vessels, um_per_pixel_from_fov
-from vessel_lightning.inference.predictor import served_mask
+from vessel_lightning.inference.predictor import Predictor, served_mask
 
 GEOJSON_MEDIA_TYPE = "application/geo+json"
 
@@ -45,6 +46,7 @@ class PredictOptions:
     threshold: float | None = None
     fov: FieldMode = "auto"
     scale: ScaleOptions = ScaleOptions()
+    resample: float | Literal["auto"] | None = None  # the query's `scale`; None: the served predictor's own
 
 
 def scale_options(
@@ -91,9 +93,46 @@ def predict_options(
             "the whole frame for photos that fill it) and zeroes predictions outside it; `none`: the whole frame."
         ),
     ] = "auto",
+    resample: Annotated[
+        str | None,
+        Query(
+            alias="scale",
+            description="Tile models: resample the photo by this factor in (0, 4] before the model (vessels at "
+            "the training calibre), or `auto`: by the training photos' field diameter (the contract's "
+            "`fov_diameter`) over this photo's. Default 1.",
+        ),
+    ] = None,
 ) -> PredictOptions:
-    """The query of ``POST /predict`` (FastAPI dependency)."""
-    return PredictOptions(format, threshold, fov, scale)
+    """The query of ``POST /predict`` (FastAPI dependency); 422 for a ``scale`` that is neither ``auto`` nor a
+    number in (0, 4]."""
+    factor: float | Literal["auto"] | None = None
+    if resample == "auto":
+        factor = "auto"
+    elif resample is not None:
+        try:
+            factor = float(resample)
+        except ValueError:
+            factor = math.nan
+        if not 0 < factor <= 4:  # also rejects nan
+            raise HTTPException(422, f"scale {resample!r} must be 'auto' or a number in (0, 4]")
+    return PredictOptions(format, threshold, fov, scale, factor)
+
+
+def resample_factor(
+    predictor: Predictor, rgb: np.ndarray, field: np.ndarray | None, options: PredictOptions
+) -> float:
+    """The factor the photo is resampled by before the model: the query's ``scale`` (``auto`` by the library's
+    rule, from ``field`` or, when None, the detected one) or the served predictor's own; 422 when the model
+    cannot (a resize model, or ``auto`` without the training field's diameter in the contract)."""
+    if options.resample is None:
+        return predictor.scale_for(rgb, field)
+    try:  # a view sharing the network: the library's own checks and auto rule for this request's scale
+        view = Predictor(
+            predictor.network, predictor.contract, device=predictor.device, scale=options.resample
+        )
+    except ValueError as exc:
+        raise HTTPException(422, f"scale={options.resample}: {exc}") from None
+    return view.scale_for(rgb, field)
 
 
 MapThreshold = Annotated[

@@ -38,6 +38,7 @@ from app.measure import (
     mask_from_png,
     predict_options,
     readout,
+    resample_factor,
     scale_options,
 )
 from app.model_manager import LoadedModel, ModelManager
@@ -125,8 +126,10 @@ def run_prediction(
     field = field_of_view(rgb, options.fov)
     if options.format == "fov":
         return encode_png(field), "image/png", 0.0
+    inside = None if options.fov == "none" else field
+    scale = resample_factor(model.predictor, rgb, inside, options)
     start = time.perf_counter()
-    prob = model.predictor.predict_proba(rgb, None if options.fov == "none" else field)
+    prob = model.predictor.predict_proba(rgb, inside, scale=scale)
     inference_ms = (time.perf_counter() - start) * 1000
     if options.format == "probability":
         return encode_png(probability_png_values(prob)), "image/png", inference_ms
@@ -135,7 +138,8 @@ def run_prediction(
         return encode_png(mask), "image/png", inference_ms
     if options.format == "geojson":
         return geojson_bytes(mask), GEOJSON_MEDIA_TYPE, inference_ms
-    body = readout(mask, field, options.fov, threshold, options.scale) | {"model_version": model.version}
+    body = readout(mask, field, options.fov, threshold, options.scale)
+    body |= {"model_version": model.version, "resample_scale": round(scale, 4)}
     return json.dumps(body).encode(), "application/json", inference_ms
 
 

@@ -134,7 +134,7 @@ def test_predict_probability_mask_and_json(client: TestClient, registry: str) ->
         "diameter_px": 90.0,
         "area_fraction": 1.0,
     }
-    assert summary.pop("scale") is None
+    assert summary.pop("scale") is None and summary.pop("resample_scale") == 1.0
     assert summary.pop("measurements")["area_density"] == pytest.approx(float((expected >= 0.3).mean()))
     assert summary == {
         "width": SIZE[1],

@@ -8,6 +8,7 @@ names it; /docs lists the parameters.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 from collections.abc import Iterator
@@ -193,6 +194,15 @@ BAD = {
     "um_per_pixel text": ("/measure", {"um_per_pixel": "big"}, None, 422, "um_per_pixel"),
     "fov_degrees too wide": ("/measure", {"fov_degrees": 400}, None, 422, "fov_degrees"),
     "both scales": ("/predict", {"um_per_pixel": 5, "fov_degrees": 45}, None, 422, "not both"),
+    "resample text": ("/predict", {"scale": "big"}, None, 422, "scale 'big' must be 'auto' or a number"),
+    "resample too large": ("/predict", {"scale": "5"}, None, 422, "scale '5' must be"),
+    "resample of a resize model": (
+        "/predict",
+        {"scale": "0.5"},
+        None,
+        422,
+        "scale=0.5: scale 0.5 applies to tile",
+    ),
     "measure threshold": ("/measure", {"threshold": 2}, None, 422, "threshold"),
     "geojson threshold": ("/geojson", {"threshold": -1}, None, 422, "threshold"),
     "fov of another size": ("/measure", {}, encode(np.full((10, 10), 255, np.uint8)), 422, "fov is 10x10"),
@@ -228,7 +238,7 @@ def test_openapi_documents_every_query_parameter(client: TestClient) -> None:
         return {p["name"]: p for p in paths[path]["post"].get("parameters", []) if p["in"] == "query"}
 
     predict = params("/predict")
-    assert set(predict) == {"format", "threshold", "fov", "um_per_pixel", "fov_degrees"}
+    assert set(predict) == {"format", "threshold", "fov", "scale", "um_per_pixel", "fov_degrees"}
     assert set(params("/measure")) == {"threshold", "um_per_pixel", "fov_degrees"}
     assert set(params("/geojson")) == {"threshold"}
     assert all(p.get("description") for p in predict.values())
@@ -245,3 +255,44 @@ def test_map_endpoints_need_the_api_key_when_set(client: TestClient, tmp_path) -
         assert _map(keyed, "/geojson", png).status_code == 401
         ok = keyed.post("/measure", files={"file": ("m.png", png)}, headers={"X-API-Key": "s3cret"})
         assert ok.status_code == 200, ok.text
+
+
+def test_scale_auto_resamples_a_tile_model_by_the_field_diameters(client: TestClient, tmp_path) -> None:
+    """A tile model trained on photos whose field is 44 px wide reads the 88 px fundus at about half size."""
+    import mlflow
+    import torch
+
+    from app.model_manager import ModelManager
+    from vessel_lightning.inference.contract import ModelContract
+    from vessel_lightning.inference.predictor import ModelInfo, Predictor
+    from vessel_lightning.models.networks import build_network
+
+    torch.manual_seed(0)
+    network = build_network(encoder_name="efficientnet-b0", encoder_weights=None).eval()
+    contract = ModelContract(
+        encoder="efficientnet-b0", mode="tiles", size=(64, 64), threshold=0.5, fov_diameter=44.0
+    )
+    settings = _settings(mlflow.get_tracking_uri(), tmp_path, model_uri=str(tmp_path / "tile-model"))
+    manager = ModelManager(settings, loader=lambda uri: Predictor(network, contract, info=ModelInfo(uri)))
+    rgb = fundus()
+    field = detect_fov(rgb)
+    factor = 44.0 / fov_diameter(field)
+    assert 0.45 < factor < 0.55
+    with TestClient(create_app(settings, manager)) as tiles:
+        assert manager.wait_ready(120), manager.error
+        served = manager.current.predictor
+        body = _predict(tiles, encode(rgb), format="json", scale="auto").json()
+        assert body["resample_scale"] == round(factor, 4)
+        assert _predict(tiles, encode(rgb), format="json", scale="0.75").json()["resample_scale"] == 0.75
+        assert _predict(tiles, encode(rgb), format="json").json()["resample_scale"] == 1.0
+        auto = _gray(_predict(tiles, encode(rgb), scale="auto").content)
+        expected = np.round(served.predict_proba(rgb, field, scale=factor) * 255)
+        assert np.abs(auto.astype(int) - expected).max() <= 1
+        native = _gray(_predict(tiles, encode(rgb)).content)
+        assert np.abs(native.astype(int) - auto).max() > 10  # resampling changed what the model saw
+        # Without the training field's diameter, auto is refused by name.
+        manager.current = dataclasses.replace(
+            manager.current, predictor=Predictor(network, dataclasses.replace(contract, fov_diameter=None))
+        )
+        refused = _predict(tiles, encode(rgb), scale="auto")
+        assert refused.status_code == 422 and "fov_diameter" in refused.json()["detail"]
