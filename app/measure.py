@@ -31,7 +31,7 @@ FieldMode = Literal["auto", "none"]
 
 
 @dataclass(frozen=True)
-class ScaleOptions:
+class PhysicalScale:
     """The optional physical scale: ``um_per_pixel`` directly, or ``fov_degrees``, the field's angular diameter."""
 
     um_per_pixel: float | None = None
@@ -40,16 +40,17 @@ class ScaleOptions:
 
 @dataclass(frozen=True)
 class PredictOptions:
-    """The query of ``POST /predict``: output format, threshold (None: the model's), field mode and scale."""
+    """The query of ``POST /predict``: output format, threshold (None: the model's), field mode, physical scale
+    (``um_per_pixel`` / ``fov_degrees``) and the model's input resampling (the query's ``scale``)."""
 
     format: Format = "probability"
     threshold: float | None = None
     fov: FieldMode = "auto"
-    scale: ScaleOptions = ScaleOptions()
+    physical: PhysicalScale = PhysicalScale()
     resample: float | Literal["auto"] | None = None  # the query's `scale`; None: the served predictor's own
 
 
-def scale_options(
+def physical_scale(
     um_per_pixel: Annotated[
         float | None,
         Query(
@@ -65,15 +66,15 @@ def scale_options(
             "then follows from the field's diameter in pixels. Give this or `um_per_pixel`, not both.",
         ),
     ] = None,
-) -> ScaleOptions:
+) -> PhysicalScale:
     """The scale query parameters (FastAPI dependency); 422 when both are given."""
     if um_per_pixel is not None and fov_degrees is not None:
         raise HTTPException(422, "give um_per_pixel or fov_degrees, not both")
-    return ScaleOptions(um_per_pixel, fov_degrees)
+    return PhysicalScale(um_per_pixel, fov_degrees)
 
 
 def predict_options(
-    scale: Annotated[ScaleOptions, Depends(scale_options)],
+    physical: Annotated[PhysicalScale, Depends(physical_scale)],
     format: Annotated[
         Format,
         Query(
@@ -115,7 +116,7 @@ def predict_options(
             factor = math.nan
         if not 0 < factor <= 4:  # also rejects nan
             raise HTTPException(422, f"scale {resample!r} must be 'auto' or a number in (0, 4]")
-    return PredictOptions(format, threshold, fov, scale, factor)
+    return PredictOptions(format, threshold, fov, physical, factor)
 
 
 def resample_factor(
@@ -175,7 +176,7 @@ def describe_field(field: np.ndarray, mode: str) -> dict[str, Any]:
     }
 
 
-def _scale(options: ScaleOptions, field: np.ndarray) -> tuple[float | None, dict[str, Any] | None]:
+def _scale(options: PhysicalScale, field: np.ndarray) -> tuple[float | None, dict[str, Any] | None]:
     if options.um_per_pixel is not None:
         return options.um_per_pixel, {"um_per_pixel": options.um_per_pixel, "source": "um_per_pixel"}
     if options.fov_degrees is not None:
@@ -185,7 +186,7 @@ def _scale(options: ScaleOptions, field: np.ndarray) -> tuple[float | None, dict
 
 
 def readout(
-    mask: np.ndarray, field: np.ndarray, field_mode: str, threshold: float, scale: ScaleOptions
+    mask: np.ndarray, field: np.ndarray, field_mode: str, threshold: float, physical: PhysicalScale
 ) -> dict[str, Any]:
     """The JSON both ``/predict?format=json`` and ``/measure`` return about a mask inside its field
     (``field_mode``: how the field was found, ``auto``, ``none`` or ``uploaded``); vessels outside it do not count.
@@ -197,7 +198,7 @@ def readout(
             422, "the field of view is empty: nothing to measure (fov=none measures the frame)"
         )
     mask = mask & field
-    um, scale_json = _scale(scale, field)
+    um, scale_json = _scale(physical, field)
     return {
         "width": int(mask.shape[1]),
         "height": int(mask.shape[0]),

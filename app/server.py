@@ -29,17 +29,17 @@ from app.decode import DecodeError, decode_image
 from app.measure import (
     GEOJSON_MEDIA_TYPE,
     MapThreshold,
+    PhysicalScale,
     PredictOptions,
-    ScaleOptions,
     encode_png,
     field_from_png,
     field_of_view,
     geojson_bytes,
     mask_from_png,
+    physical_scale,
     predict_options,
     readout,
     resample_factor,
-    scale_options,
 )
 from app.model_manager import LoadedModel, ModelManager
 from app.settings import Settings, SettingsError
@@ -138,13 +138,13 @@ def run_prediction(
         return encode_png(mask), "image/png", inference_ms
     if options.format == "geojson":
         return geojson_bytes(mask), GEOJSON_MEDIA_TYPE, inference_ms
-    body = readout(mask, field, options.fov, threshold, options.scale)
+    body = readout(mask, field, options.fov, threshold, options.physical)
     body |= {"model_version": model.version, "resample_scale": round(scale, 4)}
     return json.dumps(body).encode(), "application/json", inference_ms
 
 
 def run_measurement(
-    data: bytes, fov: bytes | None, max_pixels: int, threshold: float, scale: ScaleOptions, output: str
+    data: bytes, fov: bytes | None, max_pixels: int, threshold: float, scale: PhysicalScale, output: str
 ) -> tuple[bytes, str]:
     """Threshold an uploaded probability (or mask) PNG inside the uploaded field; measurements or GeoJSON."""
     mask = mask_from_png(data, max_pixels, threshold)
@@ -258,7 +258,7 @@ def create_app(settings: Settings | None = None, manager: ModelManager | None = 
         }
         return Response(body, media_type=media_type, headers=headers)
 
-    async def from_map(request: Request, threshold: float, scale: ScaleOptions, output: str) -> Response:
+    async def from_map(request: Request, threshold: float, scale: PhysicalScale, output: str) -> Response:
         fields = await _read_files(request, optional=("fov",))
         try:
             body, media_type = await measure_pool.run(
@@ -277,7 +277,7 @@ def create_app(settings: Settings | None = None, manager: ModelManager | None = 
     @app.post("/measure", dependencies=[Depends(require_api_key)])
     async def measure(
         request: Request,
-        scale: Annotated[ScaleOptions, Depends(scale_options)],
+        scale: Annotated[PhysicalScale, Depends(physical_scale)],
         threshold: MapThreshold = 0.5,
     ) -> Response:
         """Vessel measurements (the `measurements` JSON of `/predict?format=json`) of a probability PNG from
@@ -289,7 +289,7 @@ def create_app(settings: Settings | None = None, manager: ModelManager | None = 
     async def geojson(request: Request, threshold: MapThreshold = 0.5) -> Response:
         """The vessel regions of a probability or mask PNG (field `file`, optional field `fov`, as for
         `/measure`) at `threshold`, as GeoJSON Polygons with holes in pixel coordinates. The model does not run."""
-        return await from_map(request, threshold, ScaleOptions(), "geojson")
+        return await from_map(request, threshold, PhysicalScale(), "geojson")
 
     if settings.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware

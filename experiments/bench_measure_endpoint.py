@@ -49,7 +49,7 @@ def main() -> None:
 
     from fastapi.testclient import TestClient
 
-    from app.measure import ScaleOptions, field_from_png, mask_from_png, readout
+    from app.measure import PhysicalScale, field_from_png, mask_from_png, readout
     from app.server import create_app
     from app.settings import Settings
 
@@ -70,7 +70,7 @@ def main() -> None:
                 decoded = time.perf_counter()
                 field = field_from_png(fov_png, mask.shape, MAX_PIXELS)
                 fielded = time.perf_counter()
-                readout(mask, field, "uploaded", 0.5, ScaleOptions())
+                readout(mask, field, "uploaded", 0.5, PhysicalScale())
                 done = time.perf_counter()
                 files = {"file": ("m.png", mask_png, "image/png"), "fov": ("f.png", fov_png, "image/png")}
                 response = client.post("/measure", files=files, params={"threshold": 0.5})
