@@ -145,3 +145,23 @@ def test_vessel_eval_scores_inside_the_detected_field_and_measures_prediction_an
         evaluate(
             _eval_cfg(tmp_path, root, "models:/vessel-unet@champion", "fov=maybe", "log_to_mlflow=false")
         )
+
+
+@pytest.mark.slow
+def test_exported_geojson_and_photos_prepare_and_train(store: str, network, tmp_path: Path) -> None:
+    from tests.train_fixtures import compose_train, data_overrides, small_overrides
+    from vessel_lightning.training.train import train
+
+    register(_logged_run(network, _contract()), alias="champion")
+    _, cfg, manifest = _export_and_prepare(tmp_path)
+    assert {s["split"] for s in manifest["samples"]} == {"train", "val", "test"}
+    runs = tmp_path / "runs"
+    overrides = [
+        *data_overrides(cfg),
+        "data.mode=tiles",
+        *small_overrides(runs),
+        "trainer.max_epochs=1",
+        "logger=csv",
+    ]
+    metrics, _ = train(compose_train(overrides, runs / "train" / "job"))
+    assert np.isfinite(metrics["train/loss"]) and 0.0 <= metrics["val/f1"] <= 1.0
