@@ -296,3 +296,35 @@ def test_scale_auto_resamples_a_tile_model_by_the_field_diameters(client: TestCl
         )
         refused = _predict(tiles, encode(rgb), scale="auto")
         assert refused.status_code == 422 and "fov_diameter" in refused.json()["detail"]
+
+
+def test_measure_answers_while_a_prediction_holds_the_model(
+    client: TestClient, served: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """/measure has its own worker: the UI's panel never waits behind a prediction."""
+    import threading
+    import time
+
+    predictor = client.app.state.manager.current.predictor
+    started, release = threading.Event(), threading.Event()
+    original = predictor.predict_proba
+
+    def held(*args, **kwargs):
+        started.set()
+        release.wait(30)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(predictor, "predict_proba", held)
+    answers: list[int] = []
+    worker = threading.Thread(target=lambda: answers.append(_predict(client, served["photo"]).status_code))
+    worker.start()
+    try:
+        assert started.wait(30)
+        start = time.perf_counter()
+        measured = _map(client, "/measure", served["probability_png"], served["field_png"], threshold=0.5)
+        # Answered while the model is held (the hold lasts 30 s; a shared worker would wait it out).
+        assert measured.status_code == 200 and time.perf_counter() - start < 10
+    finally:
+        release.set()
+        worker.join(60)
+    assert answers == [200]
