@@ -72,6 +72,9 @@ export default function MeasurementsPanel({
                 ? ` · ${formatNumber(readout.scale.um_per_pixel, 2)} µm/px` +
                   (readout.scale.source === "fov_degrees" ? ` (from ${readout.scale.fov_degrees}°)` : "")
                 : ""}
+              {typeof readout.measurements.fov_area_mm2 === "number"
+                ? ` · ${formatNumber(readout.measurements.fov_area_mm2, 1)} mm²`
+                : ""}
             </p>
             <dl className={`stats measurements${stale ? " stale" : ""}`}>
               {rows.map((row) => (
