@@ -43,13 +43,20 @@ def cpu() -> str:
     return f"{model}, {cores} CPUs, {' '.join(sorted(vector))}"
 
 
-def timed(fn, repeats: int) -> tuple[float, object]:
-    """Median seconds of ``repeats`` calls and the last result."""
-    seconds, result = [], None
+CPU_SECONDS: dict[
+    str, float
+] = {}  # the process's CPU time of the last timed call per label: contention-proof
+
+
+def timed(fn, repeats: int, label: str = "") -> tuple[float, object]:
+    """Median wall seconds of ``repeats`` calls and the last result; the median CPU seconds go to CPU_SECONDS."""
+    seconds, cpu_seconds, result = [], [], None
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         result = fn()
         seconds.append(time.perf_counter() - start)
+        cpu_seconds.append(time.process_time() - start_cpu)
+    CPU_SECONDS[label] = statistics.median(cpu_seconds)
     return statistics.median(seconds), result
 
 
@@ -58,12 +65,23 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
     return float((a & b).sum() / union) if union else 1.0
 
 
-def bench_photo(name: str, rgb: np.ndarray, predictor: Predictor, repeats: int) -> dict[str, float]:
-    model_s, prob = timed(lambda: predictor.predict_proba(rgb), 1)
-    fov_s, fov = timed(lambda: detect_fov(rgb), repeats)
-    mask = served_mask(np.where(fov, prob, 0), predictor.threshold)
-    measure_s, _ = timed(lambda: measure_vessels(mask, fov), repeats)
-    row = {"model_s": model_s, "fov_s": fov_s, "measure_s": measure_s}
+def bench_photo(
+    name: str, rgb: np.ndarray, predictor: Predictor | None, repeats: int, label: np.ndarray | None = None
+) -> dict[str, float]:
+    """Times and GeoJSON figures of one photo's prediction (``predictor``) or, without one, of its ``label``."""
+    fov_s, fov = timed(lambda: detect_fov(rgb), repeats, "fov")
+    if predictor is not None:
+        model_s, prob = timed(lambda: predictor.predict_proba(rgb), 1, "model")
+        mask = served_mask(np.where(fov, prob, 0), predictor.threshold)
+    else:
+        model_s, mask = float("nan"), label & fov
+    measure_s, _ = timed(lambda: measure_vessels(mask, fov), repeats, "measure")
+    row = {
+        "model_s": model_s,
+        "fov_s": fov_s,
+        "measure_s": measure_s,
+        "measure_cpu_s": CPU_SECONDS["measure"],
+    }
     for tolerance in TOLERANCES:
         export_s, collection = timed(lambda t=tolerance: mask_to_geojson(mask, simplify_tolerance=t), 1)
         text = json.dumps(collection, separators=(",", ":"))
@@ -72,7 +90,7 @@ def bench_photo(name: str, rgb: np.ndarray, predictor: Predictor, repeats: int) 
                 f"iou@{tolerance}": iou(back, mask), f"features@{tolerance}": len(collection["features"])}  # fmt: skip
     print(
         f"{name}: model {model_s:.2f} s | detect_fov {fov_s * 1000:.0f} ms | measure {measure_s * 1000:.0f} ms "
-        f"({measure_s / model_s:.3f}× the model) | GeoJSON "
+        f"(CPU {CPU_SECONDS['measure'] * 1000:.0f} ms; {measure_s / model_s:.3f}× the model) | GeoJSON "
         + ", ".join(
             f"tol {t}: {row[f'geojson_mb@{t}']:.2f} MB {row[f'geojson_s@{t}']:.2f} s IoU {row[f'iou@{t}']:.4f}"
             for t in TOLERANCES
@@ -88,29 +106,39 @@ def main() -> None:
     parser.add_argument("--model-uri", default="models:/vessel-unet@champion")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--hrf-photo", default="test/images/09_h.jpg")
+    parser.add_argument(
+        "--chase-photos", type=int, default=len(CHASE_TEST), help="how many CHASE_DB1 test photos"
+    )
+    parser.add_argument(
+        "--hrf-mask", choices=("prediction", "label"), default="prediction", help="HRF figures of"
+    )
     args = parser.parse_args()
     print(f"CPU: {cpu()} (shared machine: other jobs ran beside this one)")
     predictor = Predictor.from_uri(args.model_uri, window=512)
     print(
         f"model {predictor.info.uri} v{predictor.info.version}, threshold {predictor.threshold:.3f}, window 512"
     )
-    rows = [
-        bench_photo(
-            name, read_rgb(args.data_dir / "CHASE_DB1" / "images" / f"{name}.jpg"), predictor, args.repeats
-        )
-        for name in CHASE_TEST
-    ]
-    print("== CHASE_DB1 test, medians over 8 photos:")
-    for key in rows[0]:
-        print(
-            f"   {key}: {statistics.median(r[key] for r in rows):.4f} (min {min(r[key] for r in rows):.4f})"
-        )
-    print(f"   measure / model: {statistics.median(r['measure_s'] / r['model_s'] for r in rows):.4f}")
+    rows = []
+    for name in CHASE_TEST[: args.chase_photos]:
+        rgb = read_rgb(args.data_dir / "CHASE_DB1" / "images" / f"{name}.jpg")
+        rows.append(bench_photo(name, rgb, predictor, args.repeats))
+    if rows:
+        print(f"== CHASE_DB1 test, medians over {len(rows)} photos:")
+        for key in rows[0]:
+            values = [r[key] for r in rows]
+            print(f"   {key}: {statistics.median(values):.4f} (min {min(values):.4f})")
+        print(f"   measure / model: {statistics.median(r['measure_s'] / r['model_s'] for r in rows):.4f}")
     hrf = args.data_dir / "HRF" / args.hrf_photo
-    bench_photo(f"HRF {hrf.name}", read_rgb(hrf), predictor, args.repeats)
     label = read_gray(hrf.parent.parent / "av_manual" / f"{hrf.stem}_AVmanual.png") > 0
-    label_s, _ = timed(lambda: measure_vessels(label), args.repeats)
-    print(f"HRF {hrf.name} manual label (8 MP, {label.mean():.3f} vessel): measure {label_s * 1000:.0f} ms")
+    if args.hrf_mask == "prediction":
+        bench_photo(f"HRF {hrf.name} prediction", read_rgb(hrf), predictor, args.repeats)
+    else:
+        bench_photo(f"HRF {hrf.name} manual label", read_rgb(hrf), None, args.repeats, label)
+    label_s, _ = timed(lambda: measure_vessels(label), args.repeats, "label")
+    print(
+        f"HRF {hrf.name} manual label (8 MP, {label.mean():.3f} vessel): measure {label_s * 1000:.0f} ms "
+        f"(CPU {CPU_SECONDS['label'] * 1000:.0f} ms)"
+    )
 
 
 if __name__ == "__main__":
