@@ -81,6 +81,7 @@ def bench_photo(
         "fov_s": fov_s,
         "measure_s": measure_s,
         "measure_cpu_s": CPU_SECONDS["measure"],
+        "model_cpu_s": CPU_SECONDS.get("model", float("nan")) if predictor is not None else float("nan"),
     }
     for tolerance in TOLERANCES:
         export_s, collection = timed(lambda t=tolerance: mask_to_geojson(mask, simplify_tolerance=t), 1)
@@ -89,7 +90,7 @@ def bench_photo(
         row |= {f"geojson_s@{tolerance}": export_s, f"geojson_mb@{tolerance}": len(text) / 1e6,
                 f"iou@{tolerance}": iou(back, mask), f"features@{tolerance}": len(collection["features"])}  # fmt: skip
     print(
-        f"{name}: model {model_s:.2f} s | detect_fov {fov_s * 1000:.0f} ms | measure {measure_s * 1000:.0f} ms "
+        f"{name}: model {model_s:.2f} s (CPU {row['model_cpu_s']:.2f} s) | detect_fov {fov_s * 1000:.0f} ms | measure {measure_s * 1000:.0f} ms "
         f"(CPU {CPU_SECONDS['measure'] * 1000:.0f} ms; {measure_s / model_s:.3f}× the model) | GeoJSON "
         + ", ".join(
             f"tol {t}: {row[f'geojson_mb@{t}']:.2f} MB {row[f'geojson_s@{t}']:.2f} s IoU {row[f'iou@{t}']:.4f}"
