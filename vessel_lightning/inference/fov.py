@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-# Threshold between the surround's level and the inside's: 10 % of the way up (IoU ≥ 0.995 on every CHASE_DB1
+# Threshold between the surround's level and the inside's: 10 % of the way up (IoU ≥ 0.9949 on every CHASE_DB1
 # and HRF photo; 5 % suits CHASE_DB1 slightly better, 20 % HRF, see experiments/fov_iou.py).
 THRESHOLD_FRACTION = 0.1
 MIN_CONTRAST = 20  # inside minus surround, 8-bit: below this there is no dark surround to speak of
