@@ -210,9 +210,10 @@ def readout(
     }
 
 
-def geojson_bytes(mask: np.ndarray) -> bytes:
-    """The vessel regions of ``mask`` as a GeoJSON FeatureCollection (compact UTF-8 JSON)."""
-    return json.dumps(mask_to_geojson(mask), separators=(",", ":")).encode()
+def geojson_bytes(mask: np.ndarray, properties: dict[str, Any]) -> bytes:
+    """The vessel regions of ``mask`` as a GeoJSON FeatureCollection (compact UTF-8 JSON), ``properties`` (model,
+    threshold) in every Feature."""
+    return json.dumps(mask_to_geojson(mask, properties=properties), separators=(",", ":")).encode()
 
 
 def mask_from_png(data: bytes, max_pixels: int, threshold: float) -> np.ndarray:

@@ -137,7 +137,13 @@ def run_prediction(
     if options.format == "mask":
         return encode_png(mask), "image/png", inference_ms
     if options.format == "geojson":
-        return geojson_bytes(mask), GEOJSON_MEDIA_TYPE, inference_ms
+        # The same properties as vessel-predict --format geojson writes.
+        properties = {
+            "model": model.predictor.info.uri,
+            "model_version": model.version,
+            "threshold": threshold,
+        }
+        return geojson_bytes(mask, properties), GEOJSON_MEDIA_TYPE, inference_ms
     body = readout(mask, field, options.fov, threshold, options.physical)
     body |= {"model_version": model.version, "resample_scale": round(scale, 4)}
     return json.dumps(body).encode(), "application/json", inference_ms
@@ -150,7 +156,7 @@ def run_measurement(
     mask = mask_from_png(data, max_pixels, threshold)
     field = field_from_png(fov, mask.shape, max_pixels)
     if output == "geojson":
-        return geojson_bytes(mask & field), GEOJSON_MEDIA_TYPE
+        return geojson_bytes(mask & field, {"threshold": threshold}), GEOJSON_MEDIA_TYPE
     body = readout(mask, field, "none" if fov is None else "uploaded", threshold, scale)
     return json.dumps(body).encode(), "application/json"
 

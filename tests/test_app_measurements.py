@@ -156,11 +156,12 @@ def test_geojson_from_predict_and_from_the_map(client: TestClient, served: dict)
     response = _predict(client, served["photo"], format="geojson", threshold=0.4)
     assert response.status_code == 200 and response.headers["content-type"] == "application/geo+json"
     collection = response.json()
-    assert collection == _as_json(mask_to_geojson(mask))
+    model = {"model": "models:/vessel-unet@champion", "model_version": "1", "threshold": 0.4}
+    assert collection == _as_json(mask_to_geojson(mask, properties=model))
     assert collection["type"] == "FeatureCollection" and collection["features"]
     from_map = _map(client, "/geojson", served["probability_png"], served["field_png"], threshold=0.4)
     assert from_map.status_code == 200 and from_map.headers["content-type"] == "application/geo+json"
-    assert from_map.json() == collection
+    assert from_map.json() == _as_json(mask_to_geojson(mask, properties={"threshold": 0.4}))
 
 
 def test_physical_scale(client: TestClient, served: dict) -> None:
