@@ -65,6 +65,27 @@ def test_vessel_predict_over_a_folder_writes_field_csv_and_geojson(
     assert "2 photo(s)" in capsys.readouterr().out
 
 
+def test_vessel_predict_scale_auto_needs_and_uses_the_training_field(
+    store: str, network, tmp_path: Path, capsys
+) -> None:
+    from vessel_lightning.inference.fov import fov_diameter
+
+    register(
+        _logged_run(network, _contract(mode="tiles")), alias="champion"
+    )  # a contract without fov_diameter
+    photos = _photos(tmp_path / "eyes", count=1)
+    out = tmp_path / "res"
+    assert predict_main([str(photos[0]), "--out", str(out), "--scale", "auto"]) == 1
+    assert "no fov_diameter" in capsys.readouterr().err
+    code = predict_main(
+        [str(photos[0]), "--out", str(out), "--scale", "auto", "--reference-fov-diameter", "44"]
+    )
+    assert code == 0
+    (row,) = csv.DictReader((out / "measurements.csv").open())
+    field = detect_fov(np.asarray(Image.open(photos[0])))
+    assert float(row["scale"]) == pytest.approx(44 / fov_diameter(field), abs=1e-4)
+
+
 def test_vessel_predict_rejects_bad_options(tmp_path: Path, capsys) -> None:
     with pytest.raises(SystemExit):
         predict_main([str(tmp_path), "--out", str(tmp_path / "o"), "--format", "svg"])

@@ -101,6 +101,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--scale", type=_scale, default=1.0, help="tile models: resample factor, or 'auto' (field diameters)"
     )
+    parser.add_argument(
+        "--reference-fov-diameter",
+        type=float,
+        help="--scale auto for models whose contract has no fov_diameter: the training photos' field diameter (px)",
+    )
     scale = parser.add_mutually_exclusive_group()
     scale.add_argument("--um-per-pixel", type=float, help="physical scale: measurements also in µm")
     scale.add_argument(
@@ -130,7 +135,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     try:
         connect(args.tracking_uri)
-        predictor = Predictor.from_uri(args.model_uri, tta=args.tta, device=args.device, scale=args.scale)
+        predictor = Predictor.from_uri(
+            args.model_uri,
+            tta=args.tta,
+            device=args.device,
+            scale=args.scale,
+            reference_diameter=args.reference_fov_diameter,
+        )
     except (MlflowException, ContractError, RegistryError, ValueError) as exc:
         print(f"error: {str(exc).splitlines()[0]}", file=sys.stderr)
         return 1
