@@ -6,7 +6,7 @@ same list with references):
 
 - ``area_density``: vessel pixels / field-of-view pixels.
 - ``skeleton_length_px``: length of the centre lines (scikit-image skeleton, Zhang's thinning): each segment
-  between branch and end points is ordered along its path, smoothed (moving average over 7 pixels, which
+  between branch and end points is ordered along its path, smoothed (two passes of a 7-pixel moving average, which
   removes the staircase of digital lines) and its polyline length summed, plus the pixel steps into the
   junctions. ``skeleton_length_density_per_px`` = length / field area (1/px; ``_per_mm`` = mm/mm²).
 - ``calibre_*_px``: vessel width at each centre-line pixel (outside junctions) from the Euclidean distance
