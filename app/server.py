@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hmac
-import io
 import json
 import logging
 import os
@@ -18,24 +17,36 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Annotated, Any
 
-import numpy as np
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from PIL import Image
 from starlette.datastructures import UploadFile
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.decode import DecodeError, decode_image
+from app.measure import (
+    GEOJSON_MEDIA_TYPE,
+    MapThreshold,
+    PhysicalScale,
+    PredictOptions,
+    encode_png,
+    field_from_png,
+    field_of_view,
+    geojson_bytes,
+    mask_from_png,
+    physical_scale,
+    predict_options,
+    readout,
+    resample_factor,
+)
 from app.model_manager import LoadedModel, ModelManager
 from app.settings import Settings, SettingsError
 from vessel_lightning.inference.backends import BACKENDS
 from vessel_lightning.inference.device import DEVICE_CHOICES, DeviceError, describe_device, resolve_device
 from vessel_lightning.inference.predictor import probability_png_values, served_mask
 
-FORMATS = ("probability", "mask", "json")
 API_KEY_HEADER = "X-API-Key"
 MODEL_HEADERS = ("X-Model-Version", "X-Model-Name", "X-Inference-Time-Ms")
 
@@ -108,50 +119,47 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
     return JSONResponse({"detail": message}, status_code=status, headers=headers)
 
 
-def _png(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    # Fast zlib level: probability maps barely compress, and encoding must not dominate large images.
-    Image.fromarray(array, mode="L").save(buffer, format="PNG", compress_level=1)
-    return buffer.getvalue()
-
-
 def run_prediction(
-    model: LoadedModel, data: bytes, max_pixels: int, output: str, threshold: float
+    model: LoadedModel, data: bytes, max_pixels: int, options: PredictOptions, threshold: float
 ) -> tuple[bytes, str, float]:
     """Decode, predict and encode one upload; returns the body, its media type and the model time in ms."""
     rgb = decode_image(data, max_pixels)
+    field = field_of_view(rgb, options.fov)
+    if options.format == "fov":
+        return encode_png(field), "image/png", 0.0
+    inside = None if options.fov == "none" else field
+    scale = resample_factor(model.predictor, rgb, inside, options)
     start = time.perf_counter()
-    prob = model.predictor.predict_proba(rgb)
+    prob = model.predictor.predict_proba(rgb, inside, scale=scale)
     inference_ms = (time.perf_counter() - start) * 1000
-    if output == "probability":
-        return _png(probability_png_values(prob)), "image/png", inference_ms
+    if options.format == "probability":
+        return encode_png(probability_png_values(prob)), "image/png", inference_ms
     mask = served_mask(prob, threshold)
-    if output == "mask":
-        return _png(mask.astype(np.uint8) * 255), "image/png", inference_ms
-    body = {
-        "width": int(rgb.shape[1]),
-        "height": int(rgb.shape[0]),
-        "threshold": threshold,
-        "vessel_fraction": float(mask.mean()),
-        "model_version": model.version,
-    }
+    if options.format == "mask":
+        return encode_png(mask), "image/png", inference_ms
+    if options.format == "geojson":
+        # The same properties as vessel-predict --format geojson writes.
+        properties = {
+            "model": model.predictor.info.uri,
+            "model_version": model.version,
+            "threshold": threshold,
+        }
+        return geojson_bytes(mask, properties), GEOJSON_MEDIA_TYPE, inference_ms
+    body = readout(mask, field, options.fov, threshold, options.physical)
+    body |= {"model_version": model.version, "resample_scale": round(scale, 4)}
     return json.dumps(body).encode(), "application/json", inference_ms
 
 
-def _parse_query(request: Request, model_threshold: float | None) -> tuple[str, float | None]:
-    output = request.query_params.get("format", "probability")
-    if output not in FORMATS:
-        raise HTTPException(422, f"unknown format {output!r}: use one of {', '.join(FORMATS)}")
-    raw = request.query_params.get("threshold")
-    if raw is None:
-        return output, model_threshold
-    try:
-        threshold = float(raw)
-    except ValueError:
-        raise HTTPException(422, f"threshold {raw!r} is not a number") from None
-    if not 0.0 <= threshold <= 1.0:  # also rejects nan
-        raise HTTPException(422, f"threshold {raw} is outside [0, 1]")
-    return output, threshold
+def run_measurement(
+    data: bytes, fov: bytes | None, max_pixels: int, threshold: float, scale: PhysicalScale, output: str
+) -> tuple[bytes, str]:
+    """Threshold an uploaded probability (or mask) PNG inside the uploaded field; measurements or GeoJSON."""
+    mask = mask_from_png(data, max_pixels, threshold)
+    field = field_from_png(fov, mask.shape, max_pixels)
+    if output == "geojson":
+        return geojson_bytes(mask & field, {"threshold": threshold}), GEOJSON_MEDIA_TYPE
+    body = readout(mask, field, "none" if fov is None else "uploaded", threshold, scale)
+    return json.dumps(body).encode(), "application/json"
 
 
 def create_app(settings: Settings | None = None, manager: ModelManager | None = None) -> FastAPI:
@@ -159,6 +167,7 @@ def create_app(settings: Settings | None = None, manager: ModelManager | None = 
     settings = settings or Settings.from_env()
     manager = manager or ModelManager(settings)
     pool = InferencePool(settings.resolved_workers(manager.device.type), settings.max_queue)
+    measure_pool = InferencePool(1, settings.max_queue)  # measurements never wait behind the model
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -168,6 +177,7 @@ def create_app(settings: Settings | None = None, manager: ModelManager | None = 
         finally:
             manager.stop()
             pool.shutdown()
+            measure_pool.shutdown()
 
     app = FastAPI(
         title="vessel-lightning", summary="Blood-vessel segmentation of eye photographs", lifespan=lifespan
@@ -238,15 +248,17 @@ def create_app(settings: Settings | None = None, manager: ModelManager | None = 
         return model.describe()
 
     @app.post("/predict", dependencies=[Depends(require_api_key)])
-    async def predict(request: Request) -> Response:
-        """Vessel probability PNG (default), binary mask PNG or JSON summary of the uploaded photo."""
-        output, threshold = _parse_query(request, None)
+    async def predict(
+        request: Request, options: Annotated[PredictOptions, Depends(predict_options)]
+    ) -> Response:
+        """Vessel probability PNG (default), mask PNG, JSON with measurements, GeoJSON, or the field of view PNG
+        of the uploaded photo (multipart field `file`)."""
         model = loaded_model()  # one model for the whole request, whatever a reload does meanwhile
-        threshold = model.predictor.threshold if threshold is None else threshold
+        threshold = model.predictor.threshold if options.threshold is None else options.threshold
         upload = await _read_upload(request)
         try:
             body, media_type, inference_ms = await pool.run(
-                run_prediction, model, upload, settings.max_pixels, output, threshold
+                run_prediction, model, upload, settings.max_pixels, options, threshold
             )
         except DecodeError as exc:
             raise HTTPException(exc.status, exc.message) from None
@@ -257,6 +269,39 @@ def create_app(settings: Settings | None = None, manager: ModelManager | None = 
             "Cache-Control": "no-store",
         }
         return Response(body, media_type=media_type, headers=headers)
+
+    async def from_map(request: Request, threshold: float, scale: PhysicalScale, output: str) -> Response:
+        fields = await _read_files(request, optional=("fov",))
+        try:
+            body, media_type = await measure_pool.run(
+                run_measurement,
+                fields["file"],
+                fields.get("fov"),
+                settings.max_pixels,
+                threshold,
+                scale,
+                output,
+            )
+        except DecodeError as exc:
+            raise HTTPException(exc.status, exc.message) from None
+        return Response(body, media_type=media_type, headers={"Cache-Control": "no-store"})
+
+    @app.post("/measure", dependencies=[Depends(require_api_key)])
+    async def measure(
+        request: Request,
+        scale: Annotated[PhysicalScale, Depends(physical_scale)],
+        threshold: MapThreshold = 0.5,
+    ) -> Response:
+        """Vessel measurements (the `measurements` JSON of `/predict?format=json`) of a probability PNG from
+        `/predict` or a {0, 255} mask PNG (multipart field `file`) at `threshold`, inside the field of view PNG
+        of `/predict?format=fov` (field `fov`; default the whole frame). The model does not run."""
+        return await from_map(request, threshold, scale, "json")
+
+    @app.post("/geojson", dependencies=[Depends(require_api_key)])
+    async def geojson(request: Request, threshold: MapThreshold = 0.5) -> Response:
+        """The vessel regions of a probability or mask PNG (field `file`, optional field `fov`, as for
+        `/measure`) at `threshold`, as GeoJSON Polygons with holes in pixel coordinates. The model does not run."""
+        return await from_map(request, threshold, PhysicalScale(), "geojson")
 
     if settings.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
@@ -275,14 +320,24 @@ def create_app(settings: Settings | None = None, manager: ModelManager | None = 
 
 async def _read_upload(request: Request) -> bytes:
     """The bytes of multipart field ``file`` (400 when absent); the client's file name is never used."""
+    return (await _read_files(request))["file"]
+
+
+async def _read_files(request: Request, optional: tuple[str, ...] = ()) -> dict[str, bytes]:
+    """The bytes of multipart field ``file`` (400 when absent) and of the ``optional`` fields sent as files."""
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise HTTPException(400, "no file: send the image as multipart/form-data field 'file'")
-    form = await request.form(max_files=2, max_fields=8)
+    form = await request.form(max_files=2 + len(optional), max_fields=8)
     try:
         upload = form.get("file")
         if not isinstance(upload, UploadFile):
             raise HTTPException(400, "no file: send the image as multipart/form-data field 'file'")
-        return await upload.read()
+        files = {"file": await upload.read()}
+        for name in optional:
+            extra = form.get(name)
+            if isinstance(extra, UploadFile):
+                files[name] = await extra.read()
+        return files
     finally:
         await form.close()
 

@@ -136,6 +136,15 @@ def test_predict_probability_mask_and_json(client: TestClient, registry: str) ->
     default_mask = np.asarray(Image.open(io.BytesIO(_predict(client, encode(rgb), format="mask").content)))
     assert np.array_equal(default_mask == 255, expected >= 0.4)  # the contract's threshold
     summary = _predict(client, encode(rgb), format="json", threshold=0.3).json()
+    # A noise photo has no dark surround: its field is the whole frame (tests/test_app_measurements.py has more).
+    assert summary.pop("fov") == {
+        "mode": "auto",
+        "bbox": [0, 0, SIZE[1], SIZE[0]],
+        "diameter_px": 90.0,
+        "area_fraction": 1.0,
+    }
+    assert summary.pop("scale") is None and summary.pop("resample_scale") == 1.0
+    assert summary.pop("measurements")["area_density"] == pytest.approx(float((expected >= 0.3).mean()))
     assert summary == {
         "width": SIZE[1],
         "height": SIZE[0],

@@ -1,7 +1,9 @@
 /**
  * The whole UI against a real vessel-serve (see global-setup.ts): upload a CHASE_DB1 photo, see the overlay, move
  * the threshold, download the mask and compare it with the API's own `format=mask`, time re-thresholding a
- * 1624×1232 photo, and refuse a text file. Screenshots and measured timings go to test-results/.
+ * 1624×1232 photo, and refuse a text file. A second test, in named steps: the Measurements panel shows the API's
+ * numbers and follows the slider (debounced), the field of view is outlined and can be hidden, the GeoJSON
+ * download equals `format=geojson`, a scale adds µm. Screenshots and measured timings go to test-results/.
  *
  * Env: VESSEL_DATA_DIR (default ../../shared/data from ui/), VESSEL_E2E_URL (set by the global setup).
  */
@@ -180,4 +182,134 @@ test("segment a CHASE_DB1 photo, re-threshold, download, and refuse a text file"
 
   expect(outside, "requests outside the origin").toEqual([]);
   expect(consoleErrors.filter((e) => !e.includes("415"))).toEqual([]);
+});
+
+/** The Measurements panel once it shows the numbers for threshold `t` (no newer request running). */
+async function measuredAt(page: Page, t: number): Promise<void> {
+  const panel = page.getByTestId("measurements");
+  await expect(panel).toHaveAttribute("data-threshold", String(t));
+  await expect(panel).toHaveAttribute("data-state", "ready");
+}
+
+async function apiJson(page: Page, query: string, photo: Buffer, name: string): Promise<Record<string, unknown>> {
+  const response = await page.request.post(`${baseUrl()}/predict?${query}`, {
+    multipart: { file: { name, mimeType: "image/jpeg", buffer: photo } },
+  });
+  expect(response.status(), await response.text().catch(() => "")).toBe(200);
+  return (await response.json()) as Record<string, unknown>;
+}
+
+test("measurements follow the slider, the field of view is drawn, GeoJSON downloads", async ({ page }, testInfo) => {
+  const photo = readFileSync(PHOTO);
+  const consoleErrors: string[] = [];
+  page.on("console", (m) => m.type() === "error" && consoleErrors.push(m.text()));
+  const measureRequests: string[] = [];
+  page.on("request", (r) => {
+    if (new URL(r.url()).pathname === "/measure") measureRequests.push(r.url());
+  });
+
+  await test.step("upload a CHASE_DB1 photo", async () => {
+    await page.goto(baseUrl() + "/");
+    await expect(page.getByTestId("model-info")).toContainText(/vessel-unet v\d+/);
+    await page.getByTestId("photo-input").setInputFiles(PHOTO);
+    await expect(page.getByTestId("vessel-layer")).toBeVisible();
+    await expect(page.getByTestId("threshold-value")).toHaveText("0.50");
+  });
+
+  let densityAtHalf = "";
+  await test.step("the Measurements panel shows the server's numbers, with units", async () => {
+    await measuredAt(page, 0.5);
+    const density = page.getByTestId("measure-area_density");
+    await expect(density).toHaveText(/^\d+\.\d\d %$/);
+    densityAtHalf = (await density.textContent()) ?? "";
+    await expect(page.getByTestId("field-info")).toContainText(/⌀ [\d,]+ px · \d+ % of the frame/);
+    // The panel's numbers are the API's own for this photo at this threshold (format=json runs the model).
+    const api = await apiJson(page, "format=json&threshold=0.5", photo, "Image_01L.jpg");
+    const measurements = api.measurements as Record<string, number>;
+    const expected = `${(measurements.area_density * 100).toFixed(2)} %`;
+    expect(densityAtHalf).toBe(expected);
+    for (const key of ["branch_points", "end_points"]) {
+      if (key in measurements) {
+        await expect(page.getByTestId(`measure-${key}`)).toHaveText(measurements[key].toLocaleString("en-US"));
+      }
+    }
+    const fov = api.fov as { mode: string; diameter_px: number; area_fraction: number };
+    expect(fov.mode).toBe("auto");
+    expect(fov.area_fraction).toBeGreaterThan(0.5);
+    expect(fov.area_fraction).toBeLessThan(0.97); // CHASE_DB1's disc, not the whole frame
+  });
+
+  await test.step("the numbers follow the threshold slider, debounced, while the slider stays fast", async () => {
+    const before = measureRequests.length;
+    const timings: number[] = [];
+    for (let k = 0; k <= 20; k++) {
+      await setThreshold(page, Number((0.5 - 0.01 * k).toFixed(2)));
+      timings.push(await rethresholdMs(page));
+    }
+    await measuredAt(page, 0.3);
+    const density = (await page.getByTestId("measure-area_density").textContent()) ?? "";
+    expect(Number.parseFloat(density)).toBeGreaterThan(Number.parseFloat(densityAtHalf));
+    const sent = measureRequests.length - before;
+    expect(sent, "measurement requests for 21 slider moves").toBeLessThan(21);
+    timings.sort((a, b) => a - b);
+    expect(timings[timings.length >> 1], "median re-threshold ms while measuring").toBeLessThan(50);
+    const report = `${sent} /measure requests for 21 slider moves`;
+    console.log(`[e2e] ${report}`);
+    testInfo.annotations.push({ type: "measure", description: report });
+  });
+
+  await test.step("the field of view is outlined on the overlay and can be hidden", async () => {
+    const layer = page.getByTestId("field-layer");
+    await expect(layer).toBeVisible();
+    const box = await layer.evaluate((svg) => {
+      const outline = svg.querySelectorAll("path")[1] as SVGPathElement;
+      const b = outline.getBBox();
+      return [b.x, b.y, b.x + b.width, b.y + b.height];
+    });
+    const field = await apiJson(page, "format=json", photo, "Image_01L.jpg");
+    const bbox = (field.fov as { bbox: number[] }).bbox;
+    for (let i = 0; i < 4; i++) expect(Math.abs(box[i] - bbox[i]), `outline bbox[${i}]`).toBeLessThan(2);
+    await page.getByTestId("show-field").uncheck();
+    await expect(layer).toHaveCount(0);
+    await page.getByTestId("show-field").check();
+    await expect(page.getByTestId("field-layer")).toBeVisible();
+  });
+
+  await test.step("the GeoJSON download holds the API's polygons at the slider's threshold", async () => {
+    const [download] = await Promise.all([
+      page.waitForEvent("download"),
+      page.getByRole("button", { name: "GeoJSON" }).click(),
+    ]);
+    expect(download.suggestedFilename()).toBe("Image_01L.t0.30.vessels.geojson");
+    const saved = testInfo.outputPath("downloaded.vessels.geojson");
+    await download.saveAs(saved);
+    type Collection = {
+      type: string;
+      features: { geometry: { type: string; coordinates: number[][][] }; properties: Record<string, unknown> }[];
+    };
+    const geojson = JSON.parse(readFileSync(saved, "utf8")) as Collection;
+    expect(geojson.type).toBe("FeatureCollection");
+    expect(geojson.features.length).toBeGreaterThan(0);
+    for (const feature of geojson.features) {
+      expect(feature.geometry.type).toBe("Polygon");
+      for (const ring of feature.geometry.coordinates) {
+        for (const [x, y] of ring) {
+          expect(x >= 0 && x <= 999 && y >= 0 && y <= 960, `vertex ${x},${y} inside the photo`).toBe(true);
+        }
+      }
+    }
+    expect(geojson.features[0].properties.threshold).toBe(0.3);
+    const api = (await apiJson(page, "format=geojson&threshold=0.3", photo, "Image_01L.jpg")) as unknown as Collection;
+    expect(geojson.features.map((f) => f.geometry)).toEqual(api.features.map((f) => f.geometry));
+  });
+
+  await test.step("a physical scale adds µm", async () => {
+    await page.getByTestId("scale-kind").selectOption("um_per_pixel");
+    await page.getByTestId("scale-value").fill("10");
+    await expect(page.getByTestId("field-info")).toContainText("10.00 µm/px");
+    await measuredAt(page, 0.3);
+    await page.screenshot({ path: testInfo.outputPath("measurements.png") });
+  });
+
+  expect(consoleErrors).toEqual([]);
 });

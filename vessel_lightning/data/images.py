@@ -63,12 +63,46 @@ def read_gray(path: str | Path) -> np.ndarray:
     image = _open(path)
     if image.mode == "1":
         return np.asarray(image, dtype=np.uint8) * 255
-    if image.mode == "P":  # palette index maps (e.g. A/V labels) keep their indices
-        return np.asarray(image, dtype=np.uint8).copy()
+    if image.mode == "P":
+        return palette_values(image)
     array = np.asarray(image)
     if array.ndim == 3:
         array = array[:, :, :3].max(axis=2) if array.shape[2] >= 3 else array[:, :, 0]
     return to_uint8(array)
+
+
+def palette_values(image: Image.Image) -> np.ndarray:
+    """A palette (mode ``P``) label or FOV image as what its pixels mean, 2-D uint8.
+
+    Palette colours when they tell the used indices apart and one of them is bright (the brightest channel of
+    each colour: black/white masks read {0, 255}); else indices {0, 1} as {0, 255} (a {0, 1} mask under a
+    grey-ramp palette would otherwise read as all background); else the indices themselves (class index maps
+    such as artery/vein labels, whose colours say class, not vessel).
+    """
+    indices = np.asarray(image, dtype=np.uint8)
+    used = np.unique(indices)
+    palette = list(image.getpalette() or [])
+    colours = np.zeros((256, 3), dtype=np.uint8)
+    colours.ravel()[: min(len(palette), 768)] = palette[:768]
+    levels = colours.max(axis=1)
+    if len(np.unique(levels[used])) == len(used) and levels[used].max() >= 128:
+        return levels[indices]
+    if set(used.tolist()) <= {0, 1}:
+        return indices * np.uint8(255)
+    return indices.copy()
+
+
+def read_fov(path: str | Path) -> np.ndarray:
+    """A field-of-view mask as {0, 1} uint8 by what its pixels mean ({0, k}: k is inside; else ≥ 128 of full
+    scale; palette and 16-bit images as :func:`read_gray` reads them). An empty field raises
+    :class:`ImageReadError` naming the file (scores inside it would be 0 without a word)."""
+    values = read_gray(path)
+    mask, _ = binarize(values)
+    if not mask.any():
+        raise ImageReadError(
+            f"{path}: the field-of-view mask is empty (values {np.unique(values)[:6].tolist()}): nothing is inside"
+        )
+    return mask
 
 
 def binarize(values: np.ndarray, rule: str = "threshold") -> tuple[np.ndarray, bool]:

@@ -37,6 +37,7 @@ from vessel_lightning.data.geojson import AnnotationError, rasterize_annotation,
 from vessel_lightning.data.images import (
     ImageReadError,
     binarize,
+    read_fov,
     read_gray,
     read_rgb,
     resize_image,
@@ -186,9 +187,15 @@ def load_sample(
         outside = 0
         notes = [f"{label}: non-binary mask (values {np.unique(values)[:6].tolist()}...) thresholded at 128"]
         notes = notes if non_binary else []
+        if (
+            not mask.any()
+        ):  # a misread label (e.g. an unknown encoding) must not train or score as "no vessels"
+            raise PrepareError(
+                f"{label}: the label has no vessel pixels (values {np.unique(values)[:6].tolist()})"
+            )
     fov = None
     if raw.fov is not None:
-        fov = (_same_size(read_gray(raw.fov), shape, raw.fov, "FOV mask") >= 128).astype(np.uint8)
+        fov = _same_size(read_fov(raw.fov), shape, raw.fov, "FOV mask")
     return LoadedSample(rgb, mask, fov, notes, outside)
 
 

@@ -33,6 +33,20 @@ from vessel_lightning.evaluation.metrics import (
 log = logging.getLogger(__name__)
 
 SUMMARY_KEYS = ("f1", "iou", "precision", "recall", "auc", "cldice", "thin_recall")
+FOV_MODES = ("official", "detect", "none")
+# Measurements compared between prediction and label (per image): Pearson r and mean absolute error.
+AGREEMENT_KEYS = (
+    "area_density",
+    "skeleton_length_density_per_px",
+    "calibre_mean_px",
+    "calibre_p50_px",
+    "calibre_p90_px",
+    "tortuosity_arc_chord",
+    "tortuosity_curvature",
+    "branch_points",
+    "end_points",
+    "fractal_dimension",
+)
 
 
 class EvaluationError(ValueError):
@@ -97,6 +111,44 @@ def evaluation_samples(data_cfg: Any, split: str, contract: Any) -> tuple[list[A
     return samples, source.label_rule
 
 
+def measurement_agreement(
+    rows: list[dict[str, Any]], keys: tuple[str, ...] = AGREEMENT_KEYS
+) -> dict[str, Any]:
+    """Per measurement, over images: Pearson r and mean absolute error of ``pred_<key>`` against ``label_<key>``,
+    and both means (r is None when either side does not vary)."""
+    out: dict[str, Any] = {}
+    for key in keys:
+        pairs = [
+            (float(r[f"pred_{key}"]), float(r[f"label_{key}"]))
+            for r in rows
+            if r.get(f"pred_{key}") is not None and r.get(f"label_{key}") is not None
+        ]
+        if not pairs:
+            continue
+        pred, label = np.array(pairs).T
+        varies = len(pairs) > 1 and pred.std() > 0 and label.std() > 0
+        out[key] = {
+            "pearson_r": round(float(np.corrcoef(pred, label)[0, 1]), 4) if varies else None,
+            "mae": round(float(np.abs(pred - label).mean()), 6),
+            "pred_mean": round(float(pred.mean()), 6),
+            "label_mean": round(float(label.mean()), 6),
+            "n_images": len(pairs),
+        }
+    return out
+
+
+def evaluation_fov(mode: str, rgb: np.ndarray, official: np.ndarray | None) -> np.ndarray | None:
+    """The field scores are taken in: the data set's mask (``official``; None when it has none), the detected
+    one (``detect``) or None (``none``: every pixel)."""
+    from vessel_lightning.inference.fov import detect_fov
+
+    if mode not in FOV_MODES:
+        raise EvaluationError(f"fov must be one of {', '.join(FOV_MODES)}, not {mode!r}")
+    if mode == "detect":
+        return detect_fov(rgb)
+    return official if mode == "official" else None
+
+
 def evaluate(cfg: Any) -> dict[str, Any]:
     """Run the evaluation described by ``conf/eval.yaml``; returns the summary written to ``summary.json``."""
     from tqdm.auto import tqdm
@@ -104,20 +156,29 @@ def evaluate(cfg: Any) -> dict[str, Any]:
     from vessel_lightning.data.prepare import load_sample
     from vessel_lightning.inference.backends import build_cuda
     from vessel_lightning.inference.device import resolve_device
+    from vessel_lightning.inference.measurements import measure_vessels
     from vessel_lightning.inference.overlays import error_overlay, save_png
-    from vessel_lightning.inference.predictor import Predictor
+    from vessel_lightning.inference.predictor import AUTO, Predictor
 
     start = time.perf_counter()
     out = Path(str(cfg.output_dir)).expanduser().resolve()
+    fov_mode = str(cfg.get("fov", "official"))
+    if fov_mode not in FOV_MODES:
+        raise EvaluationError(f"fov must be one of {', '.join(FOV_MODES)}, not {fov_mode!r}")
+    scale = cfg.get("scale", 1.0)
     device = resolve_device(cfg.get("device"), "device")
-    predictor = Predictor.from_uri(
-        str(cfg.model_uri),
-        tta=bool(cfg.tta),
-        overlap=float(cfg.overlap),
-        window=cfg.get("window"),
-        scale=float(cfg.get("scale", 1.0)),
-        device=device,
-    )
+    try:
+        predictor = Predictor.from_uri(
+            str(cfg.model_uri),
+            tta=bool(cfg.tta),
+            overlap=float(cfg.overlap),
+            window=cfg.get("window"),
+            scale=AUTO if scale == AUTO else float(scale),
+            reference_diameter=cfg.get("reference_fov_diameter"),
+            device=device,
+        )
+    except ValueError as exc:
+        raise EvaluationError(str(exc)) from None
     precision = "fp32"
     if device.type == "cuda":  # the GPU backend the service runs (half precision, channels_last)
         built = build_cuda(predictor.network, predictor.contract, device, str(cfg.get("precision", "auto")))
@@ -127,20 +188,33 @@ def evaluate(cfg: Any) -> dict[str, Any]:
     thresholds = sorted({0.5, float(contract.threshold)})
     pools = {t: _Pool() for t in thresholds}
     histogram = ProbabilityHistogram()
-    rows = []
+    rows, measured = [], []
     (out / "overlays").mkdir(parents=True, exist_ok=True)
     for raw in tqdm(samples, desc=f"eval {cfg.data.name}/{cfg.split}", unit="img"):
         sample = load_sample(raw, label_rule=label_rule, line_width=cfg.data.line_width)
         target = sample.mask.astype(bool)
-        fov = sample.fov.astype(bool) if sample.fov is not None else None
-        prob = predictor.predict_proba(sample.rgb)
+        fov = evaluation_fov(
+            fov_mode, sample.rgb, sample.fov.astype(bool) if sample.fov is not None else None
+        )
+        image_scale = predictor.scale_for(sample.rgb, fov)
+        prob = predictor.predict_proba(sample.rgb, fov, scale=image_scale)
         histogram.add(prob, target, fov)
         row: dict[str, Any] = {"id": raw.id, "height": target.shape[0], "width": target.shape[1]}
+        if scale == AUTO:
+            row["scale"] = round(image_scale, 4)
         for t in thresholds:
             scores = pools[t].add(prob >= t, target, fov)
             suffix = "" if t == contract.threshold else f"@{t:g}"
             row |= {f"{k}{suffix}": round(v, 6) for k, v in scores.items() if k != "accuracy"}
         rows.append(row)
+        if cfg.get("measurements", True):
+            pred_m = measure_vessels(prob >= contract.threshold, fov).to_dict()
+            label_m = measure_vessels(target, fov).to_dict()
+            measured.append(
+                {"id": raw.id}
+                | {f"pred_{k}": v for k, v in pred_m.items() if v is not None or k in AGREEMENT_KEYS}
+                | {f"label_{k}": v for k, v in label_m.items() if v is not None or k in AGREEMENT_KEYS}
+            )
         if cfg.overlays:
             overlay = error_overlay(sample.rgb, prob >= contract.threshold, target, fov)
             save_png(overlay, out / "overlays" / f"{raw.id}.png", max_side=cfg.overlay_max_side)
@@ -150,11 +224,14 @@ def evaluate(cfg: Any) -> dict[str, Any]:
     summary["at_threshold_0.5"] = pools[0.5].summary(auc, 0.5)
     summary["oracle_threshold_on_this_split"] = {"threshold": best_t, "f1": round(best_f1, 6)}
     summary["n_images"] = len(samples)
+    if measured:
+        summary["measurement_agreement"] = measurement_agreement(measured)
     summary["protocol"] = {
         "dataset": cfg.data.name,
         "split": cfg.split,
         "resolution": "native (each image's original size)",
-        "inside_fov": any(s is not None for s in [raw.fov for raw in samples]),
+        "inside_fov": fov_mode == "detect" or (fov_mode == "official" and any(raw.fov for raw in samples)),
+        "fov": fov_mode,
         "prediction": f"{contract.mode} at {contract.size[0]}x{contract.size[1]}",
         "tta": bool(cfg.tta),
         "window": cfg.get("window"),
@@ -172,7 +249,7 @@ def evaluate(cfg: Any) -> dict[str, Any]:
         "trained_on": contract.dataset,
     }
     summary["seconds"] = round(time.perf_counter() - start, 1)
-    _write_outputs(out, summary, rows)
+    _write_outputs(out, summary, rows, measured)
     log.info(
         "%s/%s, %d images, native resolution: F1 %.4f IoU %.4f clDice %.4f thin recall %.4f AUC %.4f "
         "at threshold %.2f (F1 %.4f at 0.5) → %s",
@@ -184,12 +261,18 @@ def evaluate(cfg: Any) -> dict[str, Any]:
     return summary
 
 
-def _write_outputs(out: Path, summary: dict[str, Any], rows: list[dict[str, Any]]) -> None:
-    columns = list(dict.fromkeys(key for row in rows for key in row))
-    with (out / "per_image.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
+def _write_outputs(
+    out: Path, summary: dict[str, Any], rows: list[dict[str, Any]], measured: list[dict[str, Any]]
+) -> None:
+    for name, table in (("per_image.csv", rows), ("measurements.csv", measured)):
+        if not table:
+            continue
+        with (out / name).open("w", newline="") as handle:
+            writer = csv.DictWriter(
+                handle, fieldnames=list(dict.fromkeys(key for row in table for key in row))
+            )
+            writer.writeheader()
+            writer.writerows(table)
     partial = out / "summary.json.partial"  # summary last and by rename: its presence means a complete run
     partial.write_text(json.dumps(summary, indent=2) + "\n")
     partial.rename(out / "summary.json")

@@ -1,21 +1,82 @@
-"""``vessel-predict``: vessel masks, probability maps and overlays for a batch of photos.
+"""``vessel-predict``: vessel masks, measurements and GeoJSON for a batch of photos or folders of photos.
 
     vessel-predict photo1.png photo2.jpg --out results/
-    vessel-predict eyes/*.png --out results/ --model-uri runs:/<run_id>/model --threshold 0.4 --tta
+    vessel-predict eyes/ --out results/ --model-uri runs:/<run_id>/model --threshold 0.4 --tta
+    vessel-predict eyes/ --out results/ --format png,geojson --fov-degrees 30
+    vessel-predict slitlamp/images --out slitlamp/annotations --format geojson   # then vessel-prepare data=geojson
 
-For each photo writes ``<name>.mask.png`` ({0, 255} at the photo's size and the threshold),
-``<name>.prob.png`` (probability × 255) and ``<name>.overlay.png`` (vessels over the photo) into ``--out``.
+For each photo (a folder stands for the image files directly inside it) writes into ``--out``: with
+``--format png`` (default) ``<name>.mask.png`` ({0, 255} at the photo's size and the threshold),
+``<name>.prob.png`` (probability × 255), ``<name>.overlay.png`` (vessels over the photo) and, when the field of
+view was detected, ``<name>.fov.png``; with ``--format geojson`` ``<name>.geojson`` (vessel Polygons in the
+pixel convention ``vessel-prepare data=geojson`` reads). Always ``measurements.csv``: one row per photo with
+the field of view and the vessel measurements of ``vessel_lightning.inference.measurements`` (inside the
+field, in pixels, and in µm when ``--um-per-pixel`` or ``--fov-degrees`` gives the scale).
 A photo that cannot be read is reported and skipped; the exit status is 1 if any failed.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+FORMATS = ("png", "geojson")
+OUTPUT_SUFFIXES = (".mask.png", ".prob.png", ".overlay.png", ".fov.png")  # ours: never read back as photos
+CSV_NAME = "measurements.csv"
+CSV_LEAD = ("photo", "width", "height", "threshold", "fov", "fov_diameter_px", "scale")
+
+
+def expand_photos(paths: Sequence[Path]) -> list[Path]:
+    """Files as given; a folder becomes the image files directly inside it (sorted), except our own outputs."""
+    from vessel_lightning.data.images import IMAGE_EXTENSIONS
+
+    photos: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            photos.extend(
+                p
+                for p in sorted(path.iterdir())
+                if p.is_file()
+                and p.suffix.lower() in IMAGE_EXTENSIONS
+                and not p.name.lower().endswith(OUTPUT_SUFFIXES)
+            )
+        else:
+            photos.append(path)
+    return photos
+
+
+def _formats(value: str) -> tuple[str, ...]:
+    chosen = tuple(dict.fromkeys(v.strip() for v in value.split(",") if v.strip()))
+    unknown = [v for v in chosen if v not in FORMATS]
+    if unknown or not chosen:
+        raise argparse.ArgumentTypeError(
+            f"--format takes {', '.join(FORMATS)} (comma-separated), not {value!r}"
+        )
+    return chosen
+
+
+def _scale(value: str) -> float | str:
+    if value == "auto":
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--scale takes a number or 'auto', not {value!r}") from None
+
+
+def measurement_columns() -> list[str]:
+    """The header of ``measurements.csv``: the photo and its field, then every measurement."""
+    from vessel_lightning.inference.measurements import measure_vessels
+
+    keys = measure_vessels(np.zeros((8, 8), dtype=bool)).to_dict(histogram=True)
+    return [*CSV_LEAD, *keys]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -23,59 +84,142 @@ def main(argv: Sequence[str] | None = None) -> int:
     from vessel_lightning.registry import DEFAULT_ALIAS, DEFAULT_MODEL_NAME
 
     parser = argparse.ArgumentParser(prog="vessel-predict", description=__doc__.splitlines()[0])
-    parser.add_argument("photos", nargs="+", type=Path, help="image files (PNG, JPEG, TIFF, BMP, WebP)")
+    parser.add_argument("photos", nargs="+", type=Path, help="image files or folders of them")
     parser.add_argument("--out", type=Path, required=True, help="output folder (created if needed)")
     parser.add_argument("--model-uri", default=f"models:/{DEFAULT_MODEL_NAME}@{DEFAULT_ALIAS}")
     parser.add_argument("--threshold", type=float, help="default: the model's recommended threshold")
+    parser.add_argument(
+        "--format", type=_formats, default=("png",), help="png (default), geojson or png,geojson"
+    )
+    parser.add_argument(
+        "--fov",
+        choices=("detect", "none"),
+        default="detect",
+        help="detect: find the field of view (fundus disc; whole frame otherwise), predict 0 outside it "
+        "(default); none: the whole frame",
+    )
+    parser.add_argument(
+        "--scale", type=_scale, default=1.0, help="tile models: resample factor, or 'auto' (field diameters)"
+    )
+    parser.add_argument(
+        "--reference-fov-diameter",
+        type=float,
+        help="--scale auto for models whose contract has no fov_diameter: the training photos' field diameter (px)",
+    )
+    scale = parser.add_mutually_exclusive_group()
+    scale.add_argument("--um-per-pixel", type=float, help="physical scale: measurements also in µm")
+    scale.add_argument(
+        "--fov-degrees", type=float, help="the field's angular diameter (scale from its pixels)"
+    )
     parser.add_argument("--tta", action="store_true", help="average flips (3× slower)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--tracking-uri", help="default: $MLFLOW_TRACKING_URI or the embedded store")
     args = parser.parse_args(argv)
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
         parser.error("--threshold must be within [0, 1]")
+    for name in ("um_per_pixel", "fov_degrees"):
+        value = getattr(args, name)
+        if value is not None and not value > 0:
+            parser.error(f"--{name.replace('_', '-')} must be positive")
 
     from mlflow.exceptions import MlflowException
     from tqdm.auto import tqdm
 
-    from vessel_lightning.data.images import ImageReadError, read_rgb
     from vessel_lightning.inference.contract import ContractError
-    from vessel_lightning.inference.overlays import save_png, vessel_overlay
-    from vessel_lightning.inference.predictor import Predictor, probability_png_values, served_mask
+    from vessel_lightning.inference.predictor import Predictor
     from vessel_lightning.registry import RegistryError, connect
 
+    photos = expand_photos(args.photos)
+    if not photos:
+        print("error: no image files found in " + ", ".join(map(str, args.photos)), file=sys.stderr)
+        return 1
     try:
         connect(args.tracking_uri)
-        predictor = Predictor.from_uri(args.model_uri, tta=args.tta, device=args.device)
-    except (MlflowException, ContractError, RegistryError) as exc:
+        predictor = Predictor.from_uri(
+            args.model_uri,
+            tta=args.tta,
+            device=args.device,
+            scale=args.scale,
+            reference_diameter=args.reference_fov_diameter,
+        )
+    except (MlflowException, ContractError, RegistryError, ValueError) as exc:
         print(f"error: {str(exc).splitlines()[0]}", file=sys.stderr)
         return 1
     threshold = predictor.threshold if args.threshold is None else args.threshold
     args.out.mkdir(parents=True, exist_ok=True)
-    inputs = {p.resolve() for p in args.photos}
+    inputs = {p.resolve() for p in photos}
     failed = 0
-    for photo in tqdm(args.photos, desc="predict", unit="img"):
-        targets = {kind: args.out / f"{photo.stem}.{kind}.png" for kind in ("mask", "prob", "overlay")}
-        if inputs & {t.resolve() for t in targets.values()}:
-            print(
-                f"error: {photo}: an output would overwrite an input photo; choose another --out",
-                file=sys.stderr,
-            )
-            failed += 1
-            continue
-        try:
-            rgb = read_rgb(photo)
-        except ImageReadError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            failed += 1
-            continue
-        prob = predictor.predict_proba(rgb)
-        mask = served_mask(prob, threshold)
+    with (args.out / CSV_NAME).open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=measurement_columns())
+        writer.writeheader()
+        for photo in tqdm(photos, desc="predict", unit="img"):
+            try:
+                row = predict_one(photo, args, predictor, threshold, inputs)
+            except ValueError as exc:  # ImageReadError and overwrite refusals name the photo
+                print(f"error: {exc}", file=sys.stderr)
+                failed += 1
+                continue
+            writer.writerow(row)
+            handle.flush()  # an interrupted run keeps every finished row
+    done = len(photos) - failed
+    print(f"{done} photo(s) → {args.out} (model {predictor.info.uri}, threshold {threshold:.2f}, {CSV_NAME})")
+    return 1 if failed else 0
+
+
+def predict_one(
+    photo: Path, args: argparse.Namespace, predictor: Any, threshold: float, inputs: set[Path]
+) -> dict[str, Any]:
+    """Predict, write the chosen outputs and return the CSV row of one photo; ValueError names the photo."""
+    from vessel_lightning.data.geojson import mask_to_geojson
+    from vessel_lightning.data.images import read_rgb
+    from vessel_lightning.inference.fov import detect_fov, fov_diameter
+    from vessel_lightning.inference.measurements import measure_vessels, um_per_pixel_from_fov
+    from vessel_lightning.inference.overlays import save_png, vessel_overlay
+    from vessel_lightning.inference.predictor import probability_png_values, served_mask
+
+    targets: dict[str, Path] = {}
+    if "png" in args.format:
+        kinds = ("mask", "prob", "overlay", *(("fov",) if args.fov == "detect" else ()))
+        targets |= {kind: args.out / f"{photo.stem}.{kind}.png" for kind in kinds}
+    if "geojson" in args.format:
+        targets["geojson"] = args.out / f"{photo.stem}.geojson"
+    if inputs & {t.resolve() for t in targets.values()}:
+        raise ValueError(f"{photo}: an output would overwrite an input photo; choose another --out")
+    rgb = read_rgb(photo)
+    fov = detect_fov(rgb) if args.fov == "detect" else np.ones(rgb.shape[:2], dtype=bool)
+    scale = predictor.scale_for(rgb, fov if args.fov == "detect" else None)
+    prob = predictor.predict_proba(rgb, fov, scale=scale)
+    mask = served_mask(prob, threshold)
+    if "png" in args.format:
         save_png((mask * 255).astype(np.uint8), targets["mask"])
         save_png(probability_png_values(prob), targets["prob"])
         save_png(vessel_overlay(rgb, mask), targets["overlay"])
-    done = len(args.photos) - failed
-    print(f"{done} photo(s) → {args.out} (model {predictor.info.uri}, threshold {threshold:.2f})")
-    return 1 if failed else 0
+        if "fov" in targets:
+            save_png(fov.astype(np.uint8) * 255, targets["fov"])
+    if "geojson" in args.format:
+        properties = {
+            "model": predictor.info.uri,
+            "model_version": predictor.info.version,
+            "threshold": threshold,
+        }
+        collection = mask_to_geojson(mask, properties=properties)
+        targets["geojson"].write_text(json.dumps(collection, separators=(",", ":")))
+    whole = bool(fov.all())
+    diameter = None if whole else fov_diameter(fov)
+    um = args.um_per_pixel
+    if args.fov_degrees is not None:
+        um = um_per_pixel_from_fov(diameter or float(max(fov.shape)), args.fov_degrees)
+    measured = measure_vessels(mask, fov, um_per_pixel=um).to_dict(histogram=True)
+    lead = {
+        "photo": str(photo),
+        "width": rgb.shape[1],
+        "height": rgb.shape[0],
+        "threshold": threshold,
+        "fov": "whole frame" if whole else "detected",
+        "fov_diameter_px": None if diameter is None else round(diameter, 1),
+        "scale": round(scale, 4),
+    }
+    return lead | measured
 
 
 if __name__ == "__main__":

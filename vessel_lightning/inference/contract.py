@@ -41,6 +41,9 @@ class ModelContract:
     split: dict[str, float] = field(
         default_factory=dict
     )  # val_fraction, test_fraction, seed of the training data
+    fov_diameter: float | None = (
+        None  # median field-of-view diameter (px) of the training photos; for scale=auto
+    )
     version: int = CONTRACT_VERSION
 
     def to_dict(self) -> dict[str, Any]:

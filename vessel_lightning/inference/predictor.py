@@ -28,6 +28,9 @@ from vessel_lightning.inference.contract import (
     ContractError,
     ModelContract,
 )
+from vessel_lightning.inference.fov import apply_fov, detect_fov, fov_diameter
+
+AUTO = "auto"
 
 
 def window_origins(length: int, window: int, overlap: float = 0.0) -> list[int]:
@@ -145,9 +148,12 @@ class Predictor:
     fewer seams for the same pixels; a multiple of the contract's ``input_divisor``); ``scale`` resamples the photo
     of a tile model by this factor before the window slides and the probabilities back to the photo's size, so
     vessels reach the network at the calibre it was trained on (a CHASE_DB1 model on HRF photos: 0.42, the ratio
-    of their pixels per degree of field of view); ``batch_windows`` how many windows run through the network at
-    once (None: 4 on the CPU, all windows of the photo in one batch on a GPU). On a GPU the photo is uploaded once
-    (pinned, as uint8) and windows, blending and resampling stay on the device until the probabilities come back.
+    of their pixels per degree of field of view), or ``"auto"``: each photo by the ratio of the training set's
+    field-of-view diameter (the contract's ``fov_diameter``, or ``reference_diameter``) to the photo's detected
+    one (photos that fill the frame, and resize models, at 1); ``batch_windows`` how many windows run through
+    the network at once (None: 4 on the CPU, all windows of the photo in one batch on a GPU). On a GPU the photo
+    is uploaded once (pinned, as uint8) and windows, blending and resampling stay on the device until the
+    probabilities come back.
     """
 
     def __init__(
@@ -159,13 +165,27 @@ class Predictor:
         tta: bool = False,
         overlap: float = 0.25,
         window: int | None = None,
-        scale: float = 1.0,
+        scale: float | str = 1.0,
+        reference_diameter: float | None = None,
         batch_windows: int | None = None,
         info: ModelInfo | None = None,
     ) -> None:
-        if not 0 < scale <= 4:
-            raise ValueError(f"scale {scale} must be in (0, 4]")
-        if scale != 1 and contract.mode != "tiles":
+        if scale == AUTO:
+            reference = reference_diameter or contract.fov_diameter
+            if contract.mode == "tiles" and not reference:
+                raise ValueError(
+                    "scale=auto needs the training set's field-of-view diameter: this model's contract has no "
+                    "fov_diameter (trained before it was recorded); give reference_diameter (px)"
+                )
+            self.reference_diameter = float(reference) if reference else None
+        elif isinstance(scale, str):
+            raise ValueError(f"scale must be a number or 'auto', not {scale!r}")
+        else:
+            scale = float(scale)
+            self.reference_diameter = None
+        if scale != AUTO and not 0 < scale <= 4:
+            raise ValueError(f"scale {scale:g} must be in (0, 4]")
+        if scale not in (1, AUTO) and contract.mode != "tiles":  # auto is 1 for resize models
             raise ValueError(
                 f"scale {scale} applies to tile models only; this {contract.mode} model always sees its "
                 f"{contract.size[0]}x{contract.size[1]} input"
@@ -246,14 +266,40 @@ class Predictor:
                 weight[top : top + tile_h, left : left + tile_w] += 1
         return (total / weight)[:height, :width]
 
-    def predict_proba(self, rgb: np.ndarray) -> np.ndarray:
-        """Vessel probability per pixel of an ``(H, W, 3)`` uint8 RGB photo; returns float32 ``(H, W)`` in [0, 1]."""
+    def scale_for(self, rgb: np.ndarray, fov: np.ndarray | None = None) -> float:
+        """The resampling factor this predictor applies to ``rgb``: the fixed ``scale``, or with ``"auto"`` the
+        training field diameter over the photo's (``fov``, detected when None), clipped to [0.05, 4]."""
+        if self.scale != AUTO:
+            return float(self.scale)
+        if self.contract.mode != "tiles" or self.reference_diameter is None:
+            return 1.0
+        field = detect_fov(rgb) if fov is None else np.asarray(fov, dtype=bool)
+        if field.all():  # no disc: a photo that fills the frame has no field diameter to match
+            return 1.0
+        return float(np.clip(self.reference_diameter / fov_diameter(field), 0.05, 4.0))
+
+    def predict_proba(
+        self, rgb: np.ndarray, fov: np.ndarray | str | None = None, *, scale: float | None = None
+    ) -> np.ndarray:
+        """Vessel probability per pixel of an ``(H, W, 3)`` uint8 RGB photo; returns float32 ``(H, W)`` in [0, 1].
+
+        ``fov``: None (every pixel predicted), a boolean ``(H, W)`` field of view or ``"detect"``
+        (:func:`~vessel_lightning.inference.fov.detect_fov`); pixels outside the field are 0. ``scale``
+        overrides :meth:`scale_for` (a caller that already computed it).
+        """
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise ValueError(f"expected an (H, W, 3) uint8 RGB array, got {rgb.shape} {rgb.dtype}")
+        if isinstance(fov, str):
+            if fov != "detect":
+                raise ValueError(f"fov must be a mask, 'detect' or None, not {fov!r}")
+            fov = detect_fov(rgb)
+        return apply_fov(self._predict(rgb, self.scale_for(rgb, fov) if scale is None else scale), fov)
+
+    def _predict(self, rgb: np.ndarray, scale: float) -> np.ndarray:
         height, width = rgb.shape[:2]
         tiles = self.contract.mode == "tiles"
         if tiles:
-            size = (max(1, round(height * self.scale)), max(1, round(width * self.scale)))
+            size = (max(1, round(height * scale)), max(1, round(width * scale)))
         else:
             size = tuple(self.contract.size)
         image = self._upload(resize_image(rgb, size))
@@ -271,14 +317,17 @@ class Predictor:
 
         On a GPU the uint8 bytes travel (a quarter of the float's), from pinned memory, and are converted there.
         """
-        pixels = torch.from_numpy(np.ascontiguousarray(rgb))
+        writable = rgb.flags.writeable and rgb.flags.c_contiguous  # a decoded photo may be a read-only view
+        pixels = torch.from_numpy(rgb if writable else rgb.copy())
         if self.device.type == "cuda":
             pixels = pixels.pin_memory().to(self.device, non_blocking=True)
         return pixels.permute(2, 0, 1).contiguous().float().div_(255.0)
 
-    def predict_mask(self, rgb: np.ndarray, threshold: float | None = None) -> np.ndarray:
-        """Boolean vessel mask at ``threshold`` (default: the contract's recommended threshold)."""
-        return self.predict_proba(rgb) >= (self.threshold if threshold is None else threshold)
+    def predict_mask(
+        self, rgb: np.ndarray, threshold: float | None = None, fov: np.ndarray | str | None = None
+    ) -> np.ndarray:
+        """Boolean vessel mask at ``threshold`` (default: the contract's recommended threshold), inside ``fov``."""
+        return self.predict_proba(rgb, fov) >= (self.threshold if threshold is None else threshold)
 
 
 def require_contract(metadata: dict[str, Any] | None, source: str) -> ModelContract:

@@ -221,7 +221,33 @@ class MlflowArtifacts(Callback):
             dataset=str(data.get("name", "")),
             metrics=metrics,
             split={k: float(data[k]) for k in ("val_fraction", "test_fraction", "seed") if k in data},
+            fov_diameter=training_fov_diameter(trainer.datamodule),
         )
+
+
+def training_fov_diameter(datamodule: Any, limit: int = 32) -> float | None:
+    """Median field-of-view diameter (px, native resolution) of up to ``limit`` training photos, for
+    ``scale=auto``; None for resize-mode data (its files are not at native size) or photos that fill the frame.
+
+    Reads each sample's prepared FOV mask, or detects the field on its photo when the data set has none.
+    """
+    from PIL import Image
+
+    from vessel_lightning.inference.fov import detect_fov, fov_diameter
+
+    manifest = getattr(datamodule, "manifest", None)
+    prepared = getattr(datamodule, "prepared_dir", None)
+    if not manifest or prepared is None or manifest.get("mode") != "tiles":
+        return None
+    diameters = []
+    for sample in [s for s in manifest["samples"] if s["split"] == "train"][:limit]:
+        if "fov" in sample:
+            field = np.asarray(Image.open(Path(prepared) / sample["fov"])) > 127
+        else:
+            field = detect_fov(np.asarray(Image.open(Path(prepared) / sample["image"]).convert("RGB")))
+        if field.any() and not field.all():
+            diameters.append(fov_diameter(field))
+    return round(float(np.median(diameters)), 1) if diameters else None
 
 
 class BatchNormRecalibration(Callback):

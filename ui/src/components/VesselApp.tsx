@@ -1,21 +1,37 @@
 "use client";
 /**
- * The page: model info, upload, progress and errors, the result viewer, threshold / overlay controls, downloads.
+ * The page: model info, upload, progress and errors, the result viewer, threshold / overlay controls, downloads,
+ * and the Measurements panel.
  *
- * The API is asked once per photo for the probability map; everything after that (threshold, colour, views,
- * fraction, downloads) is computed here. The last re-threshold time (slider input → vessel layer painted, ms) is
- * kept in `data-rethreshold-ms` on the threshold section for tests and shown under the slider.
+ * The API is asked once per photo for the probability map (and its field of view, which the model does not need);
+ * the threshold, colour, views, fraction and image downloads are computed here. Measurements and the GeoJSON come
+ * from the server's `POST /measure` and `POST /geojson`, which threshold the same probability PNG without running
+ * the model: the panel follows the slider, debounced, latest request only. The last re-threshold time (slider
+ * input → vessel layer painted, ms) is kept in `data-rethreshold-ms` on the threshold section for tests and shown
+ * under the slider.
  */
 import { useCallback, useEffect, useLayoutEffect, useMemo, useRef, useState } from "react";
-import { ApiError, fetchModel, type ModelInfo, predictProbability, type PredictPhase } from "@/lib/api";
+import {
+  ApiError,
+  fetchField,
+  fetchGeoJson,
+  fetchMeasurements,
+  fetchModel,
+  type ModelInfo,
+  predictProbability,
+  type PredictPhase,
+  type Readout,
+} from "@/lib/api";
 import { deviceLabel } from "@/lib/device";
-import { contourSvg, traceContours } from "@/lib/contours";
+import { contourSvg, contoursToPathData, traceContours } from "@/lib/contours";
+import { latestOnly, type ScaleChoice, scaleParams } from "@/lib/measurements";
 import { compositeOverlay, layerLut, paintLayer, parseHexColour } from "@/lib/overlay";
 import { encodePng } from "@/lib/png";
 import { countAtOrAbove, cutoffFor, histogram, thresholdMask } from "@/lib/threshold";
 import { checkFile, formatBytes } from "@/lib/upload";
 import { bitmapPixels, blobToDataUrl, decodeProbability, rgbaToPng, saveBlob } from "./browser";
 import DropZone from "./DropZone";
+import MeasurementsPanel from "./MeasurementsPanel";
 import Viewer, { type ViewMode } from "./Viewer";
 
 interface Result {
@@ -24,6 +40,11 @@ interface Result {
   width: number;
   height: number;
   probability: Uint8Array;
+  /** The probability PNG as the server sent it (sent back to /measure and /geojson). */
+  probabilityPng: Uint8Array;
+  /** The field of view PNG ({0, 255}) from `/predict?format=fov`, and its outline as SVG path data. */
+  fieldPng: Uint8Array | null;
+  fieldPath: string | null;
   bins: Uint32Array;
   photo: ImageBitmap | null;
   photoUrl: string | null;
@@ -38,6 +59,16 @@ type Progress = { fileName: string; phase: PredictPhase | "decoding"; fraction: 
 
 const DEFAULT_THRESHOLD = 0.5;
 const DEFAULT_COLOUR = "#ffe600";
+/** Slider moves closer together than this send one measurement request. */
+const MEASURE_DEBOUNCE_MS = 150;
+
+interface MeasureArgs {
+  png: Uint8Array;
+  field: Uint8Array | null;
+  threshold: number;
+  scale: Record<string, string>;
+}
+
 const PHASE_TEXT: Record<Progress["phase"], string> = {
   uploading: "Uploading",
   segmenting: "Segmenting vessels",
@@ -61,6 +92,11 @@ export default function VesselApp() {
   const [opacity, setOpacity] = useState(0.6);
   const [view, setView] = useState<ViewMode>("overlay");
   const [busyDownload, setBusyDownload] = useState<string | null>(null);
+  const [showField, setShowField] = useState(true);
+  const [scale, setScale] = useState<ScaleChoice>({ kind: "pixels", text: "" });
+  const [readout, setReadout] = useState<Readout | null>(null);
+  const [measuring, setMeasuring] = useState(false);
+  const [measureError, setMeasureError] = useState<string | null>(null);
   const thresholdTouched = useRef(false);
   const inputAt = useRef<number | null>(null);
   const layerRef = useRef<HTMLCanvasElement>(null);
@@ -122,6 +158,8 @@ export default function VesselApp() {
       const photoPromise = check.displayable
         ? createImageBitmap(file).catch(() => null)
         : Promise.resolve(null);
+      // The field needs no model: asked beside the prediction; without it measurements use the whole frame.
+      const fieldPromise = fetchField(file, controller.signal).catch((e: unknown) => e);
       const prediction = await predictProbability(
         file,
         (phase, fraction) => {
@@ -133,6 +171,19 @@ export default function VesselApp() {
       const map = await decodeProbability(prediction.png);
       let photo = await photoPromise;
       let photoNote: string | null = null;
+      const fieldAnswer = await fieldPromise;
+      let fieldPng: Uint8Array | null = null;
+      let fieldPath: string | null = null;
+      if (fieldAnswer instanceof Uint8Array) {
+        const field = await decodeProbability(fieldAnswer);
+        if (field.width === map.width && field.height === map.height) {
+          fieldPng = fieldAnswer;
+          fieldPath = contoursToPathData(traceContours(field.values, field.width, field.height, 0.5).polygons);
+        }
+      }
+      if (!fieldPng && !controller.signal.aborted) {
+        setNotice("The server did not return the field of view: measurements use the whole frame.");
+      }
       if (!check.displayable) {
         photoNote = "This browser cannot display TIFF photos: the vessels are shown on black, and the masked-image " +
           "and SVG downloads use a black background.";
@@ -149,12 +200,16 @@ export default function VesselApp() {
         return;
       }
       layerPixels.current = null;
+      setReadout(null); // the previous photo's numbers must not show beside this one
       setResult({
         id: `${file.name}-${started}`,
         file,
         width: map.width,
         height: map.height,
         probability: map.values,
+        probabilityPng: prediction.png,
+        fieldPng,
+        fieldPath,
         bins: histogram(map.values),
         photo,
         photoUrl: photo ? URL.createObjectURL(file) : null,
@@ -230,17 +285,51 @@ export default function VesselApp() {
     [result, threshold],
   );
   const totalPixels = result ? result.width * result.height : 0;
+
+  // Measurements follow the threshold and scale: debounced, and only the latest request's answer is shown.
+  const measurer = useMemo(
+    () =>
+      latestOnly<MeasureArgs, Readout>(
+        MEASURE_DEBOUNCE_MS,
+        (a, signal) => fetchMeasurements(a.png, a.field, a.threshold, a.scale, signal),
+        (answer) => {
+          setReadout(answer);
+          setMeasureError(null);
+          setMeasuring(false);
+        },
+        (e) => {
+          setMeasureError(e instanceof Error ? e.message : String(e));
+          setMeasuring(false);
+        },
+      ),
+    [],
+  );
+  useEffect(() => () => measurer.cancel(), [measurer]);
+  const { params: scaleQuery, error: scaleError } = scaleParams(scale);
+  const scaleKey = JSON.stringify(scaleQuery);
+  useEffect(() => {
+    if (!result) {
+      measurer.cancel();
+      setReadout(null);
+      return;
+    }
+    setMeasuring(true);
+    measurer.schedule({ png: result.probabilityPng, field: result.fieldPng, threshold, scale: JSON.parse(scaleKey) });
+  }, [result, threshold, scaleKey, measurer]);
   const fraction = totalPixels ? vesselPixels / totalPixels : 0;
   const tLabel = threshold.toFixed(2);
 
-  const download = async (kind: "mask" | "overlay" | "svg") => {
+  const download = async (kind: "mask" | "overlay" | "svg" | "geojson") => {
     if (!result) return;
     setBusyDownload(kind);
     setError(null);
     try {
       const { width: w, height: h, probability } = result;
       const base = `${stem(result.file.name)}.t${tLabel}`;
-      if (kind === "mask") {
+      if (kind === "geojson") {
+        const geojson = await fetchGeoJson(result.probabilityPng, result.fieldPng, threshold);
+        saveBlob(geojson, `${base}.vessels.geojson`);
+      } else if (kind === "mask") {
         const png = await encodePng({ width: w, height: h, channels: 1, data: thresholdMask(probability, threshold) });
         saveBlob(new Blob([png as BlobPart], { type: "image/png" }), `${base}.mask.png`);
       } else if (kind === "overlay") {
@@ -322,7 +411,7 @@ export default function VesselApp() {
         </div>
       </header>
 
-      <main className="layout">
+      <main className={`layout${result ? " with-readout" : ""}`}>
         <aside className="sidebar" aria-label="Controls">
           <section aria-labelledby="photo-heading">
             <h2 id="photo-heading">Photo</h2>
@@ -376,6 +465,16 @@ export default function VesselApp() {
                     </label>
                   ))}
                 </div>
+                <label className="check">
+                  <input
+                    type="checkbox"
+                    data-testid="show-field"
+                    checked={showField}
+                    onChange={(e) => setShowField(e.target.checked)}
+                    disabled={!result.fieldPath}
+                  />
+                  Field of view outline
+                </label>
               </section>
 
               <section
@@ -467,10 +566,18 @@ export default function VesselApp() {
                   <button type="button" onClick={() => download("svg")} disabled={!!busyDownload}>
                     Outlines SVG
                   </button>
+                  <button
+                    type="button"
+                    onClick={() => download("geojson")}
+                    disabled={!!busyDownload}
+                    title="Vessel regions as GeoJSON Polygons with holes, in pixel coordinates (for annotation tools)"
+                  >
+                    GeoJSON
+                  </button>
                 </div>
                 {busyDownload && (
                   <p className="small muted" role="status">
-                    Preparing the {busyDownload === "svg" ? "SVG" : "PNG"}…
+                    Preparing the {busyDownload === "svg" ? "SVG" : busyDownload === "geojson" ? "GeoJSON" : "PNG"}…
                   </p>
                 )}
               </section>
@@ -500,6 +607,7 @@ export default function VesselApp() {
               opacity={opacity}
               layerRef={layerRef}
               imageKey={result.id}
+              fieldPath={showField ? result.fieldPath : null}
             />
           ) : (
             <div className="empty">
@@ -511,6 +619,18 @@ export default function VesselApp() {
             </div>
           )}
         </div>
+
+        {result && (
+          <MeasurementsPanel
+            readout={readout}
+            measuring={measuring}
+            error={measureError}
+            threshold={threshold}
+            scale={scale}
+            scaleError={scaleError}
+            onScale={setScale}
+          />
+        )}
       </main>
     </div>
   );

@@ -1,7 +1,7 @@
 "use client";
 /**
  * Zoomable, pannable view of the photo and the vessel layer: one pane (overlay, mask only) or two panes side by
- * side that share one transform. Mouse: wheel zooms around the pointer, drag pans. Keyboard (viewer focused):
+ * side that share one transform, with the field of view outlined when given. Mouse: wheel zooms around the pointer, drag pans. Keyboard (viewer focused):
  * arrows pan, + / − zoom, 0 fits, 1 shows 1:1.
  */
 import { type ReactNode, type RefObject, useCallback, useEffect, useLayoutEffect, useRef, useState } from "react";
@@ -28,9 +28,11 @@ interface ViewerProps {
   layerRef: RefObject<HTMLCanvasElement | null>;
   /** Changes whenever a new image is shown, to fit it anew. */
   imageKey: string;
+  /** The field of view's outline (SVG path data in image pixels), or null to draw none. */
+  fieldPath?: string | null;
 }
 
-export default function Viewer({ width, height, view, photoUrl, opacity, layerRef, imageKey }: ViewerProps) {
+export default function Viewer({ width, height, view, photoUrl, opacity, layerRef, imageKey, fieldPath }: ViewerProps) {
   const paneRef = useRef<HTMLDivElement>(null);
   const rootRef = useRef<HTMLDivElement>(null);
   const [t, setT] = useState<Transform>({ scale: 1, x: 0, y: 0 });
@@ -142,6 +144,28 @@ export default function Viewer({ width, height, view, photoUrl, opacity, layerRe
       role="img"
     />
   );
+  // Outside the field is dimmed and the edge dashed; the stroke keeps its screen width at any zoom.
+  const field = fieldPath ? (
+    <svg
+      className="layer field-layer"
+      data-testid="field-layer"
+      viewBox={`0 0 ${width} ${height}`}
+      width={width}
+      height={height}
+      role="img"
+      aria-label="Field of view"
+    >
+      <path d={`M0 0H${width}V${height}H0Z${fieldPath}`} fill="rgba(0, 0, 0, 0.35)" fillRule="evenodd" />
+      <path
+        d={fieldPath}
+        fill="none"
+        stroke="#5cb6ff"
+        strokeWidth={2}
+        strokeDasharray="8 6"
+        vectorEffect="non-scaling-stroke"
+      />
+    </svg>
+  ) : null;
   const pane = (key: string, label: string, content: ReactNode, ref?: RefObject<HTMLDivElement | null>) => (
     <div className="pane" key={key} ref={ref}>
       <div className={`stage${pixelated}`} style={stageStyle}>
@@ -155,12 +179,12 @@ export default function Viewer({ width, height, view, photoUrl, opacity, layerRe
   if (view === "side") {
     panes = [
       pane("photo", "Photo", photo("The uploaded photo"), paneRef),
-      pane("overlay", "Vessels", <>{photo("The photo under the vessel overlay")}{layer}</>),
+      pane("overlay", "Vessels", <>{photo("The photo under the vessel overlay")}{layer}{field}</>),
     ];
   } else if (view === "mask") {
-    panes = pane("mask", "Mask", layer, paneRef);
+    panes = pane("mask", "Mask", <>{layer}{field}</>, paneRef);
   } else {
-    panes = pane("overlay", "Overlay", <>{photo("The uploaded photo")}{layer}</>, paneRef);
+    panes = pane("overlay", "Overlay", <>{photo("The uploaded photo")}{layer}{field}</>, paneRef);
   }
 
   return (

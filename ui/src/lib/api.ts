@@ -115,3 +115,89 @@ export function predictProbability(
     xhr.send(form);
   });
 }
+
+/** Where the measurements counted: the detected (or uploaded) field of view, or the whole frame. */
+export interface FieldInfo {
+  mode: "auto" | "none" | "uploaded" | string;
+  /** [left, top, right, bottom] in pixel edges (right and bottom exclusive); null for an empty field. */
+  bbox: [number, number, number, number] | null;
+  diameter_px: number;
+  area_fraction: number;
+}
+
+export interface ScaleInfo {
+  um_per_pixel: number;
+  source: "um_per_pixel" | "fov_degrees";
+  fov_degrees?: number;
+}
+
+/** What `POST /measure` (and `POST /predict?format=json`) return about a mask inside its field. */
+export interface Readout {
+  width: number;
+  height: number;
+  threshold: number;
+  vessel_fraction: number;
+  fov: FieldInfo;
+  scale: ScaleInfo | null;
+  measurements: Record<string, unknown>;
+}
+
+async function postFiles(
+  url: string,
+  files: Record<string, Blob | Uint8Array | null>,
+  signal?: AbortSignal,
+): Promise<Response> {
+  const form = new FormData();
+  for (const [name, value] of Object.entries(files)) {
+    if (!value) continue;
+    const blob = value instanceof Blob ? value : new Blob([value as BlobPart], { type: "image/png" });
+    form.append(name, blob, value instanceof File ? value.name : `${name}.png`);
+  }
+  const response = await fetch(url, { method: "POST", body: form, signal });
+  if (!response.ok) {
+    const text = await response.text();
+    throw new ApiError(detailMessage(parseJson(text), response.status, response.statusText), response.status);
+  }
+  return response;
+}
+
+/** The photo's field of view as the server detects it: `POST /predict?format=fov`, a {0, 255} PNG (no model run). */
+export async function fetchField(photo: Blob, signal?: AbortSignal): Promise<Uint8Array> {
+  const response = await postFiles("/predict?format=fov", { file: photo }, signal);
+  return new Uint8Array(await response.arrayBuffer());
+}
+
+/** Query string of the map endpoints: the threshold and the optional physical scale. */
+export function mapQuery(threshold: number, scale: Record<string, string> = {}): string {
+  return new URLSearchParams({ threshold: String(threshold), ...scale }).toString();
+}
+
+/**
+ * Measurements of the probability PNG (as `/predict` sent it) at `threshold`, inside the field PNG:
+ * `POST /measure`, which thresholds exactly like the browser and does not run the model.
+ */
+export async function fetchMeasurements(
+  probabilityPng: Uint8Array,
+  fieldPng: Uint8Array | null,
+  threshold: number,
+  scale: Record<string, string>,
+  signal?: AbortSignal,
+): Promise<Readout> {
+  const response = await postFiles(
+    `/measure?${mapQuery(threshold, scale)}`,
+    { file: probabilityPng, fov: fieldPng },
+    signal,
+  );
+  return (await response.json()) as Readout;
+}
+
+/** The vessel regions at `threshold` as GeoJSON text (`POST /geojson`: Polygons with holes, pixel coordinates). */
+export async function fetchGeoJson(
+  probabilityPng: Uint8Array,
+  fieldPng: Uint8Array | null,
+  threshold: number,
+  signal?: AbortSignal,
+): Promise<Blob> {
+  const response = await postFiles(`/geojson?${mapQuery(threshold)}`, { file: probabilityPng, fov: fieldPng }, signal);
+  return new Blob([await response.arrayBuffer()], { type: "application/geo+json" });
+}
