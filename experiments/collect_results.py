@@ -58,11 +58,24 @@ def _first_float(cell: str) -> float | None:
     return float(found.group()) if found else None
 
 
+def _tested_on(first_cell: str, heading: str) -> str:
+    """HRF or CHASE_DB1: as the row's first cell names it, else as its section's heading names only one."""
+    for text in (
+        first_cell.lower(),
+        "" if "chase" in heading.lower() and "hrf" in heading.lower() else heading.lower(),
+    ):
+        if "hrf" in text:
+            return "hrf"
+        if "chase" in text:
+            return "chase_db1"
+    return "chase_db1"
+
+
 def from_markdown(text: str) -> list[dict[str, Any]]:
     """Every accuracy row of a RESULTS.md-style document: rows of each table whose header has an ``F1`` column.
 
-    The test set comes from the row or its section (HRF when either names it, else CHASE_DB1), the training set
-    is CHASE_DB1 for cross-set rows, ``same`` in the run column repeats the row above, TTA and the window are read
+    The test set comes from the row's first cell or its section's heading (HRF or CHASE_DB1, whichever it names),
+    the training set is CHASE_DB1 for cross-set rows, ``same`` in the run column repeats the row above, TTA and the window are read
     from the row's text; figures measured on a GPU say so in the row.
     """
     rows: list[dict[str, Any]] = []
@@ -92,8 +105,8 @@ def from_markdown(text: str) -> list[dict[str, Any]]:
             run = _RUN.search(run_cell)
             run_id = run.group() if run else (previous_run if run_cell.strip() == "same" else "")
             previous_run = run_id or previous_run
-            tested = "hrf" if "hrf" in row_text.lower() or heading.lower().startswith("hrf") else "chase_db1"
-            cross = "cross-set" in row_text or "CHASE_DB1" in values.get("trained on", "")
+            tested = _tested_on(cells[0], heading)
+            cross = "cross-set" in lowered or "CHASE_DB1" in values.get("trained on", "")
             window = re.search(r"window=(\d+)", row_text)
             row = {
                 "experiment": cells[0].replace("`", "").replace("**", ""),
@@ -109,6 +122,8 @@ def from_markdown(text: str) -> list[dict[str, Any]]:
                 "run_id": run_id,
                 "source": f"RESULTS.md: {heading}",
             }
+            if header[0] == "scale":  # a table of scales: its first column is the setting
+                row["scale"] = "auto" if cells[0].startswith("auto") else _first_float(cells[0])
             for name, column in _MARKDOWN_METRICS.items():
                 row[column] = _first_float(values[name]) if name in values else None
             threshold = next((v for k, v in values.items() if k.startswith("threshold")), "")
