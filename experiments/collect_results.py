@@ -123,7 +123,7 @@ def from_markdown(text: str) -> list[dict[str, Any]]:
                 "source": f"RESULTS.md: {heading}",
             }
             if header[0] == "scale":  # a table of scales: its first column is the setting
-                row["scale"] = "auto" if cells[0].startswith("auto") else _first_float(cells[0])
+                row["scale"] = "auto" if "auto" in cells[0] else _first_float(cells[0])
             for name, column in _MARKDOWN_METRICS.items():
                 row[column] = _first_float(values[name]) if name in values else None
             threshold = next((v for k, v in values.items() if k.startswith("threshold")), "")
