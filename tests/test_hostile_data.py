@@ -10,18 +10,16 @@ from __future__ import annotations
 import json
 import os
 import signal
-import struct
 import subprocess
 import sys
 import time
-import zlib
-from io import BytesIO
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from tests.conftest import REPO, data_config, make_masks_folder
+from tests.test_app_fixtures import raw_png
 from vessel_lightning.data.geojson import AnnotationError, rasterize_geojson
 from vessel_lightning.data.images import ImageReadError
 from vessel_lightning.data.prepare import PrepareError, prepare, read_manifest
@@ -33,17 +31,6 @@ def _square(x0: float, y0: float, side: float) -> list[list[float]]:
 
 def _polygon(*rings: list) -> dict:
     return {"type": "Feature", "properties": {}, "geometry": {"type": "Polygon", "coordinates": list(rings)}}
-
-
-def png_claiming(width: int, height: int) -> bytes:
-    """A 1×1 PNG whose IHDR (CRC fixed) claims ``width`` × ``height``: a decompression bomb's header."""
-    buffer = BytesIO()
-    Image.new("RGB", (1, 1)).save(buffer, format="PNG")
-    data = bytearray(buffer.getvalue())
-    ihdr = struct.pack(">II", width, height) + bytes(data[24:29])
-    data[16:29] = ihdr
-    data[29:33] = struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
-    return bytes(data)
 
 
 # ---- holes: a polygon is its shell minus the union of its holes --------------------------------------------
@@ -182,7 +169,7 @@ def test_hostile_annotations_are_named_and_skippable_in_prepare(tmp_path: Path) 
 def test_a_photo_claiming_20000_squared_is_named_and_skippable(tmp_path: Path) -> None:
     root = make_masks_folder(tmp_path / "raw", count=3)
     bomb = root / "images" / "eye_01.png"
-    bomb.write_bytes(png_claiming(20000, 20000))
+    bomb.write_bytes(raw_png(20000, 20000))
     with pytest.raises(ImageReadError, match=r"eye_01\.png: image too large .*400,000,000 pixels"):
         prepare(_cfg("masks", root, tmp_path / "out", "data.size=32"), progress=False)
     summary = prepare(
