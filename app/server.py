@@ -1,7 +1,9 @@
 """The HTTP API (FastAPI): health, readiness, model info, prediction and reload, plus the static UI at ``/``.
 
 Decoding, inference and PNG encoding run in a bounded thread pool, so the event loop keeps answering
-``/health`` under full load; requests beyond the queue limit get 503 instead of piling up memory.
+``/health`` under full load; requests beyond the queue limit get 503 instead of piling up memory. Photos over
+``VESSEL_LARGE_IMAGE_PIXELS`` get a lane of their own, so one huge photo never queues the small ones behind it;
+every prediction has a time budget, and stops when its client hangs up (``app.guard``).
 """
 
 from __future__ import annotations
@@ -25,12 +27,14 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from PIL import Image
-from starlette.datastructures import UploadFile
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.decode import DecodeError, decode_image
+from app.decode import DecodeError, decode_image, pixel_count
+from app.guard import BodyTimeout, Cancelled, UploadGuardMiddleware, WorkToken, client_gone, watched
 from app.model_manager import LoadedModel, ModelManager
 from app.settings import Settings, SettingsError
+from app.upload import UploadError, read_file_field
 from vessel_lightning.inference.backends import BACKENDS
 from vessel_lightning.inference.predictor import probability_png_values, served_mask
 
@@ -86,21 +90,34 @@ class InferencePool:
         self.pending = 0
         self._lock = threading.Lock()
 
-    async def run(self, function: Any, *args: Any) -> Any:
-        """Run ``function(*args)`` in a worker and await its result."""
+    async def run(self, function: Any, *args: Any, token: WorkToken | None = None) -> Any:
+        """Run ``function(*args)`` in a worker and await its result.
+
+        Cancelling the await drops the call if it is still queued; a running call stops at its next ``token``
+        check. Either way its slot is freed only when the worker is done with it, so the bound stays true.
+        """
         with self._lock:
             if self.pending >= self.max_pending:
                 raise HTTPException(503, "server busy: too many predictions queued, retry shortly")
             self.pending += 1
-        try:
-            return await asyncio.get_running_loop().run_in_executor(self.executor, function, *args)
-        finally:
-            with self._lock:
-                self.pending -= 1
+        future = self.executor.submit(_started, token, function, *args)
+        future.add_done_callback(self._release)
+        return await asyncio.wrap_future(future)
+
+    def _release(self, _future: Any) -> None:
+        with self._lock:
+            self.pending -= 1
 
     def shutdown(self) -> None:
         """Stop the workers once queued work is done."""
         self.executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _started(token: WorkToken | None, function: Any, *args: Any) -> Any:
+    if token is not None:
+        token.check()  # its client left or its budget ran out while it waited in the queue
+        token.started.set()
+    return function(*args)
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -115,13 +132,24 @@ def _png(array: np.ndarray) -> bytes:
 
 
 def run_prediction(
-    model: LoadedModel, data: bytes, max_pixels: int, output: str, threshold: float
+    model: LoadedModel,
+    data: bytes,
+    max_pixels: int,
+    output: str,
+    threshold: float,
+    token: WorkToken | None = None,
 ) -> tuple[bytes, str, float]:
-    """Decode, predict and encode one upload; returns the body, its media type and the model time in ms."""
+    """Decode, predict and encode one upload; returns the body, its media type and the model time in ms.
+
+    With a ``token``, raises :class:`Cancelled` at the first check after it is cancelled or spent.
+    """
     rgb = decode_image(data, max_pixels)
+    predictor = model.predictor if token is None else watched(model.predictor, token)
     start = time.perf_counter()
-    prob = model.predictor.predict_proba(rgb)
+    prob = predictor.predict_proba(rgb)
     inference_ms = (time.perf_counter() - start) * 1000
+    if token is not None:
+        token.check()
     if output == "probability":
         return _png(probability_png_values(prob)), "image/png", inference_ms
     mask = served_mask(prob, threshold)
@@ -158,6 +186,8 @@ def create_app(settings: Settings | None = None, manager: ModelManager | None = 
     settings = settings or Settings.from_env()
     manager = manager or ModelManager(settings)
     pool = InferencePool(settings.workers, settings.max_queue)
+    # One thread for photos over the large-image threshold: they wait for each other, never the small ones.
+    large_pool = InferencePool(1, settings.large_queue) if settings.large_image_pixels else None
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -167,11 +197,14 @@ def create_app(settings: Settings | None = None, manager: ModelManager | None = 
         finally:
             manager.stop()
             pool.shutdown()
+            if large_pool is not None:
+                large_pool.shutdown()
 
     app = FastAPI(
         title="vessel-lightning", summary="Blood-vessel segmentation of eye photographs", lifespan=lifespan
     )
     app.state.settings, app.state.manager, app.state.pool = settings, manager, pool
+    app.state.large_pool = large_pool
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -182,6 +215,26 @@ def create_app(settings: Settings | None = None, manager: ModelManager | None = 
     @app.exception_handler(BodyTooLarge)
     async def _too_large(_request: Request, exc: BodyTooLarge) -> JSONResponse:
         return _error(413, str(exc))
+
+    @app.exception_handler(UploadError)
+    async def _bad_upload(_request: Request, exc: UploadError) -> JSONResponse:
+        return _error(exc.status, exc.message)
+
+    @app.exception_handler(BodyTimeout)
+    async def _slow_body(_request: Request, exc: BodyTimeout) -> JSONResponse:
+        return _error(408, str(exc), headers={"Connection": "close"})
+
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(request: Request, _exc: ClientDisconnect) -> Response:
+        # Not a server error: one line, and an answer nobody will read.
+        client = f"{request.client.host}:{request.client.port}" if request.client else "client"
+        log.info(
+            "%s %s: %s hung up before the answer; its work is dropped",
+            request.method,
+            request.url.path,
+            client,
+        )
+        return Response(status_code=499)
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
@@ -237,13 +290,35 @@ def create_app(settings: Settings | None = None, manager: ModelManager | None = 
         output, threshold = _parse_query(request, None)
         model = loaded_model()  # one model for the whole request, whatever a reload does meanwhile
         threshold = model.predictor.threshold if threshold is None else threshold
-        upload = await _read_upload(request)
-        try:
-            body, media_type, inference_ms = await pool.run(
-                run_prediction, model, upload, settings.max_pixels, output, threshold
+        upload = await read_file_field(
+            request.headers.get("content-type", ""), request.stream(), settings.max_upload_bytes
+        )
+        lane = pool
+        if large_pool is not None and (pixel_count(upload) or 0) > settings.large_image_pixels:
+            lane = large_pool
+        token = WorkToken(settings.request_timeout_s)
+        work = asyncio.ensure_future(
+            lane.run(
+                run_prediction, model, upload, settings.max_pixels, output, threshold, token, token=token
             )
+        )
+        gone = asyncio.ensure_future(client_gone(request))
+        try:
+            await asyncio.wait({work, gone}, timeout=token.remaining(), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            gone.cancel()
+        if not work.done():
+            token.cancel("client disconnected" if gone.done() else "over the time budget")
+            work.cancel()
+            if gone.done():
+                raise ClientDisconnect()
+            raise _over_budget(token)
+        try:
+            body, media_type, inference_ms = work.result()
         except DecodeError as exc:
             raise HTTPException(exc.status, exc.message) from None
+        except Cancelled:
+            raise _over_budget(token) from None
         headers = {
             "X-Model-Version": model.version,
             "X-Model-Name": model.predictor.info.name or "",
@@ -263,22 +338,48 @@ def create_app(settings: Settings | None = None, manager: ModelManager | None = 
             expose_headers=list(MODEL_HEADERS),
         )
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(
+        UploadGuardMiddleware, body_timeout_s=settings.body_timeout_s, max_uploads=settings.max_uploads
+    )
+    _json_405(app)
     _mount_ui(app, settings)
     return app
 
 
-async def _read_upload(request: Request) -> bytes:
-    """The bytes of multipart field ``file`` (400 when absent); the client's file name is never used."""
-    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
-        raise HTTPException(400, "no file: send the image as multipart/form-data field 'file'")
-    form = await request.form(max_files=2, max_fields=8)
-    try:
-        upload = form.get("file")
-        if not isinstance(upload, UploadFile):
-            raise HTTPException(400, "no file: send the image as multipart/form-data field 'file'")
-        return await upload.read()
-    finally:
-        await form.close()
+def _over_budget(token: WorkToken) -> HTTPException:
+    """504 when the prediction ran past its budget, 503 when it never left the queue within it."""
+    budget = f"{token.budget_s:g} s (VESSEL_REQUEST_TIMEOUT_S)"
+    if token.started.is_set():
+        return HTTPException(504, f"prediction stopped: it took longer than its time budget of {budget}")
+    return HTTPException(
+        503,
+        f"server busy: the prediction waited its whole time budget of {budget} in the queue, retry later",
+        headers={"Retry-After": "5"},
+    )
+
+
+def _json_405(app: FastAPI) -> None:
+    """Answer a known API path with the wrong method by a JSON 405, not the UI's HTML 404 page at ``/``."""
+    from fastapi.routing import APIRoute
+
+    methods = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"}
+    allowed: dict[str, set[str]] = {}
+    for route in app.routes:
+        if isinstance(route, APIRoute):
+            allowed.setdefault(route.path, set()).update(route.methods)
+    for path, ok in allowed.items():
+        if "GET" in ok:
+            ok.add("HEAD")
+        endpoint = _not_allowed(", ".join(sorted(ok)))
+        app.add_api_route(path, endpoint, methods=sorted(methods - ok), include_in_schema=False)
+
+
+def _not_allowed(allow: str) -> Any:
+    async def not_allowed(request: Request) -> JSONResponse:
+        message = f"{request.method} is not allowed on {request.url.path}: use {allow}"
+        return _error(405, message, {"Allow": allow})
+
+    return not_allowed
 
 
 def _mount_ui(app: FastAPI, settings: Settings) -> None:

@@ -52,6 +52,11 @@ class Settings:
     calibration_dir: Path | None = None  # photos for onnx-int8 calibration
     window: int | None = 512  # sliding window of tile-trained models; None: the contract's tile size
     fallback_to_torch: bool = True  # an ONNX backend that cannot be built falls back to PyTorch
+    request_timeout_s: float = 120.0  # a prediction's budget, queue wait included: then 503 (queued) or 504
+    body_timeout_s: float = 120.0  # the whole request body must arrive within this, else 408
+    max_uploads: int = 16  # request bodies arriving at once; more get 503 (stalled clients cannot pile up)
+    large_image_pixels: int = 12_000_000  # photos over this get a one-thread lane of their own; 0: no lane
+    large_queue: int = 2  # large photos waiting for their lane before 503
 
     @property
     def max_upload_bytes(self) -> int:
@@ -87,4 +92,9 @@ class Settings:
             cache_dir=Path(cache).expanduser() if cache else None,
             calibration_dir=Path(calibration).expanduser() if calibration else None,
             window=window or None,
+            request_timeout_s=_env_number("VESSEL_REQUEST_TIMEOUT_S", cls.request_timeout_s, float, 0.001),
+            body_timeout_s=_env_number("VESSEL_BODY_TIMEOUT_S", cls.body_timeout_s, float, 0.001),
+            max_uploads=int(_env_number("VESSEL_MAX_UPLOADS", cls.max_uploads, int, 1)),
+            large_image_pixels=int(_env_number("VESSEL_LARGE_IMAGE_PIXELS", cls.large_image_pixels, int, 0)),
+            large_queue=int(_env_number("VESSEL_LARGE_QUEUE", cls.large_queue, int, 0)),
         )
