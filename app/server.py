@@ -368,8 +368,6 @@ def _json_405(app: FastAPI) -> None:
         if isinstance(route, APIRoute):
             allowed.setdefault(route.path, set()).update(route.methods)
     for path, ok in allowed.items():
-        if "GET" in ok:
-            ok.add("HEAD")
         endpoint = _not_allowed(", ".join(sorted(ok)))
         app.add_api_route(path, endpoint, methods=sorted(methods - ok), include_in_schema=False)
 
