@@ -20,6 +20,7 @@ from PIL import Image
 
 from tests.conftest import REPO, data_config, make_masks_folder
 from tests.test_app_fixtures import raw_png
+from tests.test_prepare import prepare_process
 from vessel_lightning.data.geojson import AnnotationError, rasterize_geojson
 from vessel_lightning.data.images import ImageReadError
 from vessel_lightning.data.prepare import PrepareError, prepare, read_manifest
@@ -227,18 +228,7 @@ def _alive(pid: int) -> bool:
 def test_sigkill_of_a_prepare_leaves_no_workers_and_no_blocking_lock(tmp_path: Path) -> None:
     root = make_masks_folder(tmp_path / "raw", count=40, size=(600, 600))
     out = tmp_path / "out"
-    command = [
-        sys.executable,
-        "-m",
-        "vessel_lightning.data.prepare",
-        "data=masks",
-        f"data.root={root}",
-        f"data.prepared_dir={out}",
-        "data.workers=2",
-        "data.size=256",
-        f"hydra.run.dir={tmp_path / 'hydra'}",
-    ]
-    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = prepare_process(root, out, workers=2)
     workers: set[int] = set()
     try:
         deadline = time.monotonic() + 120
@@ -258,8 +248,8 @@ def test_sigkill_of_a_prepare_leaves_no_workers_and_no_blocking_lock(tmp_path: P
             if _alive(pid):
                 os.kill(pid, signal.SIGKILL)
     assert not orphans, f"pool workers outlived their killed parent: {orphans}"
-    rerun = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    rerun = prepare_process(root, out, workers=2)
+    assert rerun.wait(120) == 0
     assert len(read_manifest(out)["samples"]) == 40
 
 
