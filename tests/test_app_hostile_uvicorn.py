@@ -200,8 +200,8 @@ def test_a_20_mb_upload_opens_no_file(server: tuple[int, int, Path]) -> None:
     sock = open_upload(port, body[: len(body) // 2], content_type, length=len(body))
     time.sleep(0.5)
     during = open_files() - before
+    assert not during, f"files opened while a 20 MB upload arrived: {during}"
     sock.sendall(body[len(body) // 2 :])
     status, _ = answer(sock)
     sock.close()
     assert status == 400  # a PNG signature and zeros: undecodable, but received whole
-    assert not during, f"files opened while a 20 MB upload arrived: {during}"
