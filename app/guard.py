@@ -1,7 +1,7 @@
 """What keeps one careless or hostile client from costing the others: upload bounds and prediction budgets.
 
-* :class:`UploadGuardMiddleware` bounds how long a request body may take to arrive and how many bodies may be
-  arriving at once, so stalled uploads cannot hold connections open without end.
+* :class:`UploadGuardMiddleware` bounds a request body's size, how long it may take to arrive and how many
+  bodies may be arriving at once, so large or stalled uploads cannot hold memory and connections without end.
 * :class:`WorkToken` carries a prediction's time budget and its client's presence into the worker thread; the
   predictor's network checks it before every batch of windows, so work whose client left or whose budget ran
   out stops within one batch instead of running to the end.
@@ -22,11 +22,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from vessel_lightning.inference.predictor import Predictor
 
-BODY_METHODS = (b"POST", b"PUT", b"PATCH")
-
 
 class BodyTimeout(Exception):
     """The request body did not arrive within the body time budget."""
+
+
+class BodyTooLarge(Exception):
+    """The request body passed the upload limit while it was being read."""
 
 
 class Cancelled(Exception):
@@ -84,57 +86,81 @@ async def client_gone(request: Request) -> None:
 
 
 class UploadGuardMiddleware:
-    """Refuses a request body that takes over ``body_timeout_s`` to arrive (408) and more than ``max_uploads``
-    bodies arriving at once (503), so slow or stalled clients cannot hold connections and memory without end."""
+    """Bounds every request body: over ``max_bytes`` is refused (413, by Content-Length before reading, else
+    while streaming), a body taking over ``body_timeout_s`` to arrive too (408), and beyond ``max_uploads``
+    bodies arriving at once the next is refused at once (503): slow or stalled clients cannot hold connections
+    and memory without end."""
 
-    def __init__(self, app: ASGIApp, body_timeout_s: float, max_uploads: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, body_timeout_s: float, max_uploads: int) -> None:
         self.app = app
+        self.max_bytes = max_bytes
         self.body_timeout_s = body_timeout_s
         self.max_uploads = max_uploads
         self.receiving = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = dict(scope.get("headers") or []) if scope["type"] == "http" else {}
-        has_body = scope["type"] == "http" and scope["method"].encode() in BODY_METHODS
-        has_body = has_body and (
-            headers.get(b"content-length", b"0") != b"0" or b"transfer-encoding" in headers
-        )
-        if not has_body:
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await _refuse(413, self._too_large(), scope, receive, send)
+            return
+        if declared in (None, b"0") and b"transfer-encoding" not in headers:  # no body: nothing to bound
             await self.app(scope, receive, send)
             return
         if self.receiving >= self.max_uploads:
-            message = f"server busy: {self.max_uploads} uploads already arriving, retry shortly"
-            response = JSONResponse(
-                {"detail": message}, status_code=503, headers={"Retry-After": "5", "Connection": "close"}
-            )
-            await response(scope, receive, send)
+            busy = f"server busy: {self.max_uploads} uploads already arriving, retry shortly"
+            await _refuse(503, busy, scope, receive, send, {"Retry-After": "5"})
             return
         self.receiving += 1
-        arriving = True
+        arriving, seen = True, 0
         deadline = asyncio.get_running_loop().time() + self.body_timeout_s
 
-        def done() -> None:
+        def arrived() -> None:
             nonlocal arriving
             if arriving:
                 arriving = False
                 self.receiving -= 1
 
-        async def timed_receive() -> Message:
+        async def guarded_receive() -> Message:
+            nonlocal seen
             if not arriving:  # the body is in: what follows is the wait for a disconnect, which has no limit
                 return await receive()
-            remaining = deadline - asyncio.get_running_loop().time()
             try:
-                message = await asyncio.wait_for(receive(), max(remaining, 0.0))
+                message = await asyncio.wait_for(
+                    receive(), max(deadline - asyncio.get_running_loop().time(), 0)
+                )
             except TimeoutError:
-                done()
+                arrived()
                 raise BodyTimeout(
                     f"request body not received within {self.body_timeout_s:g} s: send it faster"
                 ) from None
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:
+                arrived()
+                raise BodyTooLarge(self._too_large())
             if message["type"] == "http.disconnect" or not message.get("more_body", False):
-                done()
+                arrived()
             return message
 
         try:
-            await self.app(scope, timed_receive, send)
+            await self.app(scope, guarded_receive, send)
         finally:
-            done()
+            arrived()
+
+    def _too_large(self) -> str:
+        return f"request body too large (limit {self.max_bytes / 1024 / 1024:g} MB)"
+
+
+async def _refuse(
+    status: int,
+    message: str,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    headers: dict[str, str] | None = None,
+) -> None:
+    """Answer without reading the body, and close the connection (what is left of the body is not read)."""
+    response = JSONResponse(
+        {"detail": message}, status_code=status, headers={"Connection": "close"} | (headers or {})
+    )
+    await response(scope, receive, send)

@@ -28,10 +28,17 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from PIL import Image
 from starlette.requests import ClientDisconnect
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.decode import DecodeError, decode_image, pixel_count
-from app.guard import BodyTimeout, Cancelled, UploadGuardMiddleware, WorkToken, client_gone, watched
+from app.guard import (
+    BodyTimeout,
+    BodyTooLarge,
+    Cancelled,
+    UploadGuardMiddleware,
+    WorkToken,
+    client_gone,
+    watched,
+)
 from app.model_manager import LoadedModel, ModelManager
 from app.settings import Settings, SettingsError
 from app.upload import UploadError, read_file_field
@@ -43,42 +50,6 @@ API_KEY_HEADER = "X-API-Key"
 MODEL_HEADERS = ("X-Model-Version", "X-Model-Name", "X-Inference-Time-Ms")
 
 log = logging.getLogger("vessel_serve")
-
-
-class BodyTooLarge(Exception):
-    """The request body passed the upload limit while it was being read."""
-
-
-class BodyLimitMiddleware:
-    """Rejects request bodies over ``max_bytes``: by Content-Length before reading, else while streaming."""
-
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            response = _error(413, self._message())
-            await response(scope, receive, send)
-            return
-        seen = 0
-
-        async def limited_receive() -> Message:
-            nonlocal seen
-            message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.max_bytes:
-                raise BodyTooLarge(self._message())
-            return message
-
-        await self.app(scope, limited_receive, send)
-
-    def _message(self) -> str:
-        return f"request body too large (limit {self.max_bytes / 1024 / 1024:g} MB)"
 
 
 class InferencePool:
@@ -337,9 +308,11 @@ def create_app(settings: Settings | None = None, manager: ModelManager | None = 
             allow_headers=["*"],
             expose_headers=list(MODEL_HEADERS),
         )
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)
     app.add_middleware(
-        UploadGuardMiddleware, body_timeout_s=settings.body_timeout_s, max_uploads=settings.max_uploads
+        UploadGuardMiddleware,
+        max_bytes=settings.max_upload_bytes,
+        body_timeout_s=settings.body_timeout_s,
+        max_uploads=settings.max_uploads,
     )
     _json_405(app)
     _mount_ui(app, settings)
