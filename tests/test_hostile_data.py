@@ -288,3 +288,22 @@ def test_the_prepare_lock_is_neither_inherited_nor_kept_by_a_dead_holder(tmp_pat
         assert acquired.wait(10), "the lock of a SIGKILLed prepare is still held (by its forked child)"
     finally:
         os.kill(child, signal.SIGKILL)
+
+
+def test_two_threads_of_one_process_take_turns_on_the_prepare_lock(tmp_path: Path) -> None:
+    import threading
+
+    from vessel_lightning.data.prepare import _locked
+
+    second_in = threading.Event()
+
+    def second() -> None:
+        with _locked(tmp_path / "out"):
+            second_in.set()
+
+    with _locked(tmp_path / "out"):
+        thread = threading.Thread(target=second, daemon=True)
+        thread.start()
+        assert not second_in.wait(0.5), "a second thread entered while the first held the lock"
+    assert second_in.wait(5)
+    thread.join(5)

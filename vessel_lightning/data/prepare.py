@@ -25,6 +25,7 @@ import os
 import random
 import shutil
 import signal
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator, Mapping
@@ -49,6 +50,7 @@ from vessel_lightning.data.images import (
 from vessel_lightning.data.sources import SPLITS, RawSample
 
 log = logging.getLogger(__name__)
+_THREADS = threading.Lock()
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -268,7 +270,8 @@ def _reuse(entry: Mapping[str, Any], split: str, previous: Path, staging: Path) 
 def _locked(target: Path) -> Iterator[None]:
     """Hold the prepare lock of ``target``; the lock file records the holder's pid for whoever waits."""
     lock_path = target.parent / f".{target.name}.lock"
-    with lock_path.open("a+") as handle:
+    # A POSIX lock serialises processes only: threads of one process take turns on this one first.
+    with _THREADS, lock_path.open("a+") as handle:
         # lockf, not flock: a POSIX lock is not inherited by forked pool workers and dies with this process.
         try:
             fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -293,7 +296,7 @@ def _die_with_parent(parent: int) -> None:
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
-    except (OSError, AttributeError):  # not Linux: workers then exit when they find their queue broken
+    except (OSError, AttributeError):  # not Linux: no death signal, but the lock is still not theirs to hold
         return
     if os.getppid() != parent:  # the parent died before the request took effect
         os._exit(1)
