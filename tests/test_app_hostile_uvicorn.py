@@ -127,7 +127,7 @@ def test_work_whose_client_hung_up_stops(server: tuple[int, int, Path]) -> None:
     time.sleep(1.0)  # one batch of windows to notice
     after = cpu_rate(pid, 3.0)
     # relative, since the machine may be shared: an idle server uses ~1 % of a core
-    assert busy > 0.2 and after < busy / 5, f"{busy:.2f} CPU-s/s busy, then {after:.2f} after the hang-up"
+    assert busy > 0.1 and after < busy / 5, f"{busy:.2f} CPU-s/s busy, then {after:.2f} after the hang-up"
     assert "hung up before the answer" in log_path.read_text()
     assert predict(port, png_bytes())[0] == 200
 
