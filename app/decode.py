@@ -72,12 +72,18 @@ def pixel_count(data: bytes) -> int | None:
     if sniff_format(data) is None:
         return None
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            width, height = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS).size
+        width, height = _open(data).size
     except Exception:  # decode_image reports what is wrong; here it only decides a queue
         return None
     return width * height
+
+
+def _open(data: bytes) -> Image.Image:
+    """The image's header, parsed; no pixel data is decoded yet."""
+    with warnings.catch_warnings():
+        # PIL warns (not raises) between its own limit and twice that; the caller's own check decides.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        return Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
 
 
 def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
@@ -95,10 +101,7 @@ def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
             415, f"not an image: the upload looks like {_describe_unknown(data)} (send {accepted})"
         )
     try:
-        with warnings.catch_warnings():
-            # PIL warns (not raises) between its own limit and twice that; our own check below decides.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
+        image = _open(data)
     except Image.DecompressionBombError as exc:  # over Pillow's own limit, far over any sane max_pixels
         pixels = claimed_pixels(exc)
         claim = f"{pixels} pixels" if pixels else "more pixels than Pillow decodes"

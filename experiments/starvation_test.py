@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import io
 import statistics
 import subprocess
 import sys
@@ -23,19 +22,10 @@ import threading
 import time
 from pathlib import Path
 
-from PIL import Image
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_serve import synthetic_png, temporary_registry  # a sibling script, not a package
 
-from app.process import HOST, multipart, served
-
-
-def flat_png(side: int) -> bytes:
-    """A flat side×side PNG: tiny on the wire, full price to predict."""
-    buffer = io.BytesIO()
-    Image.new("RGB", (side, side), (128, 60, 40)).save(buffer, format="PNG")
-    return buffer.getvalue()
+from app.process import HOST, flat_png, multipart, served
 
 
 def post(port: int, data: bytes) -> tuple[int, float]:
@@ -98,7 +88,7 @@ def main() -> None:
             "VESSEL_UI_DIR": str(root / "no-ui"),
             "VESSEL_REQUEST_TIMEOUT_S": "900",
         }
-        huge, small = flat_png(args.huge), synthetic_png(args.small, args.small)
+        huge, small = flat_png(args.huge, args.huge), synthetic_png(args.small, args.small)
         print(
             f"huge: {args.huge}x{args.huge} flat PNG, {len(huge) / 1024:.0f} KB; small: {args.small}² photo"
         )

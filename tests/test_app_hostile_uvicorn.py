@@ -14,26 +14,17 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from io import BytesIO
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
-from app.process import HOST, multipart, served
+from app.process import HOST, flat_png, multipart, served
 from tests.test_app_fixtures import make_registry, png_bytes
 from tests.test_app_uvicorn import predict, request
 
 pytestmark = pytest.mark.slow  # a server start plus several multi-second predictions on a 16 MP photo
 
 BUDGET_S = 8
-
-
-def flat_png(width: int, height: int) -> bytes:
-    """A flat gray PNG: tiny on the wire (~50 KB at 16 MP), full price to predict."""
-    buffer = BytesIO()
-    Image.new("RGB", (width, height), (128, 60, 40)).save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 HUGE = flat_png(4000, 4000)  # 16 MP: over the 12 MP large-image threshold; ~1,800 windows of 128²
