@@ -13,7 +13,7 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from vessel_lightning.data.images import to_uint8
+from vessel_lightning.data.images import claimed_pixels, to_uint8
 
 # Magic numbers of the accepted formats (GIF is accepted for its first frame).
 SIGNATURES: tuple[tuple[bytes, str], ...] = (
@@ -67,6 +67,25 @@ def _describe_unknown(data: bytes) -> str:
         return "an unknown binary format"
 
 
+def pixel_count(data: bytes) -> int | None:
+    """Width × height from the header of an accepted format, decoding no pixels; None when it cannot be read."""
+    if sniff_format(data) is None:
+        return None
+    try:
+        width, height = _open(data).size
+    except Exception:  # decode_image reports what is wrong; here it only decides a queue
+        return None
+    return width * height
+
+
+def _open(data: bytes) -> Image.Image:
+    """The image's header, parsed; no pixel data is decoded yet."""
+    with warnings.catch_warnings():
+        # PIL warns (not raises) between its own limit and twice that; the caller's own check decides.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        return Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
+
+
 def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
     """Decode ``data`` to an ``(H, W, 3)`` uint8 RGB array, EXIF orientation applied.
 
@@ -82,12 +101,11 @@ def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
             415, f"not an image: the upload looks like {_describe_unknown(data)} (send {accepted})"
         )
     try:
-        with warnings.catch_warnings():
-            # PIL warns (not raises) between its own limit and twice that; our own check below decides.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
-    except Image.DecompressionBombError as exc:
-        raise DecodeError(413, f"image too large: {exc}") from exc
+        image = _open(data)
+    except Image.DecompressionBombError as exc:  # over Pillow's own limit, far over any sane max_pixels
+        pixels = claimed_pixels(exc)
+        claim = f"{pixels} pixels" if pixels else "more pixels than Pillow decodes"
+        raise DecodeError(413, f"image too large: {claim} (limit {max_pixels})") from exc
     except UnidentifiedImageError as exc:
         raise DecodeError(400, f"undecodable {kind} data: the header is missing or corrupt") from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:

@@ -1,4 +1,5 @@
-"""``vessel-serve`` in a child process on a loopback port, and a multipart body: for real-HTTP tests and load tests.
+"""``vessel-serve`` in a child process on a loopback port, a multipart body and a flat photo: for real-HTTP tests and
+load tests.
 
 with served({"MLFLOW_TRACKING_URI": uri, "VESSEL_BACKEND": "onnx"}, log_path) as (port, process):
     ...  # http://127.0.0.1:<port>, ready (GET /ready answered 200)
@@ -7,6 +8,7 @@ with served({"MLFLOW_TRACKING_URI": uri, "VESSEL_BACKEND": "onnx"}, log_path) as
 from __future__ import annotations
 
 import http.client
+import io
 import os
 import signal
 import socket
@@ -40,6 +42,15 @@ def multipart(data: bytes, field: str = "file", filename: str = "eye.png") -> tu
         head.encode() + data + f"\r\n--{boundary}--\r\n".encode(),
         f"multipart/form-data; boundary={boundary}",
     )
+
+
+def flat_png(width: int, height: int) -> bytes:
+    """A flat reddish PNG: tiny on the wire (~160 KB at 49 MP), full price to predict."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), (128, 60, 40)).save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def _ready(port: int) -> bool:

@@ -1,7 +1,9 @@
 """The HTTP API (FastAPI): health, readiness, model info, prediction and reload, plus the static UI at ``/``.
 
 Decoding, inference and PNG encoding run in a bounded thread pool, so the event loop keeps answering
-``/health`` under full load; requests beyond the queue limit get 503 instead of piling up memory.
+``/health`` under full load; requests beyond the queue limit get 503 instead of piling up memory. Photos over
+``VESSEL_LARGE_IMAGE_PIXELS`` get a lane of their own, so one huge photo never queues the small ones behind it;
+every prediction has a time budget, and stops when its client hangs up (``app.guard``).
 """
 
 from __future__ import annotations
@@ -22,10 +24,18 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from starlette.datastructures import UploadFile
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.requests import ClientDisconnect
 
-from app.decode import DecodeError, decode_image
+from app.decode import DecodeError, decode_image, pixel_count
+from app.guard import (
+    BodyTimeout,
+    BodyTooLarge,
+    Cancelled,
+    UploadGuardMiddleware,
+    WorkToken,
+    client_gone,
+    watched,
+)
 from app.measure import (
     GEOJSON_MEDIA_TYPE,
     MapThreshold,
@@ -43,6 +53,7 @@ from app.measure import (
 )
 from app.model_manager import LoadedModel, ModelManager
 from app.settings import Settings, SettingsError
+from app.upload import UploadError, read_file_field, read_file_fields
 from vessel_lightning.inference.backends import BACKENDS
 from vessel_lightning.inference.device import DEVICE_CHOICES, DeviceError, describe_device, resolve_device
 from vessel_lightning.inference.predictor import probability_png_values, served_mask
@@ -51,42 +62,6 @@ API_KEY_HEADER = "X-API-Key"
 MODEL_HEADERS = ("X-Model-Version", "X-Model-Name", "X-Inference-Time-Ms")
 
 log = logging.getLogger("vessel_serve")
-
-
-class BodyTooLarge(Exception):
-    """The request body passed the upload limit while it was being read."""
-
-
-class BodyLimitMiddleware:
-    """Rejects request bodies over ``max_bytes``: by Content-Length before reading, else while streaming."""
-
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            response = _error(413, self._message())
-            await response(scope, receive, send)
-            return
-        seen = 0
-
-        async def limited_receive() -> Message:
-            nonlocal seen
-            message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.max_bytes:
-                raise BodyTooLarge(self._message())
-            return message
-
-        await self.app(scope, limited_receive, send)
-
-    def _message(self) -> str:
-        return f"request body too large (limit {self.max_bytes / 1024 / 1024:g} MB)"
 
 
 class InferencePool:
@@ -98,21 +73,34 @@ class InferencePool:
         self.pending = 0
         self._lock = threading.Lock()
 
-    async def run(self, function: Any, *args: Any) -> Any:
-        """Run ``function(*args)`` in a worker and await its result."""
+    async def run(self, function: Any, *args: Any, token: WorkToken | None = None) -> Any:
+        """Run ``function(*args)`` in a worker and await its result.
+
+        Cancelling the await drops the call if it is still queued; a running call stops at its next ``token``
+        check. Either way its slot is freed only when the worker is done with it, so the bound stays true.
+        """
         with self._lock:
             if self.pending >= self.max_pending:
                 raise HTTPException(503, "server busy: too many predictions queued, retry shortly")
             self.pending += 1
-        try:
-            return await asyncio.get_running_loop().run_in_executor(self.executor, function, *args)
-        finally:
-            with self._lock:
-                self.pending -= 1
+        future = self.executor.submit(_started, token, function, *args)
+        future.add_done_callback(self._release)
+        return await asyncio.wrap_future(future)
+
+    def _release(self, _future: Any) -> None:
+        with self._lock:
+            self.pending -= 1
 
     def shutdown(self) -> None:
         """Stop the workers once queued work is done."""
         self.executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _started(token: WorkToken | None, function: Any, *args: Any) -> Any:
+    if token is not None:
+        token.check()  # its client left or its budget ran out while it waited in the queue
+        token.started.set()
+    return function(*args)
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -120,18 +108,29 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
 
 
 def run_prediction(
-    model: LoadedModel, data: bytes, max_pixels: int, options: PredictOptions, threshold: float
+    model: LoadedModel,
+    data: bytes,
+    max_pixels: int,
+    options: PredictOptions,
+    threshold: float,
+    token: WorkToken | None = None,
 ) -> tuple[bytes, str, float]:
-    """Decode, predict and encode one upload; returns the body, its media type and the model time in ms."""
+    """Decode, predict and encode one upload; returns the body, its media type and the model time in ms.
+
+    With a ``token``, raises :class:`Cancelled` at the first check after it is cancelled or spent.
+    """
     rgb = decode_image(data, max_pixels)
     field = field_of_view(rgb, options.fov)
     if options.format == "fov":
         return encode_png(field), "image/png", 0.0
     inside = None if options.fov == "none" else field
     scale = resample_factor(model.predictor, rgb, inside, options)
+    predictor = model.predictor if token is None else watched(model.predictor, token)
     start = time.perf_counter()
-    prob = model.predictor.predict_proba(rgb, inside, scale=scale)
+    prob = predictor.predict_proba(rgb, inside, scale=scale)
     inference_ms = (time.perf_counter() - start) * 1000
+    if token is not None:
+        token.check()
     if options.format == "probability":
         return encode_png(probability_png_values(prob)), "image/png", inference_ms
     mask = served_mask(prob, threshold)
@@ -168,6 +167,8 @@ def create_app(settings: Settings | None = None, manager: ModelManager | None = 
     manager = manager or ModelManager(settings)
     pool = InferencePool(settings.resolved_workers(manager.device.type), settings.max_queue)
     measure_pool = InferencePool(1, settings.max_queue)  # measurements never wait behind the model
+    # One thread for photos over the large-image threshold: they wait for each other, never the small ones.
+    large_pool = InferencePool(1, settings.large_queue) if settings.large_image_pixels else None
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -178,11 +179,14 @@ def create_app(settings: Settings | None = None, manager: ModelManager | None = 
             manager.stop()
             pool.shutdown()
             measure_pool.shutdown()
+            if large_pool is not None:
+                large_pool.shutdown()
 
     app = FastAPI(
         title="vessel-lightning", summary="Blood-vessel segmentation of eye photographs", lifespan=lifespan
     )
     app.state.settings, app.state.manager, app.state.pool = settings, manager, pool
+    app.state.large_pool = large_pool
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -193,6 +197,26 @@ def create_app(settings: Settings | None = None, manager: ModelManager | None = 
     @app.exception_handler(BodyTooLarge)
     async def _too_large(_request: Request, exc: BodyTooLarge) -> JSONResponse:
         return _error(413, str(exc))
+
+    @app.exception_handler(UploadError)
+    async def _bad_upload(_request: Request, exc: UploadError) -> JSONResponse:
+        return _error(exc.status, exc.message)
+
+    @app.exception_handler(BodyTimeout)
+    async def _slow_body(_request: Request, exc: BodyTimeout) -> JSONResponse:
+        return _error(408, str(exc), headers={"Connection": "close"})
+
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(request: Request, _exc: ClientDisconnect) -> Response:
+        # Not a server error: one line, and an answer nobody will read.
+        client = f"{request.client.host}:{request.client.port}" if request.client else "client"
+        log.info(
+            "%s %s: %s hung up before the answer; its work is dropped",
+            request.method,
+            request.url.path,
+            client,
+        )
+        return Response(status_code=499)
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
@@ -255,13 +279,35 @@ def create_app(settings: Settings | None = None, manager: ModelManager | None = 
         of the uploaded photo (multipart field `file`)."""
         model = loaded_model()  # one model for the whole request, whatever a reload does meanwhile
         threshold = model.predictor.threshold if options.threshold is None else options.threshold
-        upload = await _read_upload(request)
-        try:
-            body, media_type, inference_ms = await pool.run(
-                run_prediction, model, upload, settings.max_pixels, options, threshold
+        upload = await read_file_field(
+            request.headers.get("content-type", ""), request.stream(), settings.max_upload_bytes
+        )
+        lane = pool
+        if large_pool is not None and (pixel_count(upload) or 0) > settings.large_image_pixels:
+            lane = large_pool
+        token = WorkToken(settings.request_timeout_s)
+        work = asyncio.ensure_future(
+            lane.run(
+                run_prediction, model, upload, settings.max_pixels, options, threshold, token, token=token
             )
+        )
+        gone = asyncio.ensure_future(client_gone(request))
+        try:
+            await asyncio.wait({work, gone}, timeout=token.remaining(), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            gone.cancel()
+        if not work.done():
+            token.cancel("client disconnected" if gone.done() else "over the time budget")
+            work.cancel()
+            if gone.done():
+                raise ClientDisconnect()
+            raise _over_budget(token)
+        try:
+            body, media_type, inference_ms = work.result()
         except DecodeError as exc:
             raise HTTPException(exc.status, exc.message) from None
+        except Cancelled:
+            raise _over_budget(token) from None
         headers = {
             "X-Model-Version": model.version,
             "X-Model-Name": model.predictor.info.name or "",
@@ -313,33 +359,60 @@ def create_app(settings: Settings | None = None, manager: ModelManager | None = 
             allow_headers=["*"],
             expose_headers=list(MODEL_HEADERS),
         )
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(
+        UploadGuardMiddleware,
+        max_bytes=settings.max_upload_bytes,
+        body_timeout_s=settings.body_timeout_s,
+        max_uploads=settings.max_uploads,
+    )
+    _json_405(app)
     _mount_ui(app, settings)
     return app
 
 
-async def _read_upload(request: Request) -> bytes:
-    """The bytes of multipart field ``file`` (400 when absent); the client's file name is never used."""
-    return (await _read_files(request))["file"]
-
-
 async def _read_files(request: Request, optional: tuple[str, ...] = ()) -> dict[str, bytes]:
-    """The bytes of multipart field ``file`` (400 when absent) and of the ``optional`` fields sent as files."""
-    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
-        raise HTTPException(400, "no file: send the image as multipart/form-data field 'file'")
-    form = await request.form(max_files=2 + len(optional), max_fields=8)
-    try:
-        upload = form.get("file")
-        if not isinstance(upload, UploadFile):
-            raise HTTPException(400, "no file: send the image as multipart/form-data field 'file'")
-        files = {"file": await upload.read()}
-        for name in optional:
-            extra = form.get(name)
-            if isinstance(extra, UploadFile):
-                files[name] = await extra.read()
-        return files
-    finally:
-        await form.close()
+    """The bytes of multipart field ``file`` (400 when absent) and of the ``optional`` fields sent, in memory
+    (:func:`app.upload.read_file_fields`)."""
+    return await read_file_fields(
+        request.headers.get("content-type", ""),
+        request.stream(),
+        request.app.state.settings.max_upload_bytes,
+        optional,
+    )
+
+
+def _over_budget(token: WorkToken) -> HTTPException:
+    """504 when the prediction ran past its budget, 503 when it never left the queue within it."""
+    budget = f"{token.budget_s:g} s (VESSEL_REQUEST_TIMEOUT_S)"
+    if token.started.is_set():
+        return HTTPException(504, f"prediction stopped: it took longer than its time budget of {budget}")
+    return HTTPException(
+        503,
+        f"server busy: the prediction waited its whole time budget of {budget} in the queue, retry later",
+        headers={"Retry-After": "5"},
+    )
+
+
+def _json_405(app: FastAPI) -> None:
+    """Answer a known API path with the wrong method by a JSON 405, not the UI's HTML 404 page at ``/``."""
+    from fastapi.routing import APIRoute
+
+    methods = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"}
+    allowed: dict[str, set[str]] = {}
+    for route in app.routes:
+        if isinstance(route, APIRoute):
+            allowed.setdefault(route.path, set()).update(route.methods)
+    for path, ok in allowed.items():
+        endpoint = _not_allowed(", ".join(sorted(ok)))
+        app.add_api_route(path, endpoint, methods=sorted(methods - ok), include_in_schema=False)
+
+
+def _not_allowed(allow: str) -> Any:
+    async def not_allowed(request: Request) -> JSONResponse:
+        message = f"{request.method} is not allowed on {request.url.path}: use {allow}"
+        return _error(405, message, {"Allow": allow})
+
+    return not_allowed
 
 
 def _mount_ui(app: FastAPI, settings: Settings) -> None:

@@ -57,6 +57,11 @@ class Settings:
     calibration_dir: Path | None = None  # photos for onnx-int8 calibration
     window: int | None = 512  # sliding window of tile-trained models; None: the contract's tile size
     fallback_to_torch: bool = True  # an ONNX backend that cannot be built falls back to PyTorch
+    request_timeout_s: float = 120.0  # a prediction's budget, queue wait included: then 503 (queued) or 504
+    body_timeout_s: float = 120.0  # the whole request body must arrive within this, else 408
+    max_uploads: int = 16  # request bodies arriving at once; more get 503 (stalled clients cannot pile up)
+    large_image_pixels: int = 12_000_000  # photos over this get a one-thread lane of their own; 0: no lane
+    large_queue: int = 2  # large photos waiting for their lane before 503
     device: str = "auto"  # auto (CUDA when PyTorch sees a GPU, else CPU), cpu, cuda, cuda:N
     precision: str = "auto"  # GPU: auto (= fp16), fp32, fp16, bf16; the CPU backends run fp32
     compile: bool = False  # GPU: torch.compile with CUDA graphs (slower load; see the README's GPU figures)
@@ -125,4 +130,9 @@ class Settings:
             batching=batching,
             batch_max=int(_env_number("VESSEL_BATCH_MAX", cls.batch_max, int, 1)),
             batch_wait_ms=_env_number("VESSEL_BATCH_WAIT_MS", cls.batch_wait_ms, float, 0),
+            request_timeout_s=_env_number("VESSEL_REQUEST_TIMEOUT_S", cls.request_timeout_s, float, 0.001),
+            body_timeout_s=_env_number("VESSEL_BODY_TIMEOUT_S", cls.body_timeout_s, float, 0.001),
+            max_uploads=int(_env_number("VESSEL_MAX_UPLOADS", cls.max_uploads, int, 1)),
+            large_image_pixels=int(_env_number("VESSEL_LARGE_IMAGE_PIXELS", cls.large_image_pixels, int, 0)),
+            large_queue=int(_env_number("VESSEL_LARGE_QUEUE", cls.large_queue, int, 0)),
         )

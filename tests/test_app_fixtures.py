@@ -70,10 +70,11 @@ def with_exif_orientation(rgb: np.ndarray, orientation: int = 6) -> bytes:
     return encode(rgb, "JPEG", exif=exif.tobytes())
 
 
-def make_registry(root: Path, versions: int = 2) -> str:
+def make_registry(root: Path, versions: int = 2, mode: str = "resize") -> str:
     """A SQLite store under ``root`` with ``versions`` registered B0 models (different random weights).
 
-    ``champion`` points at version 1. Returns the tracking URI; MLflow's global URI is set to it.
+    ``mode`` is their contract's (``tiles``: served by sliding window). ``champion`` points at version 1.
+    Returns the tracking URI; MLflow's global URI is set to it.
     """
     import mlflow
     import torch
@@ -87,7 +88,12 @@ def make_registry(root: Path, versions: int = 2) -> str:
     mlflow.set_tracking_uri(uri)
     mlflow.set_experiment(experiment_id=ensure_experiment(mlflow.get_tracking_uri(), "serve-test"))
     contract = ModelContract(
-        encoder="efficientnet-b0", dataset="masks", size=(64, 64), threshold=0.4, metrics={"val/f1": 0.5}
+        encoder="efficientnet-b0",
+        dataset="masks",
+        size=(64, 64),
+        threshold=0.4,
+        metrics={"val/f1": 0.5},
+        mode=mode,
     )
     for seed in range(versions):
         torch.manual_seed(seed)

@@ -156,7 +156,8 @@ def test_rerun_redoes_nothing_and_a_changed_input_is_redone(tmp_path: Path) -> N
     assert prepare(_cfg("masks", root, tmp_path / "out", "data.size=32"), progress=False).processed == 5
 
 
-def _prepare_process(root: Path, out: Path) -> subprocess.Popen:
+def prepare_process(root: Path, out: Path, workers: int = 0) -> subprocess.Popen:
+    """``vessel-prepare`` of a ``masks`` folder at 256² in a child process (output discarded)."""
     command = [
         sys.executable,
         "-m",
@@ -164,7 +165,7 @@ def _prepare_process(root: Path, out: Path) -> subprocess.Popen:
         "data=masks",
         f"data.root={root}",
         f"data.prepared_dir={out}",
-        "data.workers=0",
+        f"data.workers={workers}",
         "data.size=256",
         f"hydra.run.dir={out.parent / 'hydra'}",
     ]
@@ -187,10 +188,10 @@ def _kill_when_staging_fills(process: subprocess.Popen, out: Path, files: int) -
 def test_prepare_killed_midway_leaves_previous_or_nothing(tmp_path: Path) -> None:
     root = make_masks_folder(tmp_path / "raw", count=30, size=(600, 600))
     out = tmp_path / "out"
-    _kill_when_staging_fills(_prepare_process(root, out), out, files=5)
+    _kill_when_staging_fills(prepare_process(root, out), out, files=5)
     assert not out.exists()  # nothing readable half-done
 
-    done = subprocess.run(_prepare_process(root, out).args, cwd=REPO, capture_output=True, text=True)
+    done = subprocess.run(prepare_process(root, out).args, cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     before = _tree_bytes(out)
     assert len(read_manifest(out)["samples"]) == 30
@@ -198,10 +199,10 @@ def test_prepare_killed_midway_leaves_previous_or_nothing(tmp_path: Path) -> Non
     for i in range(30):  # change every input, then kill the re-prepare mid-way
         photo, _ = synthetic_eye(np.random.default_rng(100 + i), 600, 600)
         Image.fromarray(photo).save(root / "images" / f"eye_{i:02d}.png")
-    _kill_when_staging_fills(_prepare_process(root, out), out, files=5)
+    _kill_when_staging_fills(prepare_process(root, out), out, files=5)
     assert _tree_bytes(out) == before  # the previous complete folder, untouched
 
-    done = subprocess.run(_prepare_process(root, out).args, cwd=REPO, capture_output=True, text=True)
+    done = subprocess.run(prepare_process(root, out).args, cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert _tree_bytes(out) != before and len(read_manifest(out)["samples"]) == 30
     assert not list(tmp_path.glob(".out.staging-*"))

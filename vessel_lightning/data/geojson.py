@@ -3,7 +3,10 @@
 Annotations come from slit-lamp labelling tools: Polygon / MultiPolygon features in image pixel coordinates
 (``[x, y]``, origin top-left, y down), sometimes centre lines (LineString / MultiLineString) drawn at a
 configurable width. Files may be a FeatureCollection, a bare list of Features or a single Feature, encoded in
-UTF-8 or cp1251. Every problem is reported as an :class:`AnnotationError` that names the file and the feature.
+UTF-8, cp1251, or UTF-16/UTF-32 (told by a byte-order mark or by the zero bytes JSON text begins with). A polygon
+is its shell minus the union of its holes: a hole reaching outside its shell cuts only the part inside it, and
+overlapping holes stay empty. Every problem is reported as an :class:`AnnotationError` that names the file and
+the feature.
 """
 
 from __future__ import annotations
@@ -22,6 +25,9 @@ POLYGON_TYPES = {"Polygon", "MultiPolygon"}
 LINE_TYPES = {"LineString", "MultiLineString"}
 POINT_TYPES = {"Point", "MultiPoint"}
 KNOWN_TYPES = POLYGON_TYPES | LINE_TYPES | POINT_TYPES | {"GeometryCollection"}
+# No image is a million pixels wide: a coordinate beyond this is corrupt, not a vessel off the edge.
+MAX_COORDINATE = 1_000_000
+MAX_COLLECTION_DEPTH = 32
 
 
 class AnnotationError(ValueError):
@@ -64,6 +70,15 @@ class RasterizedAnnotation:
 
 
 def _decode(raw: bytes, name: str) -> str:
+    # JSON text starts with ASCII, so a BOM or zero bytes in its first four bytes say UTF-16/32 (RFC 8259 §8.1).
+    wide = json.detect_encoding(raw)
+    if wide.startswith(("utf-16", "utf-32")):
+        try:
+            return raw.decode(wide)
+        except UnicodeDecodeError as exc:
+            raise AnnotationError(
+                f"looks like {wide.upper()} text but does not decode as it ({exc.reason})", source=name
+            ) from exc
     # Labelling tools in the public slit-lamp set wrote some files in cp1251 (Cyrillic properties).
     for encoding in ("utf-8-sig", "cp1251"):
         try:
@@ -119,6 +134,10 @@ def read_annotation(source: str | Path | dict[str, Any] | Sequence[Any]) -> Anno
             raise AnnotationError(
                 f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}", source=name
             ) from exc
+        except RecursionError as exc:
+            raise AnnotationError("invalid JSON: arrays or objects nested too deeply", source=name) from exc
+        except ValueError as exc:  # e.g. an integer longer than Python's 4300-digit conversion limit
+            raise AnnotationError(f"invalid JSON: {exc}", source=name) from exc
     elif isinstance(source, dict | list | tuple):
         name, data = "<geojson>", list(source) if isinstance(source, tuple) else source
     else:
@@ -132,8 +151,20 @@ def _check_position(pos: Any, where: dict[str, Any]) -> tuple[float, float]:
     x, y = pos[0], pos[1]
     if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in (x, y)):
         raise AnnotationError(f"coordinates must be numbers, got {pos!r}", **where)
-    if not (math.isfinite(x) and math.isfinite(y)):
+    if not all(math.isfinite(v) for v in (x, y) if isinstance(v, float)):
         raise AnnotationError(f"non-finite coordinate {pos!r} (NaN or infinity)", **where)
+    # Compared before any float(): a 400-digit integer overflows float, and 1e308 draws on the wrong side.
+    for v in (x, y):
+        if abs(v) > MAX_COORDINATE:
+            # float() of a huge int overflows, and str() of one over 4300 digits raises: say its size instead.
+            value = (
+                f"{v:.3g}"
+                if isinstance(v, float) or v.bit_length() < 1000
+                else f"a {v.bit_length()}-bit integer"
+            )
+            raise AnnotationError(
+                f"coordinate {value} is beyond ±{MAX_COORDINATE:,} px: not an image pixel position", **where
+            )
     return float(x), float(y)
 
 
@@ -160,7 +191,9 @@ def _check_list(value: Any, what: str, where: dict[str, Any]) -> list[Any]:
     return list(value)
 
 
-def _shapes(geometry: dict[str, Any], where: dict[str, Any], line_width: float) -> Iterator[dict[str, Any]]:
+def _shapes(
+    geometry: dict[str, Any], where: dict[str, Any], line_width: float, depth: int = 0
+) -> Iterator[dict[str, Any]]:
     """Validated GeoJSON polygon dicts for one geometry (lines and points buffered to ``line_width``)."""
     from shapely.geometry import LineString, MultiPoint
 
@@ -172,8 +205,10 @@ def _shapes(geometry: dict[str, Any], where: dict[str, Any], line_width: float) 
             f"unknown geometry type {kind!r} (supported: {', '.join(sorted(KNOWN_TYPES))})", **where
         )
     if kind == "GeometryCollection":
+        if depth >= MAX_COLLECTION_DEPTH:
+            raise AnnotationError(f"GeometryCollections nested over {MAX_COLLECTION_DEPTH} deep", **where)
         for member in _check_list(geometry.get("geometries"), "GeometryCollection 'geometries'", where):
-            yield from _shapes(member, where, line_width)
+            yield from _shapes(member, where, line_width, depth + 1)
         return
     coords = geometry.get("coordinates")
     if kind == "Polygon":
@@ -222,8 +257,9 @@ def rasterize_annotation(
 ) -> RasterizedAnnotation:
     """Rasterize every feature of ``annotation`` onto a ``(height, width)`` grid as their union.
 
-    A pixel is a vessel when its centre lies inside a polygon (outer ring filled, holes cut); features are
-    OR-ed, so overlaps count once. Features entirely outside the image are counted (an error when
+    A pixel is a vessel when its centre lies inside a polygon's shell and inside none of its holes (a hole
+    reaching outside its shell cuts only within it; overlapping holes stay empty); features are OR-ed, so
+    overlaps count once. Features entirely outside the image are counted (an error when
     ``strict``). Raises :class:`AnnotationError` naming the file and feature index for invalid geometry.
     """
     from rasterio.features import rasterize
@@ -232,6 +268,7 @@ def rasterize_annotation(
     if height <= 0 or width <= 0:
         raise ValueError(f"shape must be positive (height, width), got {shape!r}")
     burn: list[tuple[dict[str, Any], int]] = []
+    holed: list[list[list[tuple[float, float]]]] = []
     outside: list[int] = []
     for index, feature in enumerate(annotation.features):
         where = {"source": annotation.name, "feature": index}
@@ -243,12 +280,46 @@ def rasterize_annotation(
                 raise AnnotationError(f"feature lies entirely outside the {width}x{height} image", **where)
             outside.append(index)
             continue
-        burn.extend((s, 1) for s in shapes)
+        for s in shapes:
+            if len(s["coordinates"]) > 1:
+                holed.append(s["coordinates"])
+            else:
+                burn.append((s, 1))
     if burn:
         mask = rasterize(burn, out_shape=(height, width), fill=0, dtype="uint8")
     else:
         mask = np.zeros((height, width), dtype=np.uint8)
+    for rings in holed:
+        _burn_shell_minus_holes(mask, rings)
     return RasterizedAnnotation(mask=mask, n_features=len(annotation.features), outside=outside)
+
+
+def _burn_shell_minus_holes(mask: np.ndarray, rings: list[Any]) -> None:
+    """OR into ``mask`` the pixels whose centre is inside ``rings[0]`` and inside none of ``rings[1:]``.
+
+    GDAL fills a ring set even-odd, which would paint a hole's part outside its shell and the overlap of two
+    holes; rasterizing the shell and the holes' union separately gives the GeoJSON meaning instead.
+    """
+    from rasterio.features import rasterize
+    from rasterio.transform import Affine
+
+    height, width = mask.shape
+    xs = [x for x, _ in rings[0]]
+    ys = [y for _, y in rings[0]]
+    left, top = max(0, math.floor(min(xs))), max(0, math.floor(min(ys)))
+    right, bottom = min(width, math.ceil(max(xs)) + 1), min(height, math.ceil(max(ys)) + 1)
+    if left >= right or top >= bottom:
+        return
+    # Only the shell's bounding box, in the image's pixel grid (the translation keeps pixel centres aligned).
+    window = {"out_shape": (bottom - top, right - left), "transform": Affine.translation(left, top)}
+    shell = rasterize([({"type": "Polygon", "coordinates": [rings[0]]}, 1)], fill=0, dtype="uint8", **window)
+    holes = rasterize(
+        [({"type": "Polygon", "coordinates": [ring]}, 1) for ring in rings[1:]],
+        fill=0,
+        dtype="uint8",
+        **window,
+    )
+    mask[top:bottom, left:right] |= shell & (1 - holes)
 
 
 def rasterize_geojson(

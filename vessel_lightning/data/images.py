@@ -5,6 +5,7 @@ Every read failure raises :class:`ImageReadError` with the file name; nothing he
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,12 @@ class ImageReadError(ValueError):
     """An image that cannot be decoded (missing, unreadable, truncated, not an image); names the file."""
 
 
+def claimed_pixels(exc: Image.DecompressionBombError) -> int | None:
+    """The pixel count a header claimed, from Pillow's decompression-bomb error (None if its wording changed)."""
+    found = re.search(r"\((\d+) pixels\)", str(exc))
+    return int(found.group(1)) if found else None
+
+
 def _open(path: Path) -> Image.Image:
     try:
         image = Image.open(path)
@@ -25,6 +32,12 @@ def _open(path: Path) -> Image.Image:
         raise ImageReadError(f"{path}: file not found") from exc
     except UnidentifiedImageError as exc:
         raise ImageReadError(f"{path}: not a readable image") from exc
+    except Image.DecompressionBombError as exc:
+        pixels = claimed_pixels(exc)
+        claim = f"its header claims {pixels:,} pixels" if pixels else str(exc)
+        raise ImageReadError(
+            f"{path}: image too large to decode safely ({claim}; Pillow's limit is {2 * Image.MAX_IMAGE_PIXELS:,})"
+        ) from exc
     except (OSError, SyntaxError, ValueError) as exc:  # PIL raises these for truncated / corrupt data
         raise ImageReadError(f"{path}: unreadable or truncated image ({exc})") from exc
     if image.width == 0 or image.height == 0:

@@ -9,7 +9,10 @@ id. Preparation is
   set is not touched at all;
 * atomic — everything is written to a hidden staging folder beside the target and swapped in by renames, so
   a prepare killed at any point leaves the previous complete folder (or none), never a half-written one;
-* serialised — a lock file beside the target lets parallel jobs (a multirun) share one prepared folder.
+* serialised — a lock file beside the target lets parallel jobs (a multirun) share one prepared folder. The
+  lock belongs to the preparing process alone (a POSIX record lock: its pool workers do not inherit it) and the
+  kernel drops it when that process dies, however it dies, so a killed prepare never blocks the next; its pool
+  workers are killed with it (Linux).
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ import logging
 import os
 import random
 import shutil
+import signal
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator, Mapping
@@ -46,6 +51,7 @@ from vessel_lightning.data.images import (
 from vessel_lightning.data.sources import SPLITS, RawSample
 
 log = logging.getLogger(__name__)
+_THREADS = threading.Lock()
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -215,9 +221,16 @@ def _write_png(array: np.ndarray, path: Path) -> None:
 def _process(job: _Job) -> tuple[dict[str, Any], list[str], int]:
     """Read, rasterize/binarize, resize and write one sample; returns its manifest entry, warnings, outside."""
     raw, settings = job.raw, job.settings
-    loaded = load_sample(
-        raw, label_rule=job.label_rule, line_width=settings["line_width"], strict=settings["strict"]
-    )
+    try:
+        loaded = load_sample(
+            raw, label_rule=job.label_rule, line_width=settings["line_width"], strict=settings["strict"]
+        )
+    except (AnnotationError, ImageReadError, PrepareError):
+        raise
+    except Exception as exc:  # anything else while reading one sample is still that sample's error
+        raise PrepareError(
+            f"{raw.image} (label {raw.label}): {type(exc).__name__} while reading this sample: {exc}"
+        ) from exc
     rgb, mask, fov = loaded.rgb, loaded.mask, loaded.fov
     shape = rgb.shape[:2]
     entry: dict[str, Any] = {
@@ -262,13 +275,38 @@ def _reuse(entry: Mapping[str, Any], split: str, previous: Path, staging: Path) 
 
 @contextmanager
 def _locked(target: Path) -> Iterator[None]:
+    """Hold the prepare lock of ``target``; the lock file records the holder's pid for whoever waits."""
     lock_path = target.parent / f".{target.name}.lock"
-    with lock_path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+    # A POSIX lock serialises processes only: threads of one process take turns on this one first.
+    with _THREADS, lock_path.open("a+") as handle:
+        # lockf, not flock: a POSIX lock is not inherited by forked pool workers and dies with this process.
+        try:
+            fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            log.info("waiting for %s: another prepare (pid %s) is writing %s", lock_path, holder, target)
+            fcntl.lockf(handle, fcntl.LOCK_EX)
+        handle.truncate(0)
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
         try:
             yield
         finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            fcntl.lockf(handle, fcntl.LOCK_UN)
+
+
+def _die_with_parent(parent: int) -> None:
+    """Pool initializer: have the kernel SIGKILL this worker when the prepare process dies (Linux only)."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: no death signal, but the lock is still not theirs to hold
+        return
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
 
 
 def _recover(target: Path) -> None:
@@ -406,7 +444,11 @@ def _build(
     outside = 0
     workers = min(int(cfg.get("workers", 0) or 0), len(jobs))
     bar = tqdm(total=len(jobs), desc=f"prepare {cfg['name']}", unit="img", disable=not progress or not jobs)
-    pool = ProcessPoolExecutor(workers) if workers > 1 else None
+    pool = (
+        ProcessPoolExecutor(workers, initializer=_die_with_parent, initargs=(os.getpid(),))
+        if workers > 1
+        else None
+    )
     try:
         futures = (
             [(job, pool.submit(_process, job)) for job in jobs] if pool else [(job, None) for job in jobs]
