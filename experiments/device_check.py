@@ -87,9 +87,11 @@ def export_model(folder: Path, smoke: bool) -> Path:
     return folder
 
 
-def _post(port: int, body: bytes, content_type: str, connection: http.client.HTTPConnection) -> float:
+def _post(
+    body: bytes, content_type: str, connection: http.client.HTTPConnection, query: str = "format=mask"
+) -> float:
     start = time.perf_counter()
-    connection.request("POST", "/predict?format=mask", body=body, headers={"Content-Type": content_type})
+    connection.request("POST", f"/predict?{query}", body=body, headers={"Content-Type": content_type})
     response = connection.getresponse()
     response.read()
     if response.status != 200:
@@ -97,8 +99,11 @@ def _post(port: int, body: bytes, content_type: str, connection: http.client.HTT
     return (time.perf_counter() - start) * 1000
 
 
-def load(port: int, data: bytes, clients: int, requests_each: int) -> dict[str, float]:
-    """``clients`` threads each posting ``data`` ``requests_each`` times (keep-alive); latency ms and throughput."""
+def load(
+    port: int, data: bytes, clients: int, requests_each: int, query: str = "format=mask"
+) -> dict[str, Any]:
+    """``clients`` threads each posting ``data`` ``requests_each`` times (keep-alive) to ``/predict?<query>``;
+    latency ms and throughput."""
     body, content_type = multipart(data)
     latencies: list[float] = []
     errors: list[str] = []
@@ -110,7 +115,7 @@ def load(port: int, data: bytes, clients: int, requests_each: int) -> dict[str, 
         barrier.wait()
         try:
             for _ in range(requests_each):
-                ms = _post(port, body, content_type, connection)
+                ms = _post(body, content_type, connection, query)
                 with lock:
                     latencies.append(ms)
         except Exception as exc:
@@ -230,6 +235,10 @@ def serving(out: Path, model_dir: Path, photo: bytes, smoke: bool, budget: Budge
                     for label, data in photos.items()
                     for n, count in ((1, single), (clients, each))
                 ]
+                # The field-of-view detection runs on the host per photo: the same square without it.
+                square_png = photos[f"{square}x{square} png"]
+                no_fov = load(port, square_png, 1, single, "format=mask&fov=none")
+                row["loads"].append({"photo": f"{square}x{square} png, fov=none"} | no_fov)
                 connection = http.client.HTTPConnection(HOST, port, timeout=30)
                 connection.request("GET", "/model")
                 row["batching"] = json.loads(connection.getresponse().read()).get("batching")

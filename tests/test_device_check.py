@@ -54,7 +54,7 @@ def test_device_check_smoke_runs_every_step(data_dir: Path, tmp_path: Path) -> N
     assert [v["VESSEL_BATCHING"] for v in variants] == ["off", "on"]
     for variant in variants:
         assert "error" not in variant, variant
-        assert len(variant["loads"]) == 4 and all(load["errors"] == 0 for load in variant["loads"])
+        assert len(variant["loads"]) == 5 and all(load["errors"] == 0 for load in variant["loads"])
         assert all(load["p95_ms"] >= load["p50_ms"] > 0 for load in variant["loads"])
     assert variants[1]["batching"]["calls"] > 0 and variants[0]["batching"] is None
     assert summary["serving"]["bare_forward_ms"]["fp32"]["1x64"] > 0
