@@ -187,7 +187,7 @@ class Predictor:
             raise ValueError(f"scale {scale:g} must be in (0, 4]")
         if scale not in (1, AUTO) and contract.mode != "tiles":  # auto is 1 for resize models
             raise ValueError(
-                f"scale {scale} applies to tile models only; this {contract.mode} model always sees its "
+                f"scale {scale:g} applies to tile models only; this {contract.mode} model always sees its "
                 f"{contract.size[0]}x{contract.size[1]} input"
             )
         if window is not None and (window <= 0 or window % contract.input_divisor):
