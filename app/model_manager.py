@@ -186,6 +186,7 @@ class ModelManager:
                 cache_dir=self.settings.cache_dir,
                 calibration_dir=self.settings.calibration_dir,
                 threads=self.settings.threads,
+                window=self.settings.window,
             )
             network, backend, details = result.network, result.backend, result.details
         except BackendError as exc:

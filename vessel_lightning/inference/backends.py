@@ -1,5 +1,7 @@
 """Backends that run the network for the Predictor (serving, evaluation, batch prediction): PyTorch eager, ONNX
-Runtime fp32, ONNX Runtime int8.
+Runtime fp32, ONNX Runtime int8, OpenVINO f32 / bf16 / int8 (:mod:`~vessel_lightning.inference.openvino_backend`)
+and ``auto``, the fastest of these that this CPU runs accurately
+(:mod:`~vessel_lightning.inference.backend_choice`).
 
 ONNX files are exported once per registered model version into a cache folder (``$VESSEL_CACHE_DIR``, default
 ``~/.cache/vessel-lightning/onnx``), keyed by tracking store, name, version and run id, and the fp32 export is
@@ -28,7 +30,7 @@ from torch import nn
 from vessel_lightning.inference.contract import ModelContract
 from vessel_lightning.inference.predictor import ModelInfo
 
-BACKENDS = ("torch", "onnx", "onnx-int8")
+BACKENDS = ("auto", "torch", "onnx", "onnx-int8", "openvino", "openvino-bf16", "openvino-int8")
 FP32_TOLERANCE = 1e-4
 OPSET = 17
 # Changing how int8 models are calibrated changes this, so cached int8 files of an older recipe are not reused.
@@ -184,6 +186,12 @@ def calibration_inputs(
         yield (np.stack(windows).transpose(0, 3, 1, 2).astype(np.float32) / 255.0).copy()
 
 
+def calibration_id(photos: Sequence[Path]) -> str:
+    """A short hash of the calibration recipe and the photos' names and sizes (names cached int8 files)."""
+    identity = json.dumps([CALIBRATION_RECIPE, *((p.name, p.stat().st_size) for p in photos)])
+    return hashlib.sha256(identity.encode()).hexdigest()[:12]
+
+
 def quantize_int8(fp32_path: Path, int8_path: Path, photos: Sequence[Path], contract: ModelContract) -> None:
     """Static QDQ int8 quantization (uint8 activations, int8 per-channel weights) calibrated on ``photos``
     (see :func:`calibration_inputs`)."""
@@ -255,38 +263,19 @@ def _fp32_onnx(
     return onnx_network, record | {"cached": False}
 
 
-def build_backend(
-    backend: str,
-    network: nn.Module,
-    contract: ModelContract,
-    info: ModelInfo,
-    *,
-    tracking_uri: str = "",
-    cache_dir: Path | None = None,
-    calibration_dir: Path | None = None,
-    threads: int | None = None,
-) -> BackendResult:
-    """The network for ``backend`` (``torch``, ``onnx`` or ``onnx-int8``); raises :class:`BackendError`."""
-    if backend not in BACKENDS:
-        raise BackendError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    if backend == "torch":
-        return BackendResult(network.eval(), "torch")
-    folder = cache_folder(cache_dir or default_cache_dir(), info, tracking_uri)
-    fp32, record = _fp32_onnx(network.eval(), contract, folder, threads)
-    details = {"onnx_path": str(fp32.path), "fp32": record}
-    if backend == "onnx":
-        return BackendResult(fp32, "onnx", details)
+def int8_onnx(
+    folder: Path, contract: ModelContract, calibration_dir: Path | None
+) -> tuple[Path, dict[str, Any]]:
+    """The int8 QDQ ONNX model of ``folder`` (beside its checked ``model.onnx``), calibrated on the photos of
+    ``calibration_dir`` on first use and reused afterwards; returns its path and its record."""
     if calibration_dir is None or not Path(calibration_dir).is_dir():
         raise BackendError(
-            "onnx-int8 needs calibration photos: set VESSEL_CALIBRATION_DIR to a folder of photos"
+            "int8 backends need calibration photos: set VESSEL_CALIBRATION_DIR to a folder of photos"
         )
     photos = calibration_photos(Path(calibration_dir))
     if not photos:
         raise BackendError(f"no calibration photos found in {calibration_dir}")
-    calibration_id = hashlib.sha256(
-        json.dumps([CALIBRATION_RECIPE, *((p.name, p.stat().st_size) for p in photos)]).encode()
-    ).hexdigest()[:12]
-    int8_path = folder / f"model.int8-{calibration_id}.onnx"
+    int8_path = folder / f"model.int8-{calibration_id(photos)}.onnx"
     int8_record = _read_meta(folder).get(int8_path.name, {})
     cached = int8_path.is_file() and int8_record.get("sha256") == _sha256(int8_path)
     if not cached:
@@ -301,9 +290,45 @@ def build_backend(
             "quantize_seconds": round(time.perf_counter() - start, 2),
         }
         _write_meta(folder, _read_meta(folder) | {int8_path.name: int8_record})
+    return int8_path, int8_record | {"cached": cached}
+
+
+def build_backend(
+    backend: str,
+    network: nn.Module,
+    contract: ModelContract,
+    info: ModelInfo,
+    *,
+    tracking_uri: str = "",
+    cache_dir: Path | None = None,
+    calibration_dir: Path | None = None,
+    threads: int | None = None,
+    window: int | None = None,
+) -> BackendResult:
+    """The network for ``backend`` (one of :data:`BACKENDS`; ``auto`` times this CPU's candidates and serves the
+    fastest that passes the mask gate, timed at the served ``window`` of tile models, see
+    :mod:`vessel_lightning.inference.backend_choice`); raises :class:`BackendError`."""
+    if backend not in BACKENDS:
+        raise BackendError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if backend == "torch":
+        return BackendResult(network.eval(), "torch")
+    if backend == "auto":
+        from vessel_lightning.inference.backend_choice import choose_backend
+
+        return choose_backend(
+            network, contract, info, tracking_uri=tracking_uri, cache_dir=cache_dir,
+            calibration_dir=calibration_dir, threads=threads, window=window,
+        )  # fmt: skip
+    folder = cache_folder(cache_dir or default_cache_dir(), info, tracking_uri)
+    fp32, record = _fp32_onnx(network.eval(), contract, folder, threads)
+    details = {"onnx_path": str(fp32.path), "fp32": record}
+    if backend.startswith("openvino"):
+        from vessel_lightning.inference.openvino_backend import build_openvino
+
+        return build_openvino(backend, network, contract, folder, calibration_dir, threads, details)
+    if backend == "onnx":
+        return BackendResult(fp32, "onnx", details)
+    int8_path, int8_record = int8_onnx(folder, contract, calibration_dir)
     int8 = OnnxNetwork(int8_path, threads)
-    int8_record = int8_record | {
-        "cached": cached,
-        "max_abs_diff_vs_torch": compare(network, int8, contract.size),
-    }
+    int8_record = int8_record | {"max_abs_diff_vs_torch": compare(network, int8, contract.size)}
     return BackendResult(int8, "onnx-int8", details | {"onnx_path": str(int8_path), "int8": int8_record})
