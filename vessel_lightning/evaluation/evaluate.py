@@ -99,9 +99,11 @@ def evaluation_samples(data_cfg: Any, split: str, contract: Any) -> tuple[list[A
 
 def evaluate(cfg: Any) -> dict[str, Any]:
     """Run the evaluation described by ``conf/eval.yaml``; returns the summary written to ``summary.json``."""
+    import mlflow
     from tqdm.auto import tqdm
 
     from vessel_lightning.data.prepare import load_sample
+    from vessel_lightning.inference.backends import use_backend
     from vessel_lightning.inference.overlays import error_overlay, save_png
     from vessel_lightning.inference.predictor import Predictor
 
@@ -114,6 +116,13 @@ def evaluate(cfg: Any) -> dict[str, Any]:
         window=cfg.get("window"),
         scale=float(cfg.get("scale", 1.0)),
         device=cfg.device,
+    )
+    calibration = cfg.get("calibration_dir")
+    backend = use_backend(
+        predictor,
+        str(cfg.get("backend", "torch")),
+        tracking_uri=mlflow.get_tracking_uri(),  # connect() set it; it names the backend cache folder
+        calibration_dir=Path(str(calibration)).expanduser() if calibration else None,
     )
     contract = predictor.contract
     samples, label_rule = evaluation_samples(cfg.data, str(cfg.split), contract)
@@ -152,6 +161,7 @@ def evaluate(cfg: Any) -> dict[str, Any]:
         "tta": bool(cfg.tta),
         "window": cfg.get("window"),
         "scale": predictor.scale,
+        "backend": backend.backend,
         "pooled": "over all pixels of all images unless named per_image",
     }
     summary["model"] = {
@@ -162,6 +172,8 @@ def evaluate(cfg: Any) -> dict[str, Any]:
         "encoder": contract.encoder,
         "trained_on": contract.dataset,
     }
+    if "auto" in backend.details:
+        summary["backend_choice"] = backend.details["auto"]
     summary["seconds"] = round(time.perf_counter() - start, 1)
     _write_outputs(out, summary, rows)
     log.info(
@@ -202,6 +214,7 @@ def _log_to_mlflow(cfg: Any, summary: dict[str, Any], out: Path) -> None:
     with mlflow.start_run(run_name=run_name, tags=tags):
         mlflow.log_params({"split": cfg.split, "dataset": cfg.data.name, "tta": cfg.tta, "window": cfg.get("window"),
                            "scale": cfg.get("scale", 1.0), "n_images": summary["n_images"],
+                           "backend": summary["protocol"]["backend"],
                            "threshold": summary["threshold"], "model_uri": model["uri"]})  # fmt: skip
         mlflow.log_metrics(
             {
@@ -223,13 +236,16 @@ def _main(cfg: Any) -> None:
     from mlflow.exceptions import MlflowException
 
     from vessel_lightning.data.sources import DataLayoutError
+    from vessel_lightning.inference.backends import BackendError
     from vessel_lightning.inference.contract import ContractError
     from vessel_lightning.registry import RegistryError, connect
 
     try:
         connect(cfg.get("tracking_uri"))
         evaluate(cfg)
-    except (MlflowException, ContractError, EvaluationError, DataLayoutError, RegistryError, OSError) as exc:
+    except (
+        MlflowException, ContractError, EvaluationError, DataLayoutError, RegistryError, BackendError, OSError,
+    ) as exc:  # fmt: skip
         log.error("vessel-eval: %s", str(exc).splitlines()[0])
         raise SystemExit(1) from None
 

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from vessel_lightning.inference.contract import ModelContract
-from vessel_lightning.inference.predictor import ModelInfo
+from vessel_lightning.inference.predictor import ModelInfo, Predictor
 
 BACKENDS = ("auto", "torch", "onnx", "onnx-int8", "openvino", "openvino-bf16", "openvino-int8")
 FP32_TOLERANCE = 1e-4
@@ -332,3 +332,27 @@ def build_backend(
     int8 = OnnxNetwork(int8_path, threads)
     int8_record = int8_record | {"max_abs_diff_vs_torch": compare(network, int8, contract.size)}
     return BackendResult(int8, "onnx-int8", details | {"onnx_path": str(int8_path), "int8": int8_record})
+
+
+def use_backend(
+    predictor: Predictor,
+    backend: str,
+    *,
+    tracking_uri: str = "",
+    cache_dir: Path | None = None,
+    calibration_dir: Path | None = None,
+    threads: int | None = None,
+) -> BackendResult:
+    """Swap ``predictor``'s network for ``backend``'s (for ``vessel-eval`` and ``vessel-predict``); returns what
+    :func:`build_backend` returned. On a non-CPU device ``auto`` keeps PyTorch and other CPU backends are refused
+    with :class:`BackendError`."""
+    if predictor.device.type != "cpu":
+        if backend in ("auto", "torch"):
+            return BackendResult(predictor.network, "torch", {"why": f"device {predictor.device}"})
+        raise BackendError(f"backend {backend} runs on the CPU, not on device {predictor.device}")
+    result = build_backend(
+        backend, predictor.network, predictor.contract, predictor.info, tracking_uri=tracking_uri,
+        cache_dir=cache_dir, calibration_dir=calibration_dir, threads=threads, window=predictor.window,
+    )  # fmt: skip
+    predictor.network = result.network
+    return result
