@@ -197,3 +197,16 @@ def test_decision_is_cached_per_model_version_and_cpu(tmp_path: Path, photos: Pa
         reference, CONTRACT, version2, features=AVX2, build=_builder(networks, other_version), **kwargs
     )
     assert sorted(other_version) == ["onnx", "openvino", "torch"]
+
+
+def test_fp32_check_scales_logit_rounding_with_their_magnitude() -> None:
+    from vessel_lightning.inference.backends import compare, fp32_mismatch
+
+    # The demo model's ONNX export: logits up to ~±100 differ by 1.07e-4, probabilities by 1.6e-6: the same model.
+    assert not fp32_mismatch({"logits": 1.07e-4, "logits_relative": 1.07e-6, "probability": 1.6e-6})
+    assert fp32_mismatch({"logits": 1e-3, "logits_relative": 1e-3, "probability": 1e-6})
+    assert fp32_mismatch({"logits": 1e-5, "logits_relative": 1e-5, "probability": 2e-4})
+    big = Redness()
+    diff = compare(big, Slow(big, 0), (8, 8))
+    assert diff == {"logits": 0.0, "logits_relative": 0.0, "probability": 0.0}
+    assert compare(big, Corrupted(), (8, 8))["logits_relative"] > 0.1

@@ -4,7 +4,7 @@ bf16 (on CPUs with ``avx512_bf16`` or AMX) or int8 (the ``onnx-int8`` calibratio
 The ONNX file is converted once per model version into OpenVINO IR in the backend cache folder; compiled
 networks are kept per input shape (static shapes run ~20 % faster than one dynamic compile) and OpenVINO's own
 compiled-blob cache sits beside them. At load the network is compared with PyTorch on a fixed random batch:
-f32 must agree to :data:`~vessel_lightning.inference.backends.FP32_TOLERANCE`, bf16 to
+f32 must agree as the ONNX export does (:func:`~vessel_lightning.inference.backends.fp32_mismatch`), bf16 to
 :data:`BF16_PROBABILITY_TOLERANCE` in probability; int8 is recorded only (its masks are judged by ``auto``'s gate).
 """
 
@@ -29,6 +29,7 @@ from vessel_lightning.inference.backends import (
     _sha256,
     _write_meta,
     compare,
+    fp32_mismatch,
     int8_onnx,
 )
 from vessel_lightning.inference.contract import ModelContract
@@ -159,8 +160,9 @@ def build_openvino(
     except Exception as exc:
         raise BackendError(f"OpenVINO {precision} failed: {type(exc).__name__}: {exc}") from exc
     limit = {"f32": FP32_TOLERANCE, "bf16": BF16_PROBABILITY_TOLERANCE}.get(precision)
-    measured = max(diff.values()) if precision == "f32" else diff["probability"]
-    if limit is not None and measured > limit:
+    # int8 is judged by its masks (auto's gate), not by a tensor tolerance.
+    refused = {"f32": fp32_mismatch(diff), "bf16": diff["probability"] > BF16_PROBABILITY_TOLERANCE}
+    if refused.get(precision, False):
         raise BackendError(f"OpenVINO {precision} differs from PyTorch by {diff} (> {limit}); not used")
     check = {"max_abs_diff_vs_torch": diff, "tolerance": limit}
     return BackendResult(
