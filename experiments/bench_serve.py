@@ -303,7 +303,9 @@ def main() -> None:
     parser.add_argument("--photo", type=Path, help="the full-resolution photo (default: synthetic 999×960)")
     parser.add_argument("--cache-dir", type=Path, help="backend cache (default: a temporary folder)")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
-    parser.add_argument("--no-end-to-end", action="store_true", help="bare forward times only")
+    parser.add_argument(
+        "--e2e-backends", help="comma-separated backends timed end to end (default: all; 'none': bare only)"
+    )
     parser.add_argument(
         "--window",
         type=int,
@@ -358,11 +360,10 @@ def main() -> None:
         del network
         args.cache_dir = args.cache_dir or Path(scratch) / "cache"
         bare = bench_bare(backends, args, tracking_uri, photo)
-        end = (
-            {}
-            if args.no_end_to_end
-            else bench_end_to_end(backends, args, tracking_uri, large_png, Path(scratch))
-        )
+        print(json.dumps({"bare": bare}), flush=True)  # kept if the end-to-end phase fails
+        chosen = args.e2e_backends
+        served = backends if chosen is None else [b for b in chosen.split(",") if b and b != "none"]
+        end = bench_end_to_end(served, args, tracking_uri, large_png, Path(scratch)) if served else {}
     machine |= {
         "model": f"{info.uri} (version {info.version}, {contract.arch} {contract.encoder}, {contract.mode} "
         f"{contract.size[0]}x{contract.size[1]})"
