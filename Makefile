@@ -53,7 +53,8 @@ demo: install ui
 	@echo
 	@echo "Browse the runs:  MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/runs/mlflow/mlflow.db --host 127.0.0.1 --port 5000"
 	@echo "Serving API + UI: http://$(HOST):$(PORT)/"
-	$(BIN)/vessel-serve --host $(HOST) --port $(PORT)
+	VESSEL_CALIBRATION_DIR="$${VESSEL_CALIBRATION_DIR:-$(VESSEL_DATA_DIR)/CHASE_DB1/images}" \
+	  $(BIN)/vessel-serve --host $(HOST) --port $(PORT)   # photos let VESSEL_BACKEND=auto prove bf16/int8 masks
 
 test-python: install
 	$(BIN)/pytest

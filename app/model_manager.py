@@ -130,10 +130,14 @@ class ModelManager:
         self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Stop polling (a load in progress finishes in its daemon thread)."""
+        """Stop polling (a load in progress finishes in its daemon thread) and the batching thread of the
+        current model (a thread still inside the network at interpreter exit aborts the process)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
+        current = self.current
+        if current is not None and current.batcher is not None:
+            current.batcher.close(timeout)
 
     def wait_ready(self, timeout: float | None = None) -> bool:
         """Block until a model is loaded; returns whether one is."""
@@ -222,6 +226,7 @@ class ModelManager:
                 device=device,
                 precision=settings.precision,
                 compile=settings.compile,
+                window=settings.window,
             )
             network, backend, details = result.network, result.backend, result.details
         except BackendError as exc:
@@ -240,5 +245,5 @@ class ModelManager:
         metrics = predictor.contract.metrics | _run_metrics(info.run_id, self.tracking_uri)
         loaded = LoadedModel(served, backend, metrics, details, batcher)
         if batcher is not None:  # the batching thread ends once no request holds this version any more
-            weakref.finalize(loaded, batcher.close, 0)
+            weakref.finalize(loaded, batcher.close, 0).atexit = False  # stop() closes the one current at exit
         return loaded

@@ -45,7 +45,7 @@ class Settings:
     max_upload_mb: float = 20.0
     max_pixels: int = 50_000_000  # a 24 MP fundus camera fits twice; HRF is 8 MP
     reload_interval_s: float = 30.0  # 0 disables polling (POST /model/reload still works)
-    backend: str = "onnx"
+    backend: str = "auto"  # the fastest backend this CPU runs accurately (inference.backend_choice)
     cors_origins: tuple[str, ...] = ()
     ui_dir: Path = DEFAULT_UI_DIR
     workers: int | None = (
@@ -54,9 +54,9 @@ class Settings:
     max_queue: int = 64  # requests waiting for a worker before /predict answers 503
     threads: int | None = None  # intra-op threads; None: all cores
     cache_dir: Path | None = None  # ONNX cache; None: $VESSEL_CACHE_DIR or ~/.cache/vessel-lightning/onnx
-    calibration_dir: Path | None = None  # photos for onnx-int8 calibration
+    calibration_dir: Path | None = None  # photos for int8 calibration and auto's mask gate
     window: int | None = 512  # sliding window of tile-trained models; None: the contract's tile size
-    fallback_to_torch: bool = True  # an ONNX backend that cannot be built falls back to PyTorch
+    fallback_to_torch: bool = True  # a backend that cannot be built falls back to PyTorch
     request_timeout_s: float = 120.0  # a prediction's budget, queue wait included: then 503 (queued) or 504
     body_timeout_s: float = 120.0  # the whole request body must arrive within this, else 408
     max_uploads: int = 16  # request bodies arriving at once; more get 503 (stalled clients cannot pile up)

@@ -1,23 +1,26 @@
-"""Serving speed per backend, side by side in one run: end-to-end ``POST /predict`` and the bare model's share.
+"""Serving speed per backend × precision, side by side in one run: the bare network and end-to-end ``POST /predict``.
 
-For each backend (torch, onnx, onnx-int8) the app is built in-process (FastAPI + TestClient: multipart
-parsing, decoding, inference in the pool, PNG encoding; no TCP) and timed on a 512×512 PNG and on large photos
-(CHASE_DB1 999×960, HRF 3504×2336). The bare model time is the wall time of the network's forward calls inside
-the same requests (one 512² pass for a resize model; every sliding window for a tile model), so
-``x bare`` = end-to-end / bare is the overhead of decoding, resizing and encoding. The 512² median is also
-given against the fp32 floors: B0's (151 ms: 23.7 GFLOP at ~157 GFLOP/s on the 2-core AVX2 reference machine)
-and the served model's own (its GFLOP at 512² at the same peak).
+Every backend this CPU offers (``auto``'s candidates, see ``vessel_lightning.inference.backend_choice``, plus
+``auto`` itself) is built once into a shared cache. Bare: each network's forward on 1×3×512² and the forward
+calls the Predictor makes on a full-resolution photo (``--photo``, default a synthetic 999×960 CHASE_DB1-sized
+one), timed in one process, variants interleaved round by round. End to end: one ``vessel-serve`` process per
+backend, all started first, then ``POST /predict`` of a 512×512 PNG and of the full-resolution photo sent to each
+in turn (real HTTP on loopback), so a busy neighbour slows every variant alike; peak RSS (VmHWM) per server.
+Medians and p95 throughout. The header prints the CPU model and flags and the CPU's peak GFLOP/s from them
+(cores × SIMD lanes × 2 (FMA) × 2 FMA units × clock; bf16 and int8: AVX-512 dot products 2× and 4× that, AMX
+1024 bf16 / 2048 int8 operations per cycle per core), and each backend's achieved GFLOP/s (the model's FLOP at 512²
+over its bare median) as a share of the fp32 peak and of its own precision's peak.
 
 Without ``--tracking-uri`` a temporary store with a random-weight B0 (contract size 512) is used: fine for
-speed, meaningless for accuracy. ``onnx-int8`` needs ``--calibration-dir`` (real photos).
+speed, meaningless for accuracy. int8 and bf16 need ``--calibration-dir`` (real photos).
 
-    python experiments/bench_serve.py --repeats 20 --calibration-dir <data>/CHASE_DB1/images
+    python experiments/bench_serve.py --tracking-uri sqlite:///runs/mlflow/mlflow.db \\
+        --calibration-dir <data>/CHASE_DB1/images --photo <data>/CHASE_DB1/images/Image_11L.jpg
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import io
 import json
 import os
@@ -35,9 +38,7 @@ from PIL import Image
 if TYPE_CHECKING:
     import torch
 
-PEAK_GFLOPS = 157.0  # fp32 peak of the 2-core AVX2 reference machine
-FP32_FLOOR_MS = 151.0  # B0's smp Unet at 512² (23.7 GFLOP) at that peak: the serving issue's reference floor
-LARGE_SIZES = {"chase-999x960": (960, 999), "hrf-3504x2336": (2336, 3504)}
+FMA_UNITS = 2  # per core, as on Xeon Scalable and EPYC server parts; stated with the figures
 
 
 def temporary_registry(root: Path, size: int = 512) -> str:
@@ -107,104 +108,204 @@ class TimedNetwork:
     def __init__(self, network: Callable) -> None:
         self.network = network
         self.ms = 0.0
+        self.windows = 0
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         start = time.perf_counter()
         out = self.network(batch)
         self.ms += (time.perf_counter() - start) * 1000
+        self.windows += batch.shape[0]
         return out
 
 
-def bench_backend(backend: str, args: argparse.Namespace, tracking_uri: str) -> dict[str, object]:
-    """End-to-end timings of one backend and the bare model's share of each request."""
-    from fastapi.testclient import TestClient
+def cpu_clock_ghz() -> float:
+    """The clock from ``/proc/cpuinfo`` (``cpu MHz`` of the first CPU), else 0."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("cpu mhz"):
+                return float(line.split(":")[1]) / 1000
+    except (OSError, ValueError):
+        pass
+    return 0.0
 
-    from app.server import create_app
-    from app.settings import Settings
 
-    settings = dataclasses.replace(
-        Settings(),
-        tracking_uri=tracking_uri,
-        model_uri=args.model_uri,
-        backend=backend,
-        reload_interval_s=0,
-        fallback_to_torch=False,
-        cache_dir=args.cache_dir,
-        calibration_dir=args.calibration_dir,
-        ui_dir=Path(tempfile.gettempdir()) / "no-ui",
-        window=args.window or None,
-    )
-    start = time.perf_counter()
-    with TestClient(create_app(settings)) as client:
-        manager = client.app.state.manager
-        if not manager.wait_ready(900):
-            return {"backend": backend, "error": manager.error}
-        if manager.error and manager.current is None:
-            return {"backend": backend, "error": manager.error}
-        ready_s = time.perf_counter() - start
-        model = manager.current
-        timer = TimedNetwork(model.predictor.network)
-        model.predictor.network = timer
+def peak_gflops(flags: frozenset[str], cores: int, ghz: float) -> dict[str, float]:
+    """Peak GFLOP/s (int8: GOP/s) per precision from the CPU's flags, cores and clock (see the module docstring)."""
+    lanes = 16 if "avx512f" in flags else 8 if "avx2" in flags else 4
+    fp32 = cores * lanes * 2 * FMA_UNITS * ghz
+    peaks = {"fp32": fp32}
+    if "amx_bf16" in flags:
+        peaks["bf16"] = cores * 1024 * ghz
+    elif "avx512_bf16" in flags:
+        peaks["bf16"] = 2 * fp32
+    if "amx_int8" in flags:
+        peaks["int8"] = cores * 2048 * ghz
+    elif {"avx512_vnni", "avx_vnni"} & flags:
+        peaks["int8"] = 4 * fp32 * (1 if "avx512_vnni" in flags else 0.5)
+    return {k: round(v, 1) for k, v in peaks.items()}
 
-        def post(data: bytes) -> Callable[[], None]:
+
+def precision_of(backend: str) -> str:
+    """fp32, bf16 or int8, from the backend's name."""
+    return "bf16" if "bf16" in backend else "int8" if "int8" in backend else "fp32"
+
+
+def peak_rss_mb(pid: int) -> dict[str, float]:
+    """Current (VmRSS) and peak (VmHWM) resident memory of a process, in MB."""
+    found = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            found[key] = round(int(value.split()[0]) / 1024, 1)
+    return found
+
+
+def bench_bare(
+    backends: list[str], args: argparse.Namespace, tracking_uri: str, photo: np.ndarray
+) -> dict[str, dict[str, object]]:
+    """Bare forward times of every backend, interleaved: 1×3×512² and the Predictor's windows on ``photo``."""
+    import torch
+
+    from vessel_lightning.inference.backends import build_backend
+    from vessel_lightning.inference.predictor import Predictor, load_logged_model
+
+    network, contract, info = load_logged_model(args.model_uri)
+    built, results = {}, {}
+    for backend in backends:
+        try:
+            result = build_backend(
+                backend, network, contract, info, tracking_uri=tracking_uri, cache_dir=args.cache_dir,
+                calibration_dir=args.calibration_dir, threads=args.threads, window=args.window or None,
+            )  # fmt: skip
+        except Exception as exc:  # a backend this machine cannot build is reported, not fatal
+            results[backend] = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0]}"}
+            continue
+        timer = TimedNetwork(result.network)
+        predictor = Predictor(result.network, contract, window=args.window or None)
+        predictor.network = timer
+        built[backend] = (timer, predictor)
+        results[backend] = {"served_backend": result.backend}
+        if "auto" in result.details:
+            results[backend]["auto"] = result.details["auto"]
+    batch = torch.rand(1, 3, 512, 512)
+
+    def forward(timer: TimedNetwork) -> Callable[[], object]:
+        def call() -> object:
+            with torch.inference_mode():
+                return timer.network(batch)
+
+        return call
+
+    times = timed({name: forward(timer) for name, (timer, _) in built.items()}, args.repeats)
+    for name, values in times.items():
+        results[name]["bare_512"] = summary(values)
+    large: dict[str, list[float]] = {name: [] for name in built}
+    for round_ in range(args.large_repeats + 1):  # the first round warms up (OpenVINO compiles new shapes)
+        for name, (timer, predictor) in built.items():
+            timer.ms = 0.0
+            predictor.predict_proba(photo)
+            if round_:
+                large[name].append(timer.ms)
+    for name, values in large.items():
+        timer = built[name][0]
+        timer.windows = 0
+        built[name][1].predict_proba(photo)
+        results[name]["bare_photo"] = summary(values) | {"windows": timer.windows}
+    return results
+
+
+def bench_end_to_end(
+    backends: list[str], args: argparse.Namespace, tracking_uri: str, large_png: bytes, scratch: Path
+) -> dict[str, dict[str, object]]:
+    """``POST /predict`` medians per backend, one server per backend, requests interleaved; RSS per server."""
+    import contextlib
+    import http.client
+
+    from app.process import HOST, multipart, served
+
+    results: dict[str, dict[str, object]] = {}
+    ports: dict[str, tuple[int, int]] = {}
+    with contextlib.ExitStack() as stack:
+        for backend in backends:
+            env = {
+                "MLFLOW_TRACKING_URI": tracking_uri,
+                "VESSEL_MODEL_URI": args.model_uri,
+                "VESSEL_BACKEND": backend,
+                "VESSEL_CACHE_DIR": str(args.cache_dir),
+                "VESSEL_RELOAD_INTERVAL_S": "0",
+                "VESSEL_THREADS": str(args.threads),
+                "VESSEL_WINDOW": str(args.window),
+                "VESSEL_UI_DIR": str(scratch / "no-ui"),
+                "VESSEL_MAX_UPLOAD_MB": "100",
+            }
+            if args.calibration_dir:
+                env["VESSEL_CALIBRATION_DIR"] = str(args.calibration_dir)
+            try:
+                port, process = stack.enter_context(served(env, scratch / f"serve-{backend}.log", 900))
+            except RuntimeError as exc:
+                results[backend] = {"error": str(exc).splitlines()[0]}
+                continue
+            connection = http.client.HTTPConnection(HOST, port, timeout=60)
+            connection.request("GET", "/model")
+            model = json.loads(connection.getresponse().read())
+            connection.close()
+            results[backend] = {
+                "served_backend": model["backend"],
+                "ready_rss_mb": peak_rss_mb(process.pid)["VmRSS"],
+            }
+            if "auto" in model["backend_details"]:
+                results[backend]["auto"] = model["backend_details"]["auto"]
+            ports[backend] = (port, process.pid)
+
+        def post(port: int, data: bytes) -> Callable[[], None]:
+            body, content_type = multipart(data)
+
             def call() -> None:
-                response = client.post("/predict", files={"file": ("x.png", data, "image/png")})
-                assert response.status_code == 200, response.text
+                connection = http.client.HTTPConnection(HOST, port, timeout=600)
+                connection.request("POST", "/predict", body, {"Content-Type": content_type})
+                response = connection.getresponse()
+                response.read()
+                connection.close()
+                assert response.status == 200, response.status
 
             return call
 
-        result: dict[str, object] = {
-            "backend": backend,
-            "served_backend": model.backend,
-            "inference": model.describe()["inference"],
-            "ready_s": round(ready_s, 1),
-        }
-        for name, (h, w), repeats in [("512_png", (512, 512), args.repeats)] + [
-            (n, hw, args.large_repeats) for n, hw in LARGE_SIZES.items()
-        ]:
-            call = post(synthetic_png(h, w))
-            for _ in range(2 if name == "512_png" else 1):
-                call()  # warm-up
-            total, bare = [], []
-            for _ in range(repeats):
-                timer.ms = 0.0
-                begin = time.perf_counter()
-                call()
-                total.append((time.perf_counter() - begin) * 1000)
-                bare.append(timer.ms)
-            ratios = [t / b for t, b in zip(total, bare, strict=True)]
-            result[f"predict_{name}"] = summary(total) | {
-                "bare_median_ms": round(statistics.median(bare), 1),
-                "ratio_to_bare": round(statistics.median(ratios), 2),
-            }
-        floor_ms = args.model_gflop / PEAK_GFLOPS * 1000
-        e2e = result["predict_512_png"]["median_ms"]
-        result["fp32_floor_ms"] = round(floor_ms, 1)
-        result["ratio_to_b0_fp32_floor"] = round(e2e / FP32_FLOOR_MS, 2)
-        result["ratio_to_own_fp32_floor"] = round(e2e / floor_ms, 2)
-        details = model.backend_details
-        if "fp32" in details:
-            result["fp32_check"] = details["fp32"].get("max_abs_diff")
-        if "int8" in details:
-            result["int8_vs_torch_max_abs_diff"] = details["int8"].get("max_abs_diff_vs_torch")
-        return result
+        small = synthetic_png(512, 512)
+        for name, data, repeats in (
+            ("512_png", small, args.repeats),
+            ("photo", large_png, args.large_repeats),
+        ):
+            times = timed({b: post(port, data) for b, (port, _) in ports.items()}, repeats, warmup=1)
+            for backend, values in times.items():
+                results[backend][f"predict_{name}"] = summary(values)
+        for backend, (_, pid) in ports.items():
+            results[backend]["peak_rss_mb"] = peak_rss_mb(pid)["VmHWM"]
+    return results
 
 
 def main() -> None:
-    """Parse flags, run every backend, print a table and write JSON."""
+    """Parse flags, run every backend bare and end to end, print a table and write JSON."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--backends", default="torch,onnx,onnx-int8")
+    parser.add_argument(
+        "--backends", help="comma-separated (default: auto's candidates on this CPU, and auto)"
+    )
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--large-repeats", type=int, default=5)
     parser.add_argument(
         "--tracking-uri", help="a store with the model to serve (default: a temporary random B0)"
     )
     parser.add_argument("--model-uri", default="models:/vessel-unet@champion")
-    parser.add_argument("--calibration-dir", type=Path, help="photos for onnx-int8 calibration")
-    parser.add_argument("--cache-dir", type=Path, help="ONNX cache (default: a temporary folder)")
+    parser.add_argument(
+        "--calibration-dir", type=Path, help="photos for int8 calibration and the bf16/int8 gate"
+    )
+    parser.add_argument("--photo", type=Path, help="the full-resolution photo (default: synthetic 999×960)")
+    parser.add_argument("--cache-dir", type=Path, help="backend cache (default: a temporary folder)")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument(
+        "--e2e-backends", help="comma-separated backends timed end to end (default: all; 'none': bare only)"
+    )
     parser.add_argument(
         "--window",
         type=int,
@@ -216,48 +317,105 @@ def main() -> None:
     import mlflow
     import torch
 
+    from vessel_lightning.data.images import read_rgb
+    from vessel_lightning.inference.backend_choice import candidate_backends, read_cpu_features
+    from vessel_lightning.inference.openvino_backend import openvino_available
     from vessel_lightning.inference.predictor import load_logged_model
     from vessel_lightning.models.architectures import gflop
 
     torch.set_num_threads(args.threads)
+    features = read_cpu_features()
+    ghz = cpu_clock_ghz()
+    peaks = peak_gflops(features.flags, os.cpu_count() or 1, ghz)
+    if args.backends:
+        backends = [b for b in args.backends.split(",") if b]
+    else:
+        backends, _ = candidate_backends(
+            features, openvino=openvino_available(), calibration=args.calibration_dir is not None
+        )
+        backends.append("auto")
+    machine = {
+        "cpu": features.model,
+        "cores": os.cpu_count(),
+        "clock_ghz": ghz,
+        "threads": args.threads,
+        "flags_that_matter": sorted(f for f in features.flags if f.startswith(("avx", "amx", "fma"))),
+        "peak_gflops": peaks,
+        "platform": platform.platform(),
+        "backends": backends,
+    }
+    print(json.dumps(machine))
+    if args.photo:
+        photo = read_rgb(args.photo)
+        with args.photo.open("rb") as handle:
+            large_png = handle.read()
+    else:
+        large_png = synthetic_png(960, 999)
+        photo = np.asarray(Image.open(io.BytesIO(large_png)).convert("RGB"))
     with tempfile.TemporaryDirectory() as scratch:
         tracking_uri = args.tracking_uri or temporary_registry(Path(scratch))
         mlflow.set_tracking_uri(tracking_uri)
         network, contract, info = load_logged_model(args.model_uri)
-        args.model_gflop = gflop(network, 512, 512)
-        args.cache_dir = args.cache_dir or Path(scratch) / "onnx-cache"
-        results = [bench_backend(b, args, tracking_uri) for b in args.backends.split(",") if b]
-    machine = {
-        "cpu": platform.processor() or platform.machine(),
-        "cores": os.cpu_count(),
-        "threads": args.threads,
-        "load_average_at_end": os.getloadavg(),
+        model_gflop = gflop(network, 512, 512)
+        del network
+        args.cache_dir = args.cache_dir or Path(scratch) / "cache"
+        bare = bench_bare(backends, args, tracking_uri, photo)
+        print(json.dumps({"bare": bare}), flush=True)  # kept if the end-to-end phase fails
+        chosen = args.e2e_backends
+        served = backends if chosen is None else [b for b in chosen.split(",") if b and b != "none"]
+        end = bench_end_to_end(served, args, tracking_uri, large_png, Path(scratch)) if served else {}
+    machine |= {
         "model": f"{info.uri} (version {info.version}, {contract.arch} {contract.encoder}, {contract.mode} "
         f"{contract.size[0]}x{contract.size[1]})"
         if args.tracking_uri
         else "random-weight B0, contract size 512",
-        "gflop_at_512": round(args.model_gflop, 2),
+        "gflop_at_512": round(model_gflop, 2),
+        "photo": f"{photo.shape[1]}x{photo.shape[0]}",
+        "load_average_at_end": os.getloadavg(),
     }
+    rows = []
+    onnx_e2e = end.get("onnx", {}).get("predict_512_png", {}).get("median_ms")
+    for backend in backends:
+        row = {"backend": backend, "precision": precision_of(backend)} | bare.get(backend, {})
+        row |= {f"e2e_{k}": v for k, v in end.get(backend, {}).items()}
+        if "bare_512" in row:
+            ms = row["bare_512"]["median_ms"]
+            achieved = model_gflop / ms * 1000
+            row["achieved_gflops"] = round(achieved, 1)
+            row["share_of_fp32_peak"] = round(achieved / peaks["fp32"], 3) if ghz else None
+            own = peaks.get(precision_of(row.get("served_backend", backend)))
+            row["share_of_own_peak"] = round(achieved / own, 3) if own else None
+            e2e = row.get("e2e_predict_512_png", {}).get("median_ms")
+            if e2e:
+                row["e2e_over_bare"] = round(e2e / ms, 2)
+                row["speedup_vs_onnx_e2e"] = round(onnx_e2e / e2e, 2) if onnx_e2e else None
+        rows.append(row)
     print(json.dumps(machine))
-    print(
-        f"{'backend':10} {'/predict 512 med/p95':>21} {'bare':>7} {'x bare':>7} {'x B0 floor':>10} {'x own floor':>11} "
-        + " ".join(f"{n + ' ms (x bare)':>30}" for n in LARGE_SIZES)
+    header = (
+        f"{'backend':14} {'serves':14} {'bare 512':>9} {'/predict 512 med/p95':>21} {'e2e/bare':>8} {'vs onnx':>7} "
+        f"{'GFLOP/s':>8} {'%fp32pk':>7} {'%ownpk':>6} {'photo bare':>10} {'photo e2e':>9} {'RSS rdy/pk MB':>14}"
     )
-    for row in results:
-        if "error" in row:
-            print(f"{row['backend']:10} error: {row['error']}")
+    print(header)
+    for row in rows:
+        if "error" in row or "bare_512" not in row:
+            print(f"{row['backend']:14} error: {row.get('error') or row.get('e2e_error')}")
             continue
-        e2e = row["predict_512_png"]
-        large = " ".join(
-            f"{row[f'predict_{n}']['median_ms']:>22} ({row[f'predict_{n}']['ratio_to_bare']:>4}x)"
-            for n in LARGE_SIZES
-        )
+        e2e = row.get("e2e_predict_512_png", {})
+        photo_e2e = row.get("e2e_predict_photo", {}).get("median_ms", "-")
         print(
-            f"{row['backend']:10} {e2e['median_ms']:>10}/{e2e['p95_ms']:<10} {e2e['bare_median_ms']:>7} "
-            f"{e2e['ratio_to_bare']:>7} {row['ratio_to_b0_fp32_floor']:>10} {row['ratio_to_own_fp32_floor']:>11} {large}"
+            f"{row['backend']:14} {row.get('served_backend', ''):14} {row['bare_512']['median_ms']:>9} "
+            f"{e2e.get('median_ms', '-'):>10}/{e2e.get('p95_ms', '-'):<10} {row.get('e2e_over_bare', '-'):>8} "
+            f"{row.get('speedup_vs_onnx_e2e', '-'):>7} {row['achieved_gflops']:>8} "
+            f"{100 * (row['share_of_fp32_peak'] or 0):>6.1f}% {100 * (row['share_of_own_peak'] or 0):>5.1f}% "
+            f"{row['bare_photo']['median_ms']:>10} {photo_e2e:>9} "
+            f"{row.get('e2e_ready_rss_mb', '-'):>6}/{row.get('e2e_peak_rss_mb', '-'):<7}"
         )
+    for row in rows:
+        if "auto" in row or "e2e_auto" in row:
+            auto = row.get("e2e_auto") or row["auto"]
+            print(f"auto chose {auto['backend']}: {auto['why']}; load-time timings {auto['timings_ms']}")
     if args.out:
-        args.out.write_text(json.dumps({"machine": machine, "results": results}, indent=2))
+        args.out.write_text(json.dumps({"machine": machine, "results": rows}, indent=2))
 
 
 if __name__ == "__main__":

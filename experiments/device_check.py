@@ -25,6 +25,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -366,7 +367,7 @@ def training(out: Path, data_dir: Path, smoke: bool, budget: Budget) -> dict[str
             "data.pin_memory=false",
             "data.workers=0",
         ]
-    env = os.environ | {"VESSEL_DATA_DIR": str(data_dir), "HALF": "1", "JOBS_DIR": str(out / "jobs")}
+    env = os.environ | {"VESSEL_DATA_DIR": str(data_dir), "HALF": "1", "JOBS_DIR": str(jobs_dir(out))}
     env.setdefault("VESSEL_RUNS_DIR", str(out / "runs"))
     cmd = [
         "bash",
@@ -381,9 +382,14 @@ def training(out: Path, data_dir: Path, smoke: bool, budget: Budget) -> dict[str
     return {"exit": status, "packs": packs, "max_time_s": seconds if gpu else None, "profile": profile(out)}
 
 
+def jobs_dir(out: Path) -> Path:
+    """Where the training job runs (its checkpoints are large): beside OUT, not in it; the pack goes into OUT."""
+    return out.parent / f"{out.name}-jobs"
+
+
 def profile(out: Path) -> dict[str, float]:
     """Mean seconds per call of data loading and of the training step, from the simple profiler's table."""
-    log = out / "jobs" / "chase_gpu" / "stdout.log"
+    log = jobs_dir(out) / "chase_gpu" / "stdout.log"
     found: dict[str, float] = {}
     for line in log.read_text(errors="replace").splitlines() if log.is_file() else []:
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
@@ -488,8 +494,8 @@ def main() -> int:
     summary: dict[str, Any] = {"environment": environment(), "smoke": args.smoke}
     print(json.dumps(summary["environment"]), flush=True)
     model_dir = args.model or REPO / ".device" / "model"
-    if not (model_dir / "network.pt").is_file():
-        model_dir = export_model(out / "model", args.smoke)
+    if not (model_dir / "network.pt").is_file():  # kept out of OUT: everything there comes back, < 16 MiB
+        model_dir = export_model(Path(tempfile.mkdtemp(prefix="device-check-model-")), args.smoke)
         summary["model"] = "random-weight B0 (no trained model carried)"
     else:
         summary["model"] = str(model_dir)

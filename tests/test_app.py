@@ -1,7 +1,8 @@
 """The HTTP API through TestClient, with small real models registered in a tmp SQLite store.
 
 Every endpoint; every bad input (each followed by a normal predict that still works); API key on and off;
-the alias moved while 4 clients predict (zero failed requests); the ONNX backend; CORS; the static UI mount.
+the alias moved while 4 clients predict (zero failed requests); the ONNX and OpenVINO backends and `auto`; CORS;
+the static UI mount.
 """
 
 from __future__ import annotations
@@ -373,6 +374,55 @@ def test_onnx_int8_is_calibrated_cached_and_close_to_torch(registry: str, tmp_pa
         finally:
             client.__exit__(None, None, None)
     assert len(list((tmp_path / "onnx-cache").glob("*/model.int8-*.onnx"))) == 1
+
+
+def test_openvino_backends_are_converted_once_checked_and_match_torch(registry: str, tmp_path: Path) -> None:
+    pytest.importorskip("openvino")
+    from vessel_lightning.registry import set_alias
+
+    set_alias("1")
+    rgb = encode(photo())
+    expected = Predictor.from_uri("models:/vessel-unet/1").predict_proba(photo())
+    for backend, cached, precision, limit in [
+        ("openvino", False, "f32", 1),
+        ("openvino", True, "f32", 1),
+        ("openvino-bf16", True, "bf16", 8),  # bf16 keeps 8 mantissa bits: a few 8-bit levels
+    ]:
+        client = _client(_settings(registry, tmp_path, backend=backend))
+        try:
+            model = client.get("/model").json()
+            assert model["backend"] == backend, model["backend_details"]
+            details = model["backend_details"]["openvino"]
+            assert details["cached"] is cached and details["precision"] == precision
+            assert max(details["max_abs_diff_vs_torch"].values()) <= details["tolerance"]
+            prob = np.asarray(Image.open(io.BytesIO(_predict(client, rgb).content)))
+            assert np.abs(prob.astype(int) - np.round(expected * 255)).max() <= limit
+        finally:
+            client.__exit__(None, None, None)
+    assert len(list((tmp_path / "onnx-cache").glob("*/openvino/model.xml"))) == 1
+
+
+@pytest.mark.slow
+def test_auto_backend_times_gates_and_caches_its_choice(registry: str, tmp_path: Path) -> None:
+    pytest.importorskip("openvino")
+    from vessel_lightning.registry import set_alias
+
+    set_alias("1")
+    photos = tmp_path / "calibration"
+    photos.mkdir()
+    for seed in range(3):
+        Image.fromarray(photo(seed=seed)).save(photos / f"eye{seed}.png")
+    for cached in (False, True):
+        client = _client(_settings(registry, tmp_path, backend="auto", calibration_dir=photos))
+        try:
+            model = client.get("/model").json()
+            auto = model["backend_details"]["auto"]
+            assert auto["cached"] is cached and model["backend"] == auto["backend"], auto
+            assert {"onnx", "openvino", "torch"} <= set(auto["timings_ms"]) and not auto["refused"]
+            assert model["backend"] == "torch" or auto["mask_f1_vs_torch"][model["backend"]] >= 0.995
+            assert _predict(client, png_bytes()).status_code == 200
+        finally:
+            client.__exit__(None, None, None)
 
 
 def test_calibration_inputs_follow_the_contract(tmp_path: Path) -> None:

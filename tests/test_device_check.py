@@ -67,4 +67,4 @@ def test_device_check_smoke_runs_every_step(data_dir: Path, tmp_path: Path) -> N
     assert "./artifacts/network.pt" in names and "./artifacts/contract.json" in names
     assert "| fp32 |" in (out / "summary.md").read_text()
     too_big = [p for p in out.rglob("*") if p.is_file() and p.stat().st_size >= 16 * 1024 * 1024]
-    assert not [p for p in too_big if "jobs" not in p.parts and "runs" not in p.parts], too_big
+    assert not too_big  # everything under OUT comes back from the device machine

@@ -274,7 +274,7 @@ def test_vessel_predict_writes_masks_and_overlays(store: str, network, tmp_path:
         Image.fromarray(np.full((*size, 3), 120, np.uint8)).save(photos[-1])
     (tmp_path / "broken.png").write_bytes(b"not a png")
     code = predict_main([*map(str, photos), str(tmp_path / "broken.png"), "--out", str(tmp_path / "res"),
-                         "--threshold", "0.3"])  # fmt: skip
+                         "--threshold", "0.3", "--backend", "torch"])  # fmt: skip
     assert code == 1  # one photo failed, the others were written
     assert "broken.png: not a readable image" in capsys.readouterr().err
     mask = np.asarray(Image.open(tmp_path / "res" / "p0.mask.png"))
@@ -286,6 +286,32 @@ def test_vessel_predict_writes_masks_and_overlays(store: str, network, tmp_path:
     assert np.array_equal(prob, np.round(expected * 255).astype(np.uint8))
     assert np.array_equal(mask == 255, prob / 255.0 >= 0.3)  # the served rule: the 8-bit value thresholded
     assert Image.open(tmp_path / "res" / "p1.overlay.png").size == (64, 64)
+
+
+def test_eval_and_predict_run_on_a_chosen_backend(
+    store: str, network, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    pytest.importorskip("openvino")
+    from vessel_lightning.evaluation.evaluate import evaluate
+    from vessel_lightning.inference.batch import main as predict_main
+
+    monkeypatch.setenv("VESSEL_CACHE_DIR", str(tmp_path / "cache"))
+    root = make_masks_folder(tmp_path / "raw", count=4, size=(70, 90))
+    register(_logged_run(network, _contract(size=(64, 64))), alias="champion")
+    uri = "models:/vessel-unet@champion"
+    reference = evaluate(_eval_cfg(tmp_path, root, uri, "log_to_mlflow=false", "overlays=false"))
+    fast = evaluate(
+        _eval_cfg(tmp_path, root, uri, "log_to_mlflow=false", "overlays=false", "backend=openvino")
+    )
+    assert reference["protocol"]["backend"] == "torch" and fast["protocol"]["backend"] == "openvino"
+    assert abs(fast["f1"] - reference["f1"]) < 1e-3 and abs(fast["auc"] - reference["auc"]) < 1e-3
+    Image.fromarray(np.full((50, 60, 3), 120, np.uint8)).save(tmp_path / "eye.png")
+    assert predict_main([str(tmp_path / "eye.png"), "--out", str(tmp_path / "res"), "--backend", "onnx"]) == 0
+    assert "backend onnx" in capsys.readouterr().out
+    prob = np.asarray(Image.open(tmp_path / "res" / "eye.prob.png")).astype(int)
+    expected = Predictor.from_uri(uri).predict_proba(np.full((50, 60, 3), 120, np.uint8))
+    assert np.abs(prob - np.round(expected * 255)).max() <= 1
+    assert len(list((tmp_path / "cache").glob("*/model.onnx"))) == 1  # exported once, shared by both CLIs
 
 
 def test_parse_registry_uri() -> None:

@@ -153,8 +153,9 @@ def evaluate(cfg: Any) -> dict[str, Any]:
     """Run the evaluation described by ``conf/eval.yaml``; returns the summary written to ``summary.json``."""
     from tqdm.auto import tqdm
 
+    from vessel_lightning import store
     from vessel_lightning.data.prepare import load_sample
-    from vessel_lightning.inference.backends import build_cuda
+    from vessel_lightning.inference.backends import use_backend
     from vessel_lightning.inference.device import resolve_device
     from vessel_lightning.inference.measurements import measure_vessels
     from vessel_lightning.inference.overlays import error_overlay, save_png
@@ -179,10 +180,16 @@ def evaluate(cfg: Any) -> dict[str, Any]:
         )
     except ValueError as exc:
         raise EvaluationError(str(exc)) from None
-    precision = "fp32"
-    if device.type == "cuda":  # the GPU backend the service runs (half precision, channels_last)
-        built = build_cuda(predictor.network, predictor.contract, device, str(cfg.get("precision", "auto")))
-        predictor.network, precision = built.network, built.details["precision"]
+    calibration = cfg.get("calibration_dir")
+    backend = use_backend(
+        predictor,
+        str(cfg.get("backend", "torch")),
+        # The store's URI, as connect() resolves it, names the backend cache folder (no MLflow import needed).
+        tracking_uri=cfg.get("tracking_uri") or store.tracking_uri(),
+        calibration_dir=Path(str(calibration)).expanduser() if calibration else None,
+        precision=str(cfg.get("precision", "auto")),
+    )
+    precision = str(backend.details.get("precision", "fp32"))
     contract = predictor.contract
     samples, label_rule = evaluation_samples(cfg.data, str(cfg.split), contract)
     thresholds = sorted({0.5, float(contract.threshold)})
@@ -238,6 +245,7 @@ def evaluate(cfg: Any) -> dict[str, Any]:
         "scale": predictor.scale,
         "device": str(device),
         "precision": precision,
+        "backend": backend.backend,
         "pooled": "over all pixels of all images unless named per_image",
     }
     summary["model"] = {
@@ -248,6 +256,8 @@ def evaluate(cfg: Any) -> dict[str, Any]:
         "encoder": contract.encoder,
         "trained_on": contract.dataset,
     }
+    if "auto" in backend.details:
+        summary["backend_choice"] = backend.details["auto"]
     summary["seconds"] = round(time.perf_counter() - start, 1)
     _write_outputs(out, summary, rows, measured)
     log.info(
@@ -294,6 +304,7 @@ def _log_to_mlflow(cfg: Any, summary: dict[str, Any], out: Path) -> None:
     with mlflow.start_run(run_name=run_name, tags=tags):
         mlflow.log_params({"split": cfg.split, "dataset": cfg.data.name, "tta": cfg.tta, "window": cfg.get("window"),
                            "scale": cfg.get("scale", 1.0), "n_images": summary["n_images"],
+                           "backend": summary["protocol"]["backend"],
                            "threshold": summary["threshold"], "model_uri": model["uri"]})  # fmt: skip
         mlflow.log_metrics(
             {

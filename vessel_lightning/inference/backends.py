@@ -1,10 +1,13 @@
 """Backends that run the network for the Predictor (serving, evaluation, batch prediction): PyTorch eager, ONNX
-Runtime fp32, ONNX Runtime int8 on the CPU; PyTorch on a CUDA GPU (:class:`CudaNetwork`: half precision,
+Runtime fp32, ONNX Runtime int8, OpenVINO f32 / bf16 / int8 (:mod:`~vessel_lightning.inference.openvino_backend`)
+and ``auto``, the fastest of these that this CPU runs accurately
+(:mod:`~vessel_lightning.inference.backend_choice`); PyTorch on a CUDA GPU (:class:`CudaNetwork`: half precision,
 channels_last, cuDNN autotuning, warmed up at load).
 
 ONNX files are exported once per registered model version into a cache folder (``$VESSEL_CACHE_DIR``, default
 ``~/.cache/vessel-lightning/onnx``), keyed by tracking store, name, version and run id, and the fp32 export is
-checked against PyTorch (max abs difference of the probabilities and logits ≤ 1e-4) before it is used. The int8
+checked against PyTorch (max abs difference of the probabilities, and of the logits relative to their largest
+magnitude, ≤ 1e-4) before it is used. The int8
 model (static QDQ: uint8 activations, int8 weights) is calibrated on real photos from a folder; its accuracy is
 not implied by this module — measure F1 before choosing it.
 """
@@ -27,9 +30,9 @@ import torch
 from torch import nn
 
 from vessel_lightning.inference.contract import ModelContract
-from vessel_lightning.inference.predictor import ModelInfo
+from vessel_lightning.inference.predictor import ModelInfo, Predictor
 
-BACKENDS = ("torch", "onnx", "onnx-int8")
+BACKENDS = ("auto", "torch", "onnx", "onnx-int8", "openvino", "openvino-bf16", "openvino-int8")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 FP32_TOLERANCE = 1e-4
@@ -205,16 +208,25 @@ def export_onnx(network: nn.Module, path: Path, size: Sequence[int]) -> None:
 
 def compare(network: nn.Module, candidate: nn.Module, size: Sequence[int], seed: int = 0) -> dict[str, float]:
     """Max abs difference of logits and probabilities between a reference network and a candidate backend
-    (ONNX, int8, half precision on a GPU) on a fixed random batch."""
+    (ONNX, int8, OpenVINO, half precision on a GPU) on a fixed random batch, and of the logits relative to their
+    largest magnitude (float32 rounding grows with it)."""
     generator = torch.Generator().manual_seed(seed)
     batch = torch.rand(2, 3, *size, generator=generator)
     with torch.inference_mode():
         expected = network(batch).float()
         got = candidate(batch).float().to(expected.device)
+    logits = float((expected - got).abs().max())
     return {
-        "logits": float((expected - got).abs().max()),
+        "logits": logits,
+        "logits_relative": logits / max(1.0, float(expected.abs().max())),
         "probability": float((torch.sigmoid(expected) - torch.sigmoid(got)).abs().max()),
     }
+
+
+def fp32_mismatch(diff: dict[str, float]) -> bool:
+    """Whether a fp32 runtime's :func:`compare` result exceeds :data:`FP32_TOLERANCE` (probabilities, and logits
+    relative to their magnitude: a trained model's logits reach ±100, where float32 rounds at ~1e-5)."""
+    return max(diff["probability"], diff["logits_relative"]) > FP32_TOLERANCE
 
 
 def calibration_photos(folder: Path, limit: int = 16) -> list[Path]:
@@ -251,6 +263,12 @@ def calibration_inputs(
             chosen = sorted({round(i * (len(origins) - 1) / max(crops - 1, 1)) for i in range(crops)})
             windows = [rgb[t : t + height, lf : lf + width] for t, lf in (origins[i] for i in chosen)]
         yield (np.stack(windows).transpose(0, 3, 1, 2).astype(np.float32) / 255.0).copy()
+
+
+def calibration_id(photos: Sequence[Path]) -> str:
+    """A short hash of the calibration recipe and the photos' names and sizes (names cached int8 files)."""
+    identity = json.dumps([CALIBRATION_RECIPE, *((p.name, p.stat().st_size) for p in photos)])
+    return hashlib.sha256(identity.encode()).hexdigest()[:12]
 
 
 def quantize_int8(fp32_path: Path, int8_path: Path, photos: Sequence[Path], contract: ModelContract) -> None:
@@ -311,7 +329,7 @@ def _fp32_onnx(
     seconds = time.perf_counter() - start
     onnx_network = OnnxNetwork(path, threads)
     diff = compare(network, onnx_network, contract.size)
-    if max(diff.values()) > FP32_TOLERANCE:
+    if fp32_mismatch(diff):
         path.unlink(missing_ok=True)
         raise BackendError(f"ONNX export differs from PyTorch by {diff} (> {FP32_TOLERANCE}); not used")
     record = {
@@ -351,52 +369,19 @@ def build_cuda(
     return BackendResult(fast, "torch", details)
 
 
-def build_backend(
-    backend: str,
-    network: nn.Module,
-    contract: ModelContract,
-    info: ModelInfo,
-    *,
-    tracking_uri: str = "",
-    cache_dir: Path | None = None,
-    calibration_dir: Path | None = None,
-    threads: int | None = None,
-    device: torch.device | None = None,
-    precision: str = "auto",
-    compile: bool = False,
-) -> BackendResult:
-    """The network for ``backend`` (``torch``, ``onnx`` or ``onnx-int8``) on ``device`` (default: the CPU);
-    raises :class:`BackendError`.
-
-    On a CUDA device only ``torch`` runs (:func:`build_cuda`; ONNX Runtime here is the CPU build); ``precision``
-    and ``compile`` apply there.
-    """
-    if backend not in BACKENDS:
-        raise BackendError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    device = device or torch.device("cpu")
-    if device.type == "cuda":
-        if backend != "torch":
-            raise BackendError(f"backend {backend} runs on the CPU; on {device} the backend is torch")
-        return build_cuda(network, contract, device, precision, compile=compile)
-    resolve_precision(precision, device)  # half precision asked for on the CPU is an error, not ignored
-    if backend == "torch":
-        return BackendResult(network.eval(), "torch", {"device": "cpu", "precision": "fp32"})
-    folder = cache_folder(cache_dir or default_cache_dir(), info, tracking_uri)
-    fp32, record = _fp32_onnx(network.eval(), contract, folder, threads)
-    details = {"onnx_path": str(fp32.path), "fp32": record}
-    if backend == "onnx":
-        return BackendResult(fp32, "onnx", details)
+def int8_onnx(
+    folder: Path, contract: ModelContract, calibration_dir: Path | None
+) -> tuple[Path, dict[str, Any]]:
+    """The int8 QDQ ONNX model of ``folder`` (beside its checked ``model.onnx``), calibrated on the photos of
+    ``calibration_dir`` on first use and reused afterwards; returns its path and its record."""
     if calibration_dir is None or not Path(calibration_dir).is_dir():
         raise BackendError(
-            "onnx-int8 needs calibration photos: set VESSEL_CALIBRATION_DIR to a folder of photos"
+            "int8 backends need calibration photos: set VESSEL_CALIBRATION_DIR to a folder of photos"
         )
     photos = calibration_photos(Path(calibration_dir))
     if not photos:
         raise BackendError(f"no calibration photos found in {calibration_dir}")
-    calibration_id = hashlib.sha256(
-        json.dumps([CALIBRATION_RECIPE, *((p.name, p.stat().st_size) for p in photos)]).encode()
-    ).hexdigest()[:12]
-    int8_path = folder / f"model.int8-{calibration_id}.onnx"
+    int8_path = folder / f"model.int8-{calibration_id(photos)}.onnx"
     int8_record = _read_meta(folder).get(int8_path.name, {})
     cached = int8_path.is_file() and int8_record.get("sha256") == _sha256(int8_path)
     if not cached:
@@ -411,9 +396,81 @@ def build_backend(
             "quantize_seconds": round(time.perf_counter() - start, 2),
         }
         _write_meta(folder, _read_meta(folder) | {int8_path.name: int8_record})
+    return int8_path, int8_record | {"cached": cached}
+
+
+def build_backend(
+    backend: str,
+    network: nn.Module,
+    contract: ModelContract,
+    info: ModelInfo,
+    *,
+    tracking_uri: str = "",
+    cache_dir: Path | None = None,
+    calibration_dir: Path | None = None,
+    threads: int | None = None,
+    window: int | None = None,
+    device: torch.device | None = None,
+    precision: str = "auto",
+    compile: bool = False,
+) -> BackendResult:
+    """The network for ``backend`` (one of :data:`BACKENDS`; ``auto`` times this CPU's candidates and serves the
+    fastest that passes the mask gate, timed at the served ``window`` of tile models, see
+    :mod:`vessel_lightning.inference.backend_choice`) on ``device`` (default: the CPU); raises
+    :class:`BackendError`.
+
+    On a CUDA device the backend is PyTorch (``auto`` or ``torch``; :func:`build_cuda`: ONNX Runtime and OpenVINO
+    here are CPU builds), with ``precision`` and ``compile``; on the CPU, half precision is refused.
+    """
+    if backend not in BACKENDS:
+        raise BackendError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    device = device or torch.device("cpu")
+    if device.type == "cuda":
+        if backend not in ("auto", "torch"):
+            raise BackendError(f"backend {backend} runs on the CPU; on {device} the backend is torch")
+        return build_cuda(network, contract, device, precision, compile=compile)
+    resolve_precision(precision, device)  # half precision asked for on the CPU is an error, not ignored
+    if backend == "torch":
+        return BackendResult(network.eval(), "torch", {"device": "cpu", "precision": "fp32"})
+    if backend == "auto":
+        from vessel_lightning.inference.backend_choice import choose_backend
+
+        return choose_backend(
+            network, contract, info, tracking_uri=tracking_uri, cache_dir=cache_dir,
+            calibration_dir=calibration_dir, threads=threads, window=window,
+        )  # fmt: skip
+    folder = cache_folder(cache_dir or default_cache_dir(), info, tracking_uri)
+    fp32, record = _fp32_onnx(network.eval(), contract, folder, threads)
+    details = {"onnx_path": str(fp32.path), "fp32": record}
+    if backend.startswith("openvino"):
+        from vessel_lightning.inference.openvino_backend import build_openvino
+
+        return build_openvino(backend, network, contract, folder, calibration_dir, threads, details)
+    if backend == "onnx":
+        return BackendResult(fp32, "onnx", details)
+    int8_path, int8_record = int8_onnx(folder, contract, calibration_dir)
     int8 = OnnxNetwork(int8_path, threads)
-    int8_record = int8_record | {
-        "cached": cached,
-        "max_abs_diff_vs_torch": compare(network, int8, contract.size),
-    }
+    int8_record = int8_record | {"max_abs_diff_vs_torch": compare(network, int8, contract.size)}
     return BackendResult(int8, "onnx-int8", details | {"onnx_path": str(int8_path), "int8": int8_record})
+
+
+def use_backend(
+    predictor: Predictor,
+    backend: str,
+    *,
+    tracking_uri: str = "",
+    cache_dir: Path | None = None,
+    calibration_dir: Path | None = None,
+    threads: int | None = None,
+    precision: str = "auto",
+) -> BackendResult:
+    """Swap ``predictor``'s network for ``backend``'s on the predictor's device (for ``vessel-eval`` and
+    ``vessel-predict``); returns what :func:`build_backend` returned. On a GPU ``auto`` and ``torch`` give the
+    GPU backend in ``precision`` and CPU backends are refused with :class:`BackendError`."""
+    result = build_backend(
+        backend, predictor.network, predictor.contract, predictor.info, tracking_uri=tracking_uri,
+        cache_dir=cache_dir, calibration_dir=calibration_dir, threads=threads, window=predictor.window,
+        device=predictor.device, precision=precision,
+    )  # fmt: skip
+    predictor.network = result.network
+    return result

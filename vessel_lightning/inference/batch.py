@@ -4,6 +4,10 @@
     vessel-predict eyes/ --out results/ --model-uri runs:/<run_id>/model --threshold 0.4 --tta
     vessel-predict eyes/ --out results/ --format png,geojson --fov-degrees 30
     vessel-predict slitlamp/images --out slitlamp/annotations --format geojson   # then vessel-prepare data=geojson
+    vessel-predict eyes/ --out results/ --backend openvino-bf16 --calibration-dir train-photos/
+
+``--backend`` (default ``auto``, as ``vessel-serve``) picks the runtime: the fastest this CPU runs accurately, cached
+per model version and CPU, or a named one (``torch``, ``onnx``, ``openvino``, ...).
 
 For each photo (a folder stands for the image files directly inside it) writes into ``--out``: with
 ``--format png`` (default) ``<name>.mask.png`` ({0, 255} at the photo's size and the threshold),
@@ -20,6 +24,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -81,6 +86,7 @@ def measurement_columns() -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point ``vessel-predict``."""
+    from vessel_lightning.inference.backends import BACKENDS
     from vessel_lightning.registry import DEFAULT_ALIAS, DEFAULT_MODEL_NAME
 
     parser = argparse.ArgumentParser(prog="vessel-predict", description=__doc__.splitlines()[0])
@@ -112,7 +118,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--fov-degrees", type=float, help="the field's angular diameter (scale from its pixels)"
     )
     parser.add_argument("--tta", action="store_true", help="average flips (3× slower)")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--device", default="auto", help="auto (CUDA when PyTorch sees a GPU, else CPU), cpu, cuda, cuda:N"
+    )
+    parser.add_argument(
+        "--precision", default="auto", help="on a GPU: auto (fp16), fp32, fp16, bf16 (as VESSEL_PRECISION)"
+    )
+    parser.add_argument(
+        "--backend",
+        default="auto",
+        choices=BACKENDS,
+        help="runtime on the CPU (auto: the fastest accurate one, as vessel-serve)",
+    )
+    parser.add_argument(
+        "--calibration-dir",
+        type=Path,
+        default=os.environ.get("VESSEL_CALIBRATION_DIR") or None,
+        help="photos for int8 calibration and auto's mask gate (default: $VESSEL_CALIBRATION_DIR)",
+    )
     parser.add_argument("--tracking-uri", help="default: $MLFLOW_TRACKING_URI or the embedded store")
     args = parser.parse_args(argv)
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
@@ -125,7 +148,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from mlflow.exceptions import MlflowException
     from tqdm.auto import tqdm
 
+    from vessel_lightning.inference.backends import BackendError, use_backend
     from vessel_lightning.inference.contract import ContractError
+    from vessel_lightning.inference.device import resolve_device
     from vessel_lightning.inference.predictor import Predictor
     from vessel_lightning.registry import RegistryError, connect
 
@@ -134,15 +159,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("error: no image files found in " + ", ".join(map(str, args.photos)), file=sys.stderr)
         return 1
     try:
-        connect(args.tracking_uri)
+        uri = connect(args.tracking_uri)
         predictor = Predictor.from_uri(
             args.model_uri,
             tta=args.tta,
-            device=args.device,
+            device=resolve_device(args.device, "--device"),
             scale=args.scale,
             reference_diameter=args.reference_fov_diameter,
         )
-    except (MlflowException, ContractError, RegistryError, ValueError) as exc:
+        backend = use_backend(
+            predictor,
+            args.backend,
+            tracking_uri=uri,
+            calibration_dir=args.calibration_dir,
+            precision=args.precision,
+        )
+    except (MlflowException, ContractError, RegistryError, BackendError, ValueError) as exc:
         print(f"error: {str(exc).splitlines()[0]}", file=sys.stderr)
         return 1
     threshold = predictor.threshold if args.threshold is None else args.threshold
@@ -162,7 +194,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             writer.writerow(row)
             handle.flush()  # an interrupted run keeps every finished row
     done = len(photos) - failed
-    print(f"{done} photo(s) → {args.out} (model {predictor.info.uri}, threshold {threshold:.2f}, {CSV_NAME})")
+    print(
+        f"{done} photo(s) → {args.out} (model {predictor.info.uri}, threshold {threshold:.2f}, "
+        f"backend {backend.backend}, {CSV_NAME})"
+    )
     return 1 if failed else 0
 
 

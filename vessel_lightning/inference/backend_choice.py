@@ -1,0 +1,353 @@
+"""``VESSEL_BACKEND=auto``: serve the fastest backend this CPU runs whose masks agree with fp32 PyTorch's.
+
+At load: read the CPU's features (``/proc/cpuinfo`` flags, else ``lscpu``), list the candidates it supports (fp32
+always; bf16 only with ``avx512_bf16``/AMX; int8 only with VNNI/AMX; reduced precision only when calibration
+photos can prove its masks), build each, time each on the served window interleaved (medians), then walk them
+fastest first through the accuracy gate: on the calibration photos' inputs, the candidate's mask at the
+contract threshold must agree with fp32 PyTorch's mask to pixel F1 ≥ :data:`MASK_F1_MIN`. PyTorch fp32 is the
+reference and always passes. The decision is cached per model version (in the backend cache folder) and CPU
+(model name, relevant flags, threads, library versions, calibration photos), so a restart builds one backend.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import hashlib
+import json
+import logging
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import partial
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from vessel_lightning.inference.backends import (
+    BackendError,
+    BackendResult,
+    _read_meta,
+    _write_meta,
+    cache_folder,
+    calibration_id,
+    calibration_inputs,
+    calibration_photos,
+    default_cache_dir,
+)
+from vessel_lightning.inference.contract import ModelContract
+from vessel_lightning.inference.predictor import ModelInfo, served_mask
+
+# The demo champion's bf16 masks scored 0.9976 (test F1 within 0.0003), int8's 0.947 (HRF test F1 -0.009):
+# experiments/RESULTS.md, "CPU backends chosen at load".
+MASK_F1_MIN = 0.995
+TIMING_ITERATIONS = 5
+GATE_PHOTOS = 8
+PRUNE_RATIO = 2.0  # a candidate this many times slower than the fastest is not timed further
+# Bump when the way candidates are listed, timed or gated changes, so older cached decisions are not reused.
+DECISION_RECIPE = "1"
+BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+INT8_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
+# Flags that change which candidate wins; part of the decision's cache key.
+SPEED_FLAGS = BF16_FLAGS | INT8_FLAGS | frozenset({"avx2", "fma", "avx512f", "amx_tile", "avx512_fp16"})
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CpuFeatures:
+    """The CPU's model name and feature flags (as ``/proc/cpuinfo`` spells them)."""
+
+    model: str
+    flags: frozenset[str]
+
+    @property
+    def bf16(self) -> bool:
+        """Whether the CPU has bf16 dot products (``avx512_bf16`` or AMX)."""
+        return bool(self.flags & BF16_FLAGS)
+
+    @property
+    def int8(self) -> bool:
+        """Whether the CPU has int8 dot products (AVX-512 VNNI, AVX-VNNI or AMX)."""
+        return bool(self.flags & INT8_FLAGS)
+
+
+def parse_cpu_features(text: str) -> CpuFeatures:
+    """Features from ``/proc/cpuinfo`` text (first processor) or ``lscpu`` output; unknown fields are ignored."""
+    model, flags = "", ""
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        key = key.strip().lower()
+        if not sep:
+            continue
+        if key == "model name" and not model:
+            model = value.strip()
+        elif key in ("flags", "features") and not flags:
+            flags = value
+    return CpuFeatures(model or platform.processor() or platform.machine(), frozenset(flags.split()))
+
+
+def read_cpu_features() -> CpuFeatures:
+    """This machine's CPU features: ``/proc/cpuinfo``, else ``lscpu``, else no flags (fp32 candidates only)."""
+    try:
+        return parse_cpu_features(Path("/proc/cpuinfo").read_text())
+    except OSError:
+        pass
+    lscpu = shutil.which("lscpu")
+    if lscpu:
+        try:
+            output = subprocess.run([lscpu], capture_output=True, text=True, timeout=10, check=False).stdout
+            return parse_cpu_features(output)
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return CpuFeatures(platform.processor() or platform.machine(), frozenset())
+
+
+def candidate_backends(
+    features: CpuFeatures, *, openvino: bool, calibration: bool
+) -> tuple[list[str], dict[str, str]]:
+    """The backends worth timing on a CPU with ``features`` and why each other one is not.
+
+    ``openvino``: whether the package is installed; ``calibration``: whether calibration photos exist (int8
+    needs them to calibrate, and reduced precision needs them for the mask gate). Returns (candidates, skipped).
+    """
+    considered, skipped = ["onnx"], {}
+    no_openvino = "the openvino package is not installed"
+    no_photos = "no calibration photos (VESSEL_CALIBRATION_DIR) to prove its masks"
+    if openvino:
+        considered.append("openvino")
+    else:
+        skipped["openvino"] = no_openvino
+    reduced = {
+        "openvino-bf16": (features.bf16, "bf16", True),
+        "onnx-int8": (features.int8, "int8", False),
+        "openvino-int8": (features.int8, "int8", True),
+    }
+    for name, (supported, kind, needs_openvino) in reduced.items():
+        if not supported:
+            flags = BF16_FLAGS if kind == "bf16" else INT8_FLAGS
+            skipped[name] = f"the CPU has no {kind} units ({' / '.join(sorted(flags))})"
+        elif needs_openvino and not openvino:
+            skipped[name] = no_openvino
+        elif not calibration:
+            skipped[name] = no_photos
+        else:
+            considered.append(name)
+    considered.append("torch")
+    return considered, skipped
+
+
+def time_networks(
+    networks: dict[str, nn.Module],
+    shape: Sequence[int],
+    iterations: int = TIMING_ITERATIONS,
+    warmup: int = 1,
+    prune_ratio: float = PRUNE_RATIO,
+) -> dict[str, float]:
+    """Median ms of one forward of each network on a random batch of ``shape``, called in turn (a busy neighbour
+    slows all of them alike); a network slower than ``prune_ratio`` × the fastest in the first timed round is
+    not timed again (its one time is its median)."""
+    batch = torch.rand(*shape, generator=torch.Generator().manual_seed(0))
+    times: dict[str, list[float]] = {name: [] for name in networks}
+    active = dict(networks)
+    with torch.inference_mode():
+        for round_ in range(warmup + iterations):
+            for name, network in active.items():
+                start = time.perf_counter()
+                network(batch)
+                if round_ >= warmup:
+                    times[name].append((time.perf_counter() - start) * 1000)
+            if round_ == warmup:
+                fastest = min(values[0] for values in times.values())
+                active = {n: net for n, net in active.items() if times[n][0] <= prune_ratio * fastest}
+    return {name: round(statistics.median(values), 1) for name, values in times.items()}
+
+
+def gate_masks(network: nn.Module, batches: Sequence[np.ndarray], threshold: float) -> list[np.ndarray]:
+    """The served masks (:func:`served_mask`) of ``network`` on each float batch [N, 3, H, W]."""
+    with torch.inference_mode():
+        return [
+            served_mask(torch.sigmoid(network(torch.from_numpy(b)).float()).numpy(), threshold)
+            for b in batches
+        ]
+
+
+def mask_f1(masks: Sequence[np.ndarray], reference: Sequence[np.ndarray]) -> float:
+    """Pixel F1 (Dice) of ``masks`` against ``reference``, pooled; 1.0 when both are empty."""
+    tp = sum(int(np.count_nonzero(m & r)) for m, r in zip(masks, reference, strict=True))
+    disagree = sum(int(np.count_nonzero(m ^ r)) for m, r in zip(masks, reference, strict=True))
+    return 1.0 if tp + disagree == 0 else 2 * tp / (2 * tp + disagree)
+
+
+def _versions() -> str:
+    found = []
+    for package in ("onnxruntime", "openvino", "torch"):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            found.append(f"{package}={metadata.version(package)}")
+    return ",".join(found)
+
+
+def decision_key(
+    features: CpuFeatures,
+    threads: int,
+    shape: Sequence[int],
+    photos: Sequence[Path],
+    candidates: Sequence[str],
+) -> str:
+    """What a cached decision depends on: CPU model and relevant flags, threads, timed shape, library versions,
+    calibration photos and candidates (a readable prefix and a hash)."""
+    identity = json.dumps(
+        [
+            DECISION_RECIPE,
+            features.model,
+            sorted(features.flags & SPEED_FLAGS),
+            threads,
+            list(shape),
+            _versions(),
+            calibration_id(photos) if photos else None,
+            list(candidates),
+        ]
+    )
+    return f"{features.model} x{threads}-{hashlib.sha256(identity.encode()).hexdigest()[:12]}"
+
+
+def choose_backend(
+    network: nn.Module,
+    contract: ModelContract,
+    info: ModelInfo,
+    *,
+    tracking_uri: str = "",
+    cache_dir: Path | None = None,
+    calibration_dir: Path | None = None,
+    threads: int | None = None,
+    window: int | None = None,
+    features: CpuFeatures | None = None,
+    candidates: Sequence[str] | None = None,
+    build: Callable[[str], BackendResult] | None = None,
+    iterations: int = TIMING_ITERATIONS,
+) -> BackendResult:
+    """The fastest candidate that passes the mask gate, with ``details["auto"]`` saying what was timed, refused and
+    chosen, and why.
+
+    ``window``: the side of the served sliding window (tile models; None: the contract's size) at which candidates
+    are timed; ``features``: the CPU's (default: read from this machine); ``candidates``: the backends to try
+    (default: :func:`candidate_backends`); ``build``: name → :class:`BackendResult` (default:
+    :func:`~vessel_lightning.inference.backends.build_backend` with these arguments). Raises
+    :class:`BackendError` only if no candidate, not even ``torch``, can be built.
+    """
+    from vessel_lightning.inference.backends import build_backend
+    from vessel_lightning.inference.openvino_backend import openvino_available
+
+    features = features or read_cpu_features()
+    threads = threads or os.cpu_count() or 1
+    photos_dir = Path(calibration_dir) if calibration_dir else None
+    photos = calibration_photos(photos_dir, GATE_PHOTOS) if photos_dir and photos_dir.is_dir() else []
+    skipped: dict[str, str] = {}
+    if candidates is None:
+        candidates, skipped = candidate_backends(
+            features, openvino=openvino_available(), calibration=bool(photos)
+        )
+    if build is None:
+        build = partial(
+            build_backend, network=network, contract=contract, info=info, tracking_uri=tracking_uri,
+            cache_dir=cache_dir, calibration_dir=calibration_dir, threads=threads,
+        )  # fmt: skip
+    side = window if contract.mode == "tiles" and window else None
+    shape = (1, contract.in_channels, side or contract.size[0], side or contract.size[1])
+    folder = cache_folder(cache_dir or default_cache_dir(), info, tracking_uri)
+    key = decision_key(features, threads, shape, photos, candidates)
+    cached = _read_meta(folder).get("auto", {}).get(key)
+    if cached:
+        try:
+            result = build(cached["backend"])
+            return BackendResult(
+                result.network, result.backend, result.details | {"auto": cached | {"cached": True}}
+            )
+        except BackendError as exc:
+            log.warning(
+                "cached auto decision %s cannot be rebuilt (%s); deciding again", cached["backend"], exc
+            )
+    start = time.perf_counter()
+    built: dict[str, BackendResult] = {}
+    refused: dict[str, str] = {}
+    for name in candidates:
+        try:
+            built[name] = build(name)
+        except BackendError as exc:
+            refused[name] = f"not built: {str(exc).splitlines()[0]}"
+    if not built:
+        raise BackendError(f"auto: no backend could be built: {refused}")
+    timings = time_networks({name: result.network for name, result in built.items()}, shape, iterations)
+    gate: dict[str, float] = {}
+    reference: list[np.ndarray] | None = None
+    batches = list(calibration_inputs(photos, contract)) if photos else []
+    chosen = None
+    for name in sorted(built, key=timings.__getitem__):
+        if name != "torch" and batches:
+            if reference is None:
+                reference = gate_masks(network, batches, contract.threshold)
+            gate[name] = round(
+                mask_f1(gate_masks(built[name].network, batches, contract.threshold), reference), 5
+            )
+            if gate[name] < MASK_F1_MIN:
+                refused[name] = f"mask F1 {gate[name]:.4f} against fp32 PyTorch < {MASK_F1_MIN}"
+                continue
+        chosen = name
+        break
+    if chosen is None:  # torch was not built (it cannot fail) or every candidate was refused
+        raise BackendError(f"auto: every candidate was refused: {refused}")
+    fastest = min(timings, key=timings.__getitem__)
+    why = (
+        f"fastest of {len(timings)} timed"
+        if chosen == fastest
+        else f"fastest that passed the gate ({fastest} was refused)"
+    )
+    why += (
+        f"; its masks agree with fp32 PyTorch's to pixel F1 {gate[chosen]:.4f} ≥ {MASK_F1_MIN} on {len(photos)} "
+        "calibration photos"
+        if chosen in gate
+        else (
+            "; it is fp32 PyTorch, the reference"
+            if chosen == "torch"
+            else "; fp32, checked against PyTorch at load"
+        )
+    )
+    decision = {
+        "backend": chosen,
+        "why": why,
+        "cpu": features.model,
+        "cpu_bf16": features.bf16,
+        "cpu_int8": features.int8,
+        "threads": threads,
+        "timed_shape": list(shape),
+        "timings_ms": dict(sorted(timings.items(), key=lambda item: item[1])),
+        "mask_f1_vs_torch": gate,
+        "mask_f1_min": MASK_F1_MIN,
+        "gate_photos": len(photos),
+        "refused": refused,
+        "skipped": skipped,
+        "decide_seconds": round(time.perf_counter() - start, 1),
+        "decided_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    log.info("auto backend: %s (%s); timings %s", chosen, why, decision["timings_ms"])
+    result = built.pop(chosen)
+    built.clear()
+    gc.collect()  # the losing candidates' runtimes hold hundreds of MB
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        meta = _read_meta(folder)
+        _write_meta(folder, meta | {"auto": meta.get("auto", {}) | {key: decision}})
+    except OSError as exc:  # a read-only cache costs the next start a new decision, not this one its model
+        log.warning("auto decision not cached: %s", exc)
+    return BackendResult(
+        result.network, result.backend, result.details | {"auto": decision | {"cached": False}}
+    )

@@ -1,0 +1,172 @@
+"""The OpenVINO backend: the checked ONNX export (or its int8 QDQ twin) compiled by OpenVINO for this CPU, in f32,
+bf16 (on CPUs with ``avx512_bf16`` or AMX) or int8 (the ``onnx-int8`` calibration, run by OpenVINO's int8 kernels).
+
+The ONNX file is converted once per model version into OpenVINO IR in the backend cache folder; compiled
+networks are kept per input shape (static shapes run ~20 % faster than one dynamic compile) and OpenVINO's own
+compiled-blob cache sits beside them. At load the network is compared with PyTorch on a fixed random batch:
+f32 must agree as the ONNX export does (:func:`~vessel_lightning.inference.backends.fp32_mismatch`), bf16 to
+:data:`BF16_PROBABILITY_TOLERANCE` in probability; int8 is recorded only (its masks are judged by ``auto``'s gate).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from vessel_lightning.inference.backends import (
+    FP32_TOLERANCE,
+    BackendError,
+    BackendResult,
+    _read_meta,
+    _sha256,
+    _write_meta,
+    compare,
+    fp32_mismatch,
+    int8_onnx,
+)
+from vessel_lightning.inference.contract import ModelContract
+
+PRECISIONS = {"openvino": "f32", "openvino-bf16": "bf16", "openvino-int8": "int8"}
+# bf16 keeps 8 bits of mantissa: a random-weight B0's probabilities moved by 0.002 at 512²; a move past 0.05
+# means a broken conversion, not rounding.
+BF16_PROBABILITY_TOLERANCE = 0.05
+MAX_SHAPES = 8  # compiled shapes kept per network (window batches, resize inputs); least recently used goes
+
+
+def openvino_available() -> bool:
+    """Whether the ``openvino`` package imports (it is part of the ``serve`` extra)."""
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class OpenVinoNetwork(nn.Module):
+    """An OpenVINO model behind the ``nn.Module`` interface the Predictor expects (logits out).
+
+    ``path`` is an IR ``.xml`` (or ONNX) file; ``precision`` is ``f32``, ``bf16`` or ``int8`` (int8 files run their
+    non-quantised layers in f32); ``threads`` the inference threads (None: all cores); ``blob_cache`` a folder for
+    OpenVINO's compiled-model cache.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        precision: str = "f32",
+        threads: int | None = None,
+        blob_cache: Path | None = None,
+    ) -> None:
+        super().__init__()
+        import openvino as ov
+
+        self.path = Path(path)
+        self.precision = precision
+        self.core = ov.Core()
+        if blob_cache is not None:
+            self.core.set_property({"CACHE_DIR": str(blob_cache)})
+        self.config = {
+            "INFERENCE_NUM_THREADS": threads or os.cpu_count() or 1,
+            "PERFORMANCE_HINT": "LATENCY",
+            # OpenVINO picks bf16 by itself on CPUs that have it: f32 and int8 must say f32.
+            "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
+        }
+        self.model = self.core.read_model(str(path))
+        # Per input shape: the compiled model and one infer request per thread (a request is not thread-safe).
+        self._compiled: OrderedDict[tuple[int, ...], tuple[Any, dict[int, Any]]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _request_for(self, shape: tuple[int, ...]) -> Any:
+        with self._lock:
+            entry = self._compiled.get(shape)
+            if entry is None:
+                model = self.model.clone()
+                model.reshape({model.inputs[0].any_name: list(shape)})
+                entry = self._compiled[shape] = (self.core.compile_model(model, "CPU", self.config), {})
+                while len(self._compiled) > MAX_SHAPES:
+                    self._compiled.popitem(last=False)
+            self._compiled.move_to_end(shape)
+            compiled, requests = entry
+            thread = threading.get_ident()
+            if thread not in requests:
+                requests[thread] = compiled.create_infer_request()
+            return requests[thread]
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        """Logits [N, 1, H, W] of a float batch [N, 3, H, W] in [0, 1]."""
+        array = np.ascontiguousarray(batch.detach().cpu().numpy(), dtype=np.float32)
+        result = self._request_for(tuple(array.shape)).infer({0: array})
+        return torch.from_numpy(np.array(result[0], dtype=np.float32, copy=True))
+
+
+def convert_to_ir(onnx_path: Path, folder: Path) -> tuple[Path, dict[str, Any]]:
+    """OpenVINO IR (``openvino/<onnx stem>.xml`` + ``.bin``, weights kept f32) of ``onnx_path``, converted once and
+    reused while the ONNX file's hash is unchanged; returns its path and record."""
+    import openvino as ov
+
+    target = folder / "openvino" / f"{onnx_path.stem}.xml"
+    key = f"openvino/{target.name}"
+    source_hash = _sha256(onnx_path)
+    record = _read_meta(folder).get(key, {})
+    if target.is_file() and target.with_suffix(".bin").is_file() and record.get("onnx_sha256") == source_hash:
+        return target, record | {"cached": True}
+    target.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    temporary = target.with_name(f"{target.stem}.{os.getpid()}.tmp.xml")
+    try:
+        ov.save_model(ov.Core().read_model(str(onnx_path)), str(temporary), compress_to_fp16=False)
+        os.replace(temporary.with_suffix(".bin"), target.with_suffix(".bin"))
+        os.replace(temporary, target)
+    except Exception as exc:
+        raise BackendError(f"OpenVINO conversion failed: {type(exc).__name__}: {exc}") from exc
+    finally:
+        temporary.unlink(missing_ok=True)
+        temporary.with_suffix(".bin").unlink(missing_ok=True)
+    record = {"onnx_sha256": source_hash, "convert_seconds": round(time.perf_counter() - start, 2)}
+    _write_meta(folder, _read_meta(folder) | {key: record})
+    return target, record | {"cached": False}
+
+
+def build_openvino(
+    backend: str,
+    network: nn.Module,
+    contract: ModelContract,
+    folder: Path,
+    calibration_dir: Path | None,
+    threads: int | None,
+    details: dict[str, Any],
+) -> BackendResult:
+    """The OpenVINO network for ``backend`` (``openvino``, ``openvino-bf16``, ``openvino-int8``) from the checked
+    ONNX export in ``folder`` (``details`` describes it); raises :class:`BackendError`."""
+    if not openvino_available():
+        raise BackendError(f"{backend} needs the openvino package (pip install 'vessel-lightning[serve]')")
+    precision = PRECISIONS[backend]
+    onnx_path = folder / "model.onnx"
+    if precision == "int8":
+        onnx_path, int8_record = int8_onnx(folder, contract, calibration_dir)
+        details = details | {"int8": int8_record}
+    ir_path, ir_record = convert_to_ir(onnx_path, folder)
+    try:
+        compiled = OpenVinoNetwork(ir_path, precision, threads, blob_cache=folder / "openvino" / "blobs")
+        diff = compare(network, compiled, contract.size)
+    except Exception as exc:
+        raise BackendError(f"OpenVINO {precision} failed: {type(exc).__name__}: {exc}") from exc
+    limit = {"f32": FP32_TOLERANCE, "bf16": BF16_PROBABILITY_TOLERANCE}.get(precision)
+    # int8 is judged by its masks (auto's gate), not by a tensor tolerance.
+    refused = {"f32": fp32_mismatch(diff), "bf16": diff["probability"] > BF16_PROBABILITY_TOLERANCE}
+    if refused.get(precision, False):
+        raise BackendError(f"OpenVINO {precision} differs from PyTorch by {diff} (> {limit}); not used")
+    check = {"max_abs_diff_vs_torch": diff, "tolerance": limit}
+    return BackendResult(
+        compiled,
+        backend,
+        details | {"openvino_path": str(ir_path), "openvino": ir_record | {"precision": precision} | check},
+    )
