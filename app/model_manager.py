@@ -44,8 +44,10 @@ class LoadedModel:
 
     @property
     def precision(self) -> str:
-        """The precision the network runs in (fp32 unless a GPU backend runs half precision)."""
-        return str(self.backend_details.get("precision", "fp32"))
+        """The precision the network runs in: the GPU backend's, else the CPU backend's by its name."""
+        if "precision" in self.backend_details:
+            return str(self.backend_details["precision"])
+        return next((p for p in ("bf16", "int8") if p in self.backend), "fp32")
 
     @property
     def version(self) -> str:

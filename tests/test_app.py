@@ -392,6 +392,7 @@ def test_openvino_backends_are_converted_once_checked_and_match_torch(registry: 
         try:
             model = client.get("/model").json()
             assert model["backend"] == backend, model["backend_details"]
+            assert model["precision"] == ("bf16" if backend == "openvino-bf16" else "fp32")
             details = model["backend_details"]["openvino"]
             assert details["cached"] is cached and details["precision"] == precision
             assert max(details["max_abs_diff_vs_torch"].values()) <= details["tolerance"]
