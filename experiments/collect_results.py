@@ -46,8 +46,10 @@ KEY_COLUMNS = (
     "precision",
     "backend",
     "run_id",
+    "source",
 )
 _FLOAT = re.compile(r"-?\d+(?:\.\d+)?")
+_PER_SET_F1 = re.compile(r"^(chase_db1|hrf) test f1")
 _RUN = re.compile(r"\b[0-9a-f]{32}\b")
 _BACKENDS = ("onnx-int8", "openvino-int8", "openvino-bf16", "openvino", "onnx")  # longest first
 _MARKDOWN_METRICS = {"f1": "f1", "iou": "iou", "cldice": "cldice", "thin recall": "thin_recall", "auc": "auc"}
@@ -96,7 +98,10 @@ def from_markdown(text: str) -> list[dict[str, Any]]:
         while i < len(lines) and lines[i].strip().startswith("|"):
             cells = [c.strip() for c in lines[i].strip().strip("|").split("|")]
             i += 1
-            if "f1" not in header or len(cells) != len(header):
+            per_set = [
+                h for h in header if _PER_SET_F1.match(h)
+            ]  # "CHASE_DB1 test F1 (8 photos)", "HRF test F1 …"
+            if ("f1" not in header and not per_set) or len(cells) != len(header):
                 continue
             values = dict(zip(header, cells, strict=True))
             row_text = " ".join(cells)
@@ -124,12 +129,27 @@ def from_markdown(text: str) -> list[dict[str, Any]]:
             }
             if header[0] == "scale":  # a table of scales: its first column is the setting
                 row["scale"] = "auto" if "auto" in cells[0] else _first_float(cells[0])
+            if "precision" in values:
+                row["precision"] = values["precision"].split()[0].replace("f32", "fp32").strip("`")
             for name, column in _MARKDOWN_METRICS.items():
                 row[column] = _first_float(values[name]) if name in values else None
             threshold = next((v for k, v in values.items() if k.startswith("threshold")), "")
             row["threshold"] = _first_float(threshold)
             if row["f1"] is not None:
                 rows.append(row)
+            for column in per_set:  # one row per data set of a table with an F1 column for each
+                data_set = "hrf" if column.startswith("hrf") else "chase_db1"
+                f1 = _first_float(values[column]) if "not run" not in values[column] else None
+                if f1 is not None:
+                    scale = re.search(r"scale=([\d.]+)", column)
+                    rows.append(
+                        row
+                        | {
+                            "tested_on": data_set,
+                            "f1": f1,
+                            "scale": scale.group(1) if scale else row["scale"],
+                        }
+                    )
     return rows
 
 

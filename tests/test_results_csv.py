@@ -79,15 +79,21 @@ def test_summary_row_carries_device_precision_and_backend(tmp_path: Path) -> Non
 def test_results_csv_holds_every_accuracy_row_of_results_md() -> None:
     expected = from_markdown((REPO / "experiments" / "RESULTS.md").read_text())
     with (REPO / "experiments" / "results.csv").open(newline="") as handle:
-        stored = {(r["experiment"], r["tested_on"], r["run_id"], r["tta"]): r for r in csv.DictReader(handle)}
+        stored = {
+            (r["experiment"], r["tested_on"], r["run_id"], r["tta"], r["source"]): r
+            for r in csv.DictReader(handle)
+        }
     assert len(expected) >= 30
     missing = [
         r["experiment"]
         for r in expected
-        if (r["experiment"], r["tested_on"], r["run_id"], str(r["tta"])) not in stored
+        if (r["experiment"], r["tested_on"], r["run_id"], str(r["tta"]), r["source"]) not in stored
     ]
     assert not missing, (
         f"rows of RESULTS.md missing from results.csv (run collect_results.py --from-markdown): {missing}"
     )
     for r in expected:
-        assert float(stored[(r["experiment"], r["tested_on"], r["run_id"], str(r["tta"]))]["f1"]) == r["f1"]
+        assert (
+            float(stored[(r["experiment"], r["tested_on"], r["run_id"], str(r["tta"]), r["source"])]["f1"])
+            == r["f1"]
+        )
