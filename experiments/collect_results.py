@@ -122,7 +122,11 @@ def from_markdown(text: str) -> list[dict[str, Any]]:
                 "window": window.group(1) if window else "",
                 "scale": (re.search(r"scale=([\d.]+)", row_text) or [None, 1.0])[1],
                 "device": "cuda" if re.search(r"\b(gpu|cuda|h100|h200|a100)\b", lowered) else "cpu",
-                "precision": "fp32",
+                "precision": "bf16"
+                if "bf16" in cells[0].lower()
+                else "int8"
+                if "int8" in cells[0].lower()
+                else "fp32",
                 "backend": next((b for b in _BACKENDS if b in cells[0].lower()), "torch"),
                 "run_id": run_id,
                 "source": f"RESULTS.md: {heading}",

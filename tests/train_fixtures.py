@@ -68,6 +68,7 @@ def small_overrides(runs_dir: Path | str) -> list[str]:
         "model.encoder_weights=null",
         "model.num_samples=2",
         "trainer=cpu",
+        "trainer.precision=32-true",  # the same numerics on every CPU (bf16 units or not)
         "trainer.max_epochs=2",
         "trainer.log_every_n_steps=1",
         "++trainer.enable_progress_bar=false",

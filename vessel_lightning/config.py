@@ -1,8 +1,13 @@
-"""Where the Hydra configs live, in a source checkout and in an installed wheel."""
+"""Where the Hydra configs live, in a source checkout and in an installed wheel, and the resolvers they use that
+read the machine (``${cpu_precision:}``: the training precision this CPU runs best)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from vessel_lightning.hardware import cpu_training_precision
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -16,3 +21,7 @@ def _find_config_dir() -> Path:
 
 
 CONFIG_DIR: Path = _find_config_dir()
+
+# Registered on import, so every path that composes these configs (CLIs, tests, sweeps) can resolve it.
+if not OmegaConf.has_resolver("cpu_precision"):
+    OmegaConf.register_new_resolver("cpu_precision", cpu_training_precision)

@@ -17,13 +17,9 @@ import hashlib
 import json
 import logging
 import os
-import platform
-import shutil
 import statistics
-import subprocess
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from importlib import metadata
@@ -33,6 +29,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from vessel_lightning.hardware import (  # noqa: F401  (re-exported: the CPU facts auto decides by)
+    BF16_FLAGS,
+    INT8_FLAGS,
+    CpuFeatures,
+    parse_cpu_features,
+    read_cpu_features,
+)
 from vessel_lightning.inference.backends import (
     BackendError,
     BackendResult,
@@ -55,61 +58,10 @@ GATE_PHOTOS = 8
 PRUNE_RATIO = 2.0  # a candidate this many times slower than the fastest is not timed further
 # Bump when the way candidates are listed, timed or gated changes, so older cached decisions are not reused.
 DECISION_RECIPE = "1"
-BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
-INT8_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
 # Flags that change which candidate wins; part of the decision's cache key.
 SPEED_FLAGS = BF16_FLAGS | INT8_FLAGS | frozenset({"avx2", "fma", "avx512f", "amx_tile", "avx512_fp16"})
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class CpuFeatures:
-    """The CPU's model name and feature flags (as ``/proc/cpuinfo`` spells them)."""
-
-    model: str
-    flags: frozenset[str]
-
-    @property
-    def bf16(self) -> bool:
-        """Whether the CPU has bf16 dot products (``avx512_bf16`` or AMX)."""
-        return bool(self.flags & BF16_FLAGS)
-
-    @property
-    def int8(self) -> bool:
-        """Whether the CPU has int8 dot products (AVX-512 VNNI, AVX-VNNI or AMX)."""
-        return bool(self.flags & INT8_FLAGS)
-
-
-def parse_cpu_features(text: str) -> CpuFeatures:
-    """Features from ``/proc/cpuinfo`` text (first processor) or ``lscpu`` output; unknown fields are ignored."""
-    model, flags = "", ""
-    for line in text.splitlines():
-        key, sep, value = line.partition(":")
-        key = key.strip().lower()
-        if not sep:
-            continue
-        if key == "model name" and not model:
-            model = value.strip()
-        elif key in ("flags", "features") and not flags:
-            flags = value
-    return CpuFeatures(model or platform.processor() or platform.machine(), frozenset(flags.split()))
-
-
-def read_cpu_features() -> CpuFeatures:
-    """This machine's CPU features: ``/proc/cpuinfo``, else ``lscpu``, else no flags (fp32 candidates only)."""
-    try:
-        return parse_cpu_features(Path("/proc/cpuinfo").read_text())
-    except OSError:
-        pass
-    lscpu = shutil.which("lscpu")
-    if lscpu:
-        try:
-            output = subprocess.run([lscpu], capture_output=True, text=True, timeout=10, check=False).stdout
-            return parse_cpu_features(output)
-        except (OSError, subprocess.SubprocessError):
-            pass
-    return CpuFeatures(platform.processor() or platform.machine(), frozenset())
 
 
 def candidate_backends(

@@ -71,17 +71,10 @@ def describe_device(device: torch.device) -> dict[str, Any]:
 
 
 def cpu_name() -> str:
-    """The CPU's model name from ``/proc/cpuinfo`` (``platform.processor()`` where that file does not exist)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.partition(":")[2].strip()
-    except OSError:
-        pass
-    import platform
+    """The CPU's model name (``/proc/cpuinfo``, else ``lscpu``, else ``platform``)."""
+    from vessel_lightning.hardware import cpu_features
 
-    return platform.processor() or platform.machine()
+    return cpu_features().model
 
 
 def supports_bf16(device: torch.device) -> bool:

@@ -194,6 +194,8 @@ def write_resolved_config(cfg: DictConfig) -> str:
 
 def _log_run_start(mlflow_logger: Any, config_yaml: str, cfg: DictConfig, resumed: bool) -> None:
     client, run_id = mlflow_logger.experiment, mlflow_logger.run_id
+    # What the CPU (or GPU) trained in: trainer=cpu picks bf16-mixed where the CPU has bf16 units.
+    client.set_tag(run_id, "precision", str(OmegaConf.select(cfg, "trainer.precision", default="")))
     if resumed:
         # Params of the first start stay; re-logging a changed value (ckpt_path, output_dir) is an MLflow error.
         client.update_run(run_id, status="RUNNING")
