@@ -1,7 +1,7 @@
 """Side by side: ``/predict`` latency of the same model served by two checkouts (a regression check).
 
-    git worktree add /tmp/before <commit>
-    python experiments/bench_checkouts.py /tmp/before . --model-uri runs:/<run>/model --backend onnx
+    git worktree add ../before <commit>
+    python experiments/bench_checkouts.py ../before . --model-uri runs:/<run>/model --backend onnx
 
 Each round starts ``vessel-serve`` from each checkout in turn (its own code on PYTHONPATH; same model, settings and
 photo), posts the photo ``--requests`` times from one client and stops it; rounds alternate the order so drift on a
@@ -14,6 +14,7 @@ import argparse
 import http.client
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -29,7 +30,7 @@ def one_round(
     checkout: Path, env: dict[str, str], body: bytes, content_type: str, requests: int
 ) -> list[float]:
     """Latencies (ms) of ``requests`` sequential ``/predict`` calls to a server run from ``checkout``."""
-    log = Path("/tmp") / f"bench-checkout-{checkout.name or 'repo'}.log"
+    log = Path(tempfile.gettempdir()) / f"bench-checkout-{checkout.name or 'repo'}.log"
     with served(env | {"PYTHONPATH": str(checkout)}, log, cwd=checkout) as (port, _):
         connection = http.client.HTTPConnection(HOST, port, timeout=300)
         times = []
