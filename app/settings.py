@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from vessel_lightning.inference.backends import PRECISIONS
-from vessel_lightning.inference.device import DEVICE_CHOICES
+from vessel_lightning.inference.device import DEVICE_CHOICES, is_device_spec
 from vessel_lightning.registry import DEFAULT_ALIAS, DEFAULT_MODEL_NAME
 
 DEFAULT_MODEL_URI = f"models:/{DEFAULT_MODEL_NAME}@{DEFAULT_ALIAS}"
@@ -93,7 +92,7 @@ class Settings:
         calibration = env("VESSEL_CALIBRATION_DIR")
         window = int(_env_number("VESSEL_WINDOW", cls.window or 0, int))
         device = (env("VESSEL_DEVICE", "") or cls.device).strip().lower()
-        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
+        if not is_device_spec(device):
             raise SettingsError(f"VESSEL_DEVICE={device!r}: use {DEVICE_CHOICES}")
         precision = (env("VESSEL_PRECISION", "") or cls.precision).strip().lower()
         if precision not in PRECISIONS:

@@ -87,21 +87,16 @@ def machine() -> str:
     """One line on the CPU (model name, vector/matrix features) and the GPU if PyTorch sees one."""
     import torch
 
-    from vessel_lightning.inference.device import cpu_name
+    from vessel_lightning.hardware import cpu_features
 
-    flags = set()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            flags = set(next((ln for ln in handle if ln.startswith("flags")), ":").partition(":")[2].split())
-    except OSError:
-        pass
+    cpu = cpu_features()
     wanted = [
         f
         for f in ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_int8")
-        if f in flags
+        if f in cpu.flags
     ]
     gpu = f"; GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "; no GPU"
-    return f"CPU {cpu_name()} ({' '.join(wanted) or 'no AVX2'}){gpu}; torch {torch.__version__}"
+    return f"CPU {cpu.model} ({' '.join(wanted) or 'no AVX2'}){gpu}; torch {torch.__version__}"
 
 
 def main() -> None:

@@ -16,6 +16,11 @@ DEVICE_CHOICES = "auto, cpu, cuda or cuda:N"
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 
+def is_device_spec(text: str) -> bool:
+    """Whether ``text`` is a device setting's syntax (``auto``, ``cpu``, ``cuda``, ``cuda:N``; any case)."""
+    return bool(_DEVICE.match(text.strip().lower()))
+
+
 class DeviceError(ValueError):
     """A device setting that cannot be honoured here; the message names the setting."""
 
@@ -30,7 +35,7 @@ def resolve_device(spec: str | torch.device | None, setting: str = "device") -> 
     if isinstance(spec, torch.device):
         spec = str(spec)
     text = (spec or "auto").strip().lower()
-    if not _DEVICE.match(text):
+    if not is_device_spec(text):
         raise DeviceError(f"{setting}={spec!r}: use {DEVICE_CHOICES}")
     available = torch.cuda.is_available()
     if text == "auto":
