@@ -22,11 +22,16 @@ import subprocess
 import sys
 import time
 
+FORMATS = ("eager", "channels_last", "compiled")
+
 
 def run_one(
-    encoder: str, channels_last: bool, batch: int, size: int, steps: int, device: str, precision: str = "fp32"
+    encoder: str, fmt: str, batch: int, size: int, steps: int, device: str, precision: str = "fp32"
 ) -> dict:
-    """Time ``steps`` training steps after one warm-up step; return timings and peak memory."""
+    """Time ``steps`` training steps after one warm-up step; return timings and peak memory.
+
+    ``fmt``: ``eager`` (contiguous), ``channels_last``, or ``compiled`` (channels_last and ``torch.compile`` of the
+    network, inductor's defaults; the warm-up step then pays for compilation: reported as ``first_step_s``)."""
     import contextlib
 
     import torch
@@ -38,10 +43,11 @@ def run_one(
     dev = torch.device(device)
     net = build_network(encoder_name=f"efficientnet-{encoder}", encoder_weights=None).to(dev).train()
     loss_fn = build_loss({"dice": 1.0, "bce": 1.0})
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    net = net.to(memory_format=fmt)
+    memory_format = torch.contiguous_format if fmt == "eager" else torch.channels_last
+    net = net.to(memory_format=memory_format)
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
-    image = torch.rand(batch, 3, size, size, device=dev).contiguous(memory_format=fmt)
+    model = torch.compile(net) if fmt == "compiled" else net
+    image = torch.rand(batch, 3, size, size, device=dev).contiguous(memory_format=memory_format)
     mask = (torch.rand(batch, 1, size, size, device=dev) > 0.9).float()
     fov = torch.ones_like(mask)
 
@@ -60,19 +66,22 @@ def run_one(
             else contextlib.nullcontext()
         )
         with autocast:
-            loss, _ = loss_fn(net(image), mask, fov)
+            loss, _ = loss_fn(model(image), mask, fov)
         loss.backward()
         optimizer.step()
         sync()
-        if step > 0:  # the first step pays for allocations and kernel selection
+        if step > 0:  # the first step pays for allocations and kernel selection (and compilation)
             times.append(time.perf_counter() - start)
+        else:
+            first = time.perf_counter() - start
     result = {
         "encoder": encoder,
-        "format": "channels_last" if channels_last else "eager",
+        "format": fmt,
         "precision": precision,
         "batch": batch,
         "size": size,
         "median_s": statistics.median(times),
+        "first_step_s": first,
         "times_s": times,
         "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2,
         "threads": torch.get_num_threads(),
@@ -89,14 +98,8 @@ def machine() -> str:
 
     from vessel_lightning.hardware import cpu_features
 
-    cpu = cpu_features()
-    wanted = [
-        f
-        for f in ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_int8")
-        if f in cpu.flags
-    ]
     gpu = f"; GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "; no GPU"
-    return f"CPU {cpu.model} ({' '.join(wanted) or 'no AVX2'}){gpu}; torch {torch.__version__}"
+    return f"CPU {cpu_features().describe()}{gpu}; torch {torch.__version__}"
 
 
 def main() -> None:
@@ -109,60 +112,82 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--formats", nargs="+", default=["eager", "channels_last"])
+    parser.add_argument("--formats", nargs="+", default=["eager", "channels_last"], choices=FORMATS)
     parser.add_argument("--precisions", nargs="+", default=["fp32"], choices=["fp32", "bf16"])
+    parser.add_argument("--rounds", type=int, default=1, help="repeat every configuration, alternating")
     parser.add_argument("--json", action="store_true", help="also print one JSON line per configuration")
     parser.add_argument("--one", nargs=3, metavar=("ENCODER", "FORMAT", "PRECISION"), help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.one:
         encoder, fmt, precision = args.one
-        result = run_one(
-            encoder, fmt == "channels_last", args.batch, args.size, args.steps, args.device, precision
-        )
+        result = run_one(encoder, fmt, args.batch, args.size, args.steps, args.device, precision)
         print(json.dumps(result))
         return
 
     print(machine(), flush=True)
-    rows = []
-    for encoder in args.encoders:
-        for precision in args.precisions:
-            for fmt in args.formats:
-                cmd = [sys.executable, __file__, "--one", encoder, fmt, precision, "--batch", str(args.batch)]
-                cmd += ["--size", str(args.size), "--steps", str(args.steps), "--device", args.device]
-                done = subprocess.run(cmd, capture_output=True, text=True)
-                if done.returncode != 0:  # e.g. out of memory: one failed configuration is a row, not the end
-                    error = (done.stderr.strip().splitlines() or ["failed"])[-1]
-                    rows.append({"encoder": encoder, "format": fmt, "precision": precision, "error": error})
-                else:
-                    rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
-                if args.json:
-                    print(json.dumps(rows[-1]), flush=True)
+    configs = [(e, p, f) for e in args.encoders for p in args.precisions for f in args.formats]
+    runs: dict[tuple[str, str, str], list[dict]] = {c: [] for c in configs}
+    for _ in range(args.rounds):  # rounds alternate the configurations, so a busy spell hits them all alike
+        for encoder, precision, fmt in configs:
+            cmd = [sys.executable, __file__, "--one", encoder, fmt, precision, "--batch", str(args.batch)]
+            cmd += ["--size", str(args.size), "--steps", str(args.steps), "--device", args.device]
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            if done.returncode != 0:  # e.g. out of memory: one failed configuration is a row, not the end
+                error = (done.stderr.strip().splitlines() or ["failed"])[-1]
+                runs[(encoder, precision, fmt)].append({"error": error})
+            else:
+                runs[(encoder, precision, fmt)].append(json.loads(done.stdout.strip().splitlines()[-1]))
+            if args.json:
+                print(json.dumps(runs[(encoder, precision, fmt)][-1]), flush=True)
+    rows = [combine(config, results) for config, results in runs.items()]
+    print_table(rows, args)
 
+
+def combine(config: tuple[str, str, str], results: list[dict]) -> dict:
+    """One row per configuration: medians over every timed step of every round, the highest memory peak."""
+    encoder, precision, fmt = config
+    ok = [r for r in results if "error" not in r]
+    if not ok:
+        return {"encoder": encoder, "format": fmt, "precision": precision, "error": results[-1]["error"]}
+    row = dict(ok[0])
+    row["median_s"] = statistics.median(t for r in ok for t in r["times_s"])
+    row["first_step_s"] = statistics.median(r["first_step_s"] for r in ok)
+    for key in ("peak_rss_gb", "max_allocated_gb"):
+        if key in row:
+            row[key] = max(r[key] for r in ok)
+    return row
+
+
+def print_table(rows: list[dict], args: argparse.Namespace) -> None:
+    """Markdown table; speed-up against the encoder's first configuration, and for a slower first step (e.g.
+    compilation) the steps after which the faster step has paid it back against the same precision's first
+    format ("never" when its step is not faster)."""
     mem_key = "max_allocated_gb" if args.device.startswith("cuda") else "peak_rss_gb"
     ok = [r for r in rows if "error" not in r]
     threads = ok[0]["threads"] if ok else "?"
     print(
-        f"\nbatch {args.batch}, {args.size}², {args.steps} timed steps, device {args.device}, {threads} threads; medians"
+        f"\nbatch {args.batch}, {args.size}², {args.steps} timed steps × {args.rounds} round(s), device "
+        f"{args.device}, {threads} threads; medians"
     )
-    print(f"| encoder | precision | format        | step (s) | {mem_key} | speed-up vs first format |")
     print(
-        "|---------|-----------|---------------|----------|"
-        + "-" * (len(mem_key) + 2)
-        + "|--------------------------|"
+        f"| encoder | precision | format | step (s) | first step (s) | {mem_key} | speed-up | pays back after |"
     )
+    print("|---|---|---|---|---|---|---|---|")
     for row in rows:
+        head = f"| {row['encoder']} | {row['precision']} | {row['format']} |"
         if "error" in row:
-            print(
-                f"| {row['encoder']:<7} | {row['precision']:<9} | {row['format']:<13} | failed: {row['error']} |"
-            )
+            print(f"{head} failed: {row['error']} | | | | |")
             continue
-        base = next(
-            (r for r in ok if r["encoder"] == row["encoder"] and r["precision"] == row["precision"]), row
-        )
+        base = next(r for r in ok if r["encoder"] == row["encoder"])
+        # Payback against the same precision's first format (compiled vs eager bf16, not vs fp32).
+        same = next(r for r in ok if r["encoder"] == row["encoder"] and r["precision"] == row["precision"])
+        extra = (row["first_step_s"] - row["median_s"]) - (same["first_step_s"] - same["median_s"])
+        saving = same["median_s"] - row["median_s"]
+        payback = "—" if extra <= 0 else f"{extra / saving:.0f} steps" if saving > 0 else "never"
         print(
-            f"| {row['encoder']:<7} | {row['precision']:<9} | {row['format']:<13} | {row['median_s']:8.3f} "
-            f"| {row[mem_key]:{len(mem_key)}.2f} | {base['median_s'] / row['median_s']:24.2f} |"
+            f"{head} {row['median_s']:.3f} | {row['first_step_s']:.1f} | {row[mem_key]:.2f} "
+            f"| {base['median_s'] / row['median_s']:.2f}× | {payback} |"
         )
 
 

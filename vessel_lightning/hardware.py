@@ -16,6 +16,8 @@ from pathlib import Path
 
 BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 INT8_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
+# The flags that decide speed here, in the order a machine line prints them.
+NOTABLE_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_int8")
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,11 @@ class CpuFeatures:
     def int8(self) -> bool:
         """Whether the CPU has int8 dot products (AVX-512 VNNI, AVX-VNNI or AMX)."""
         return bool(self.flags & INT8_FLAGS)
+
+    def describe(self) -> str:
+        """``<model> (<the notable flags it has>)``, e.g. ``Intel(R) Xeon(R) Processor (avx2 fma avx512f …)``."""
+        notable = [flag for flag in NOTABLE_FLAGS if flag in self.flags]
+        return f"{self.model} ({' '.join(notable) or 'no AVX2'})"
 
 
 def parse_cpu_features(text: str) -> CpuFeatures:
