@@ -5,6 +5,7 @@ on CPU (each configuration runs in its own subprocess, so peaks do not carry ove
 
     python experiments/bench_train_step.py                       # B0 and B4, batch 8, 512², 3 timed steps
     python experiments/bench_train_step.py --steps 5 --encoders b0 --device cuda
+    python experiments/bench_train_step.py --encoders b0 b0:128,64,32,16,8 --size 256   # decoder widths
     python experiments/bench_train_step.py --device cuda --encoders b0 b1 b2 b3 b4 b5 b6 b7 \
         --formats channels_last --precisions bf16        # the GPU sweep's memory claim (trainer=gpu: bf16-mixed)
 
@@ -41,7 +42,9 @@ def run_one(
 
     torch.manual_seed(0)
     dev = torch.device(device)
-    net = build_network(encoder_name=f"efficientnet-{encoder}", encoder_weights=None).to(dev).train()
+    name, _, decoder = encoder.partition(":")
+    extra = {"decoder_channels": [int(c) for c in decoder.split(",")]} if decoder else {}
+    net = build_network(encoder_name=f"efficientnet-{name}", encoder_weights=None, **extra).to(dev).train()
     loss_fn = build_loss({"dice": 1.0, "bce": 1.0})
     memory_format = torch.contiguous_format if fmt == "eager" else torch.channels_last
     net = net.to(memory_format=memory_format)
@@ -107,7 +110,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--encoders", nargs="+", default=["b0", "b4"])
+    parser.add_argument(
+        "--encoders",
+        nargs="+",
+        default=["b0", "b4"],
+        help="bN, or bN:<decoder channels> e.g. b0:128,64,32,16,8",
+    )
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--steps", type=int, default=3)
@@ -179,7 +187,8 @@ def print_table(rows: list[dict], args: argparse.Namespace) -> None:
         if "error" in row:
             print(f"{head} failed: {row['error']} | | | | |")
             continue
-        base = next(r for r in ok if r["encoder"] == row["encoder"])
+        family = row["encoder"].partition(":")[0]
+        base = next(r for r in ok if r["encoder"].partition(":")[0] == family)
         # Payback against the same precision's first format (compiled vs eager bf16, not vs fp32).
         same = next(r for r in ok if r["encoder"] == row["encoder"] and r["precision"] == row["precision"])
         extra = (row["first_step_s"] - row["median_s"]) - (same["first_step_s"] - same["median_s"])
