@@ -76,6 +76,7 @@ def small_overrides(runs_dir: Path | str) -> list[str]:
         "~callbacks.rich_progress_bar",
         "callbacks.mlflow_artifacts.figure_every_n_epochs=1",
         "callbacks.mlflow_artifacts.log_model=false",  # import mlflow.pytorch costs ~9 s; one test turns it on
+        "callbacks.serving_cost.size=64",  # the cost columns exist without timing 512² forwards in every test
     ]
 
 
