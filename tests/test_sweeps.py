@@ -293,7 +293,7 @@ def test_optuna_search_of_three_trials_is_one_group_and_resumes(
     assert str(study.best_trial.number) == best_child.data.tags["optuna_trial"]
     assert parent.data.tags["best_run_id"] == best_child.info.run_id
     assert "sweep/optimization_results.yaml" in artifact_paths(uri, parent.info.run_id)
-    assert f"Optuna best: trial {study.best_trial.number}" in done.stderr
+    assert f"Optuna best: trial {study.best_trial.number}" in done.stdout + done.stderr
     assert "#/experiments/" in done.stderr and "/runs?workflowType=machine_learning" in done.stderr
 
     # The same command asking for 4 trials resumes the study: one more trial, numbered 3.
