@@ -65,7 +65,11 @@ class PrepareTrackingStore(Callback):
         return uri, ensure_experiment(uri, str(name))
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self._prepare(config)
+        self._prepared = self._prepare(config)
+
+    def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if getattr(self, "_prepared", None):
+            print(browse_hint(*self._prepared), file=sys.stderr)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_id = uuid.uuid4().hex[:12]
@@ -137,13 +141,21 @@ def finish_sweep_run(uri: str, parent_run_id: str, config: DictConfig) -> None:
     finally:
         client.set_terminated(parent_run_id, status)
     experiment_id = client.get_run(parent_run_id).info.experiment_id
-    database = sqlite_path(uri)
-    ui = f"mlflow ui --backend-store-uri {uri}" if database else f"the MLflow server at {uri}"
     print(
         f"Sweep of {len(table.rows)} runs grouped under run {parent_run_id} (summary table and chart in its"
-        f" artifacts).\nBrowse: {ui}, then open {runs_page_url(experiment_id)}",
+        f" artifacts).\n{browse_hint(uri, experiment_id)}",
         file=sys.stderr,
     )
+
+
+def browse_hint(uri: str, experiment_id: str) -> str:
+    """One line telling where to see the runs: the ``mlflow ui`` command for a SQLite store, and the runs page."""
+    if sqlite_path(uri):
+        return (
+            f"Browse: MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false mlflow ui --backend-store-uri {uri} --port 5000,"
+            f" then open {runs_page_url(experiment_id)}"
+        )
+    return f"Browse: {runs_page_url(experiment_id, uri)}"
 
 
 def hydra_job_info() -> dict[str, str]:
