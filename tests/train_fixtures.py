@@ -142,6 +142,16 @@ def mlflow_runs(uri: str) -> list:
     return client.search_runs(ids, run_view_type=ViewType.ALL)
 
 
+def sweep_runs(uri: str) -> tuple[object, list]:
+    """Return ``(parent, jobs)`` of the one sweep in the store at ``uri``; fails unless every other run nests
+    under the parent (tag ``mlflow.parentRunId``)."""
+    runs = mlflow_runs(uri)
+    (parent,) = [r for r in runs if r.data.tags.get("sweep_role") == "parent"]
+    jobs = [r for r in runs if r is not parent]
+    assert all(r.data.tags.get("mlflow.parentRunId") == parent.info.run_id for r in jobs)
+    return parent, jobs
+
+
 def artifact_paths(uri: str, run_id: str, path: str | None = None) -> list[str]:
     """Return the paths of all files logged as artifacts of a run."""
     from mlflow.tracking import MlflowClient
