@@ -474,3 +474,12 @@ def test_mlflow_ui_shows_the_sweep_as_one_group_with_its_summary(parallel_sweep)
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+
+
+def test_a_sweep_that_cannot_start_leaves_its_parent_run_failed(tmp_path: Path) -> None:
+    # The sweeper raises before any job (nothing to search): Hydra skips on_multirun_end.
+    args = ["-m", "hparams_search=chase_optuna", "~hydra.sweeper.params", "paths.runs_dir=runs"]
+    done = run_train_cli(args, cwd=tmp_path, env={"MLFLOW_TRACKING_URI": None}, timeout=120)
+    assert done.returncode != 0 and "nothing to search" in done.stdout + done.stderr
+    (parent,) = mlflow_runs(f"sqlite:///{tmp_path / 'runs' / 'mlflow' / 'mlflow.db'}")
+    assert parent.data.tags["sweep_role"] == "parent" and parent.info.status == "FAILED"

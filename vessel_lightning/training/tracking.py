@@ -7,6 +7,7 @@ mlflow itself is imported only inside the functions that need it.
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
@@ -76,7 +77,10 @@ class PrepareTrackingStore(Callback):
         os.environ[SWEEP_ID_ENV] = sweep_id
         prepared = self._prepare(config)
         if prepared is not None:
-            os.environ[SWEEP_PARENT_ENV] = start_sweep_run(*prepared, config, sweep_id)
+            parent = start_sweep_run(*prepared, config, sweep_id)
+            os.environ[SWEEP_PARENT_ENV] = parent
+            # Hydra skips on_multirun_end when the sweeper raises: the parent must not stay RUNNING.
+            atexit.register(_fail_unfinished_sweep, prepared[0], parent)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         os.environ.pop(SWEEP_ID_ENV, None)
@@ -86,6 +90,14 @@ class PrepareTrackingStore(Callback):
                 finish_sweep_run(tracking_uri(), parent, config)
             except Exception:  # the jobs' runs are logged already; a summary failure must not hide them
                 log.exception("sweep summary of parent run %s failed", parent)
+
+
+def _fail_unfinished_sweep(uri: str, parent_run_id: str) -> None:
+    if os.environ.get(SWEEP_PARENT_ENV) != parent_run_id:
+        return  # on_multirun_end ended it
+    from mlflow.tracking import MlflowClient
+
+    MlflowClient(uri).set_terminated(parent_run_id, "FAILED")
 
 
 def sweep_kind(config: DictConfig) -> str:
@@ -116,7 +128,8 @@ def start_sweep_run(uri: str, experiment_id: str, config: DictConfig, sweep_id: 
     }
     if kind == "optuna":
         tags["optuna_study"] = str(OmegaConf.select(config, "hydra.sweeper.study_name", default=""))
-        space = OmegaConf.to_container(config.hydra.sweeper.get("params") or {}, resolve=False)
+        space = OmegaConf.select(config, "hydra.sweeper.params", default=None)
+        space = OmegaConf.to_container(space, resolve=False) if space is not None else {}
         tags["optuna_space"] = json.dumps(space)[:MAX_PARAM_LENGTH]
     name = f"{config.get('task_name', 'train')} {kind} sweep {sweep_id}"
     run = MlflowClient(uri).create_run(experiment_id, run_name=name, tags=tags)
