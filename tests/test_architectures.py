@@ -12,9 +12,9 @@ from omegaconf import DictConfig
 from tests.train_fixtures import (
     data_overrides,
     mlflow_env,  # noqa: F401 (a fixture)
-    mlflow_runs,
     run_train_cli,
     small_overrides,
+    sweep_runs,
 )
 from vessel_lightning.models.architectures import TransformerBottleneck, count_parameters, gflop
 from vessel_lightning.models.networks import build_network, load_network, save_network
@@ -124,7 +124,7 @@ def test_multirun_over_the_three_architectures_trains_registers_and_serves(
     ]
     done = run_train_cli(args, cwd=tmp_path, timeout=420)
     assert done.returncode == 0, done.stderr[-3000:]
-    runs = {r.data.tags["arch"]: r for r in mlflow_runs(uri)}
+    runs = {r.data.tags["arch"]: r for r in sweep_runs(uri)[1]}
     assert set(runs) == {"unet_plain", "unet", "transunet"}
     assert all(r.info.status == "FINISHED" for r in runs.values())
     assert len({r.data.tags["sweep_id"] for r in runs.values()}) == 1

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from omegaconf import DictConfig
 
-from tests.train_fixtures import data_overrides, mlflow_runs, run_train_cli, small_overrides
+from tests.train_fixtures import data_overrides, run_train_cli, small_overrides, sweep_runs
 
 
 @pytest.mark.slow
@@ -28,7 +28,7 @@ def test_joblib_launcher_runs_two_jobs_in_parallel_into_one_store(
     done = run_train_cli(args, cwd=tmp_path, env={"MLFLOW_TRACKING_URI": None}, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Joblib.Parallel(n_jobs=2" in done.stdout + done.stderr  # really the parallel launcher
-    found = mlflow_runs(f"sqlite:///{tmp_path / 'runs' / 'mlflow' / 'mlflow.db'}")
+    _, found = sweep_runs(f"sqlite:///{tmp_path / 'runs' / 'mlflow' / 'mlflow.db'}")
     assert sorted(r.data.tags["encoder"] for r in found) == ["efficientnet-b0", "efficientnet-b1"]
     assert all(r.info.status == "FINISHED" for r in found)
     assert len({r.data.tags["sweep_id"] for r in found}) == 1

@@ -18,6 +18,7 @@ from tests.train_fixtures import (
     quiet_trainer,
     run_train_cli,
     small_overrides,
+    sweep_runs,
     synthetic_items,
 )
 from vessel_lightning.models import load_network
@@ -141,7 +142,8 @@ def test_multirun_two_encoders_is_one_grouped_sweep(tiny_prepared: DictConfig, t
     done = run_train_cli(args, cwd=tmp_path, env={"MLFLOW_TRACKING_URI": None})
     assert done.returncode == 0, done.stderr[-3000:]
     uri = f"sqlite:///{tmp_path / 'runs' / 'mlflow' / 'mlflow.db'}"
-    found = mlflow_runs(uri)
+    parent, found = sweep_runs(uri)
+    assert parent.data.tags["sweep_kind"] == "grid" and parent.info.status == "FINISHED"
     assert sorted(r.data.tags["encoder"] for r in found) == ["efficientnet-b0", "efficientnet-b1"]
     assert all(r.info.status == "FINISHED" for r in found)
     assert len({r.data.tags["sweep_id"] for r in found}) == 1
@@ -166,7 +168,7 @@ def test_failed_job_does_not_stop_the_sweep(tiny_prepared: DictConfig, tmp_path:
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "no local copy of the 'imagenet' weights" in done.stdout + done.stderr
-    (run,) = mlflow_runs(uri)
+    _, (run,) = sweep_runs(uri)
     assert run.info.status == "FINISHED" and run.data.tags["sweep_job"] == "1"
     # max_steps=1 ends the only epoch before its validation: train() validates once at the end instead.
     assert {"val/f1", "val/f1_best"} <= set(run.data.metrics)

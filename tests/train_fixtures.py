@@ -76,6 +76,7 @@ def small_overrides(runs_dir: Path | str) -> list[str]:
         "~callbacks.rich_progress_bar",
         "callbacks.mlflow_artifacts.figure_every_n_epochs=1",
         "callbacks.mlflow_artifacts.log_model=false",  # import mlflow.pytorch costs ~9 s; one test turns it on
+        "callbacks.serving_cost.size=64",  # the cost columns exist without timing 512² forwards in every test
     ]
 
 
@@ -139,6 +140,16 @@ def mlflow_runs(uri: str) -> list:
     client = MlflowClient(uri)
     ids = [e.experiment_id for e in client.search_experiments(view_type=ViewType.ALL)]
     return client.search_runs(ids, run_view_type=ViewType.ALL)
+
+
+def sweep_runs(uri: str) -> tuple[object, list]:
+    """Return ``(parent, jobs)`` of the one sweep in the store at ``uri``; fails unless every other run nests
+    under the parent (tag ``mlflow.parentRunId``)."""
+    runs = mlflow_runs(uri)
+    (parent,) = [r for r in runs if r.data.tags.get("sweep_role") == "parent"]
+    jobs = [r for r in runs if r is not parent]
+    assert all(r.data.tags.get("mlflow.parentRunId") == parent.info.run_id for r in jobs)
+    return parent, jobs
 
 
 def artifact_paths(uri: str, run_id: str, path: str | None = None) -> list[str]:

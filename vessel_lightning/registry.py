@@ -3,8 +3,10 @@
 Command-line tools:
 
 * ``vessel-promote --experiment <name> --best-by val/f1`` registers the best run's model and moves ``champion``;
+  ``--where "cost/cpu_ms<150"`` keeps only runs meeting a constraint; ``--sweep <id>`` only one sweep's runs;
   ``vessel-promote --version 3`` moves ``champion`` to an existing version.
-* ``vessel-runs --experiment <name>`` prints the runs sorted by a metric.
+* ``vessel-runs --experiment <name>`` prints the runs sorted by a metric; ``--sweep <id>`` a sweep's comparison
+  table (swept parameters, accuracy, serving cost), the one logged on its parent run.
 
 Registering is opt-in for a training run (``register=true``) or done here, so a 30-job sweep does not make 30
 versions. Aliases, not the deprecated stages.
@@ -13,7 +15,9 @@ versions. Aliases, not the deprecated stages.
 from __future__ import annotations
 
 import argparse
+import operator
 import os
+import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,6 +35,33 @@ DEFAULT_EXPERIMENT = "vessel-lightning"
 
 class RegistryError(RuntimeError):
     """A registry operation that cannot be done; the message is one line for the terminal."""
+
+
+_COMPARISONS = {"<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt, "==": operator.eq}
+_CONSTRAINT = re.compile(r"^\s*([A-Za-z0-9_./-]+)\s*(<=|>=|==|<|>)\s*([-+]?[0-9.]+(?:[eE][-+]?[0-9]+)?)\s*$")
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """``metric op value`` (``cost/cpu_ms<150``): a run qualifies when it logged ``metric`` and meets it."""
+
+    metric: str
+    op: str
+    value: float
+
+    @classmethod
+    def parse(cls, text: str) -> Constraint:
+        """Parse ``<metric><op><number>`` with op one of ``< <= > >= ==``; RegistryError when malformed."""
+        match = _CONSTRAINT.match(text)
+        if match is None:
+            raise RegistryError(f"--where {text!r}: expected <metric><op><number>, e.g. 'cost/cpu_ms<150'")
+        return cls(match.group(1), match.group(2), float(match.group(3)))
+
+    def holds(self, metrics: dict[str, float]) -> bool:
+        return self.metric in metrics and _COMPARISONS[self.op](metrics[self.metric], self.value)
+
+    def __str__(self) -> str:
+        return f"{self.metric}{self.op}{self.value:g}"
 
 
 def _requirements() -> list[str]:
@@ -148,17 +179,48 @@ class RunRow:
         return MODEL_URI_TAG in self.tags
 
 
-def list_runs(experiment: str, metric: str, descending: bool = True, limit: int = 1000) -> list[RunRow]:
-    """Runs of ``experiment`` ordered by ``metric`` (runs without it last); raises RegistryError if unknown."""
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient()
+def _experiment_id(client: Any, experiment: str) -> str:
     found = client.get_experiment_by_name(experiment)
     if found is None:
         names = ", ".join(e.name for e in client.search_experiments()) or "none"
         raise RegistryError(f"no experiment named {experiment!r} (experiments: {names})")
+    return found.experiment_id
+
+
+def sweep_parent(experiment: str, sweep: str) -> str:
+    """The parent run id of a sweep named by its ``sweep_id`` tag or its parent run id (a unique prefix of either
+    will do); RegistryError when none or several match."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    parents = client.search_runs(
+        [_experiment_id(client, experiment)], filter_string="tags.sweep_role = 'parent'", max_results=5000
+    )
+    found = [
+        r
+        for r in parents
+        if r.info.run_id.startswith(sweep) or r.data.tags.get("sweep_id", "").startswith(sweep)
+    ]
+    if len(found) != 1:
+        known = ", ".join(r.data.tags.get("sweep_id", "?") for r in parents[:10]) or "none"
+        what = "no sweep" if not found else f"{len(found)} sweeps"
+        raise RegistryError(f"{what} matching {sweep!r} in {experiment!r} (sweeps: {known})")
+    return found[0].info.run_id
+
+
+def list_runs(
+    experiment: str, metric: str, descending: bool = True, limit: int = 1000, sweep: str | None = None
+) -> list[RunRow]:
+    """Runs of ``experiment`` (of one sweep with ``sweep``: its id or parent run id) ordered by ``metric`` (runs
+    without it last); raises RegistryError if the experiment or sweep is unknown."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    experiment_id = _experiment_id(client, experiment)
+    where = f"tags.`mlflow.parentRunId` = '{sweep_parent(experiment, sweep)}'" if sweep else ""
     runs = client.search_runs(
-        [found.experiment_id],
+        [experiment_id],
+        filter_string=where,
         order_by=[f"metrics.`{metric}` {'DESC' if descending else 'ASC'}"],
         max_results=limit,
     )
@@ -168,16 +230,29 @@ def list_runs(experiment: str, metric: str, descending: bool = True, limit: int 
     ]
 
 
-def best_run(experiment: str, metric: str, descending: bool = True) -> RunRow:
-    """The finished run with a logged model and the best ``metric``; RegistryError when there is none."""
+def best_run(
+    experiment: str,
+    metric: str,
+    descending: bool = True,
+    where: Sequence[Constraint] = (),
+    sweep: str | None = None,
+) -> RunRow:
+    """The finished run with a logged model and the best ``metric`` among those meeting every ``where``
+    constraint (of one sweep with ``sweep``); RegistryError when there is none."""
     candidates = [
         r
-        for r in list_runs(experiment, metric, descending)
+        for r in list_runs(experiment, metric, descending, sweep=sweep)
         if r.has_model and metric in r.metrics and r.status == "FINISHED"
     ]
     if not candidates:
         raise RegistryError(f"no finished run with a logged model and metric {metric!r} in {experiment!r}")
-    return candidates[0]
+    meeting = [r for r in candidates if all(c.holds(r.metrics) for c in where)]
+    if not meeting:
+        said = " and ".join(str(c) for c in where)
+        raise RegistryError(
+            f"none of the {len(candidates)} runs with a model meets {said} (a run lacking the metric does not)"
+        )
+    return meeting[0]
 
 
 def connect(tracking_uri: str | None = None) -> str:
@@ -216,6 +291,14 @@ def promote_main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--lowest", action="store_true", help="lower is better (e.g. a loss)")
     parser.add_argument(
+        "--where",
+        action="append",
+        default=[],
+        metavar="METRIC<OP>NUMBER",
+        help="only runs meeting it, e.g. 'cost/cpu_ms<150' (ops < <= > >= ==; repeatable, all must hold)",
+    )
+    parser.add_argument("--sweep", help="only the runs of this sweep (its sweep_id or parent run id)")
+    parser.add_argument(
         "--name", default=DEFAULT_MODEL_NAME, help=f"registered model name ({DEFAULT_MODEL_NAME})"
     )
     parser.add_argument("--alias", default=DEFAULT_ALIAS, help=f"alias to move ({DEFAULT_ALIAS})")
@@ -233,11 +316,13 @@ def promote_main(argv: Sequence[str] | None = None) -> int:
             version = register(args.run_id, args.name, args.alias)
             print(f"{args.name} version {version} from run {args.run_id}; {args.alias} → version {version}")
             return 0
-        row = best_run(args.experiment, args.best_by, descending=not args.lowest)
+        where = [Constraint.parse(text) for text in args.where]
+        row = best_run(args.experiment, args.best_by, not args.lowest, where, args.sweep)
         version = register(row.run_id, args.name, args.alias)
+        met = "".join(f", {c.metric}={row.metrics[c.metric]:g}" for c in where)
         print(
             f"{args.name} version {version} from run {row.run_id} ({row.name}, {args.best_by}="
-            f"{row.metrics[args.best_by]:.4f}); {args.alias} → version {version}"
+            f"{row.metrics[args.best_by]:.4f}{met}); {args.alias} → version {version}"
         )
         return 0
     except (RegistryError, MlflowException) as exc:
@@ -253,6 +338,10 @@ def runs_main(argv: Sequence[str] | None = None) -> int:
         "--metrics", default="val/f1_best,val/iou,test/f1,test/iou", help="comma-separated columns"
     )
     parser.add_argument("--limit", type=int, default=30)
+    parser.add_argument(
+        "--sweep",
+        help="a sweep's comparison table (its sweep_id or parent run id): parameters, accuracy, cost",
+    )
     parser.add_argument("--tracking-uri")
     args = parser.parse_args(argv)
     from mlflow.exceptions import MlflowException
@@ -261,6 +350,8 @@ def runs_main(argv: Sequence[str] | None = None) -> int:
 
     try:
         uri = connect(args.tracking_uri)
+        if args.sweep:
+            return _print_sweep(args.experiment, args.sweep, args.sort)
         rows = list_runs(args.experiment, args.sort, limit=args.limit)
     except (RegistryError, MlflowException) as exc:
         return _fail(str(exc).splitlines()[0])
@@ -273,4 +364,25 @@ def runs_main(argv: Sequence[str] | None = None) -> int:
         encoder = row.tags.get("encoder", "")
         table.add_row(row.run_id[:12], row.name, row.status, encoder, *values, "yes" if row.has_model else "")
     Console().print(table)
+    return 0
+
+
+def _print_sweep(experiment: str, sweep: str, metric: str) -> int:
+    """Print a sweep's comparison table (the one ``summary.md`` on its parent run holds) with rich."""
+    from mlflow.tracking import MlflowClient
+    from rich.console import Console
+    from rich.table import Table
+
+    from vessel_lightning.training.sweep_summary import child_runs, format_cell, sweep_table
+
+    client = MlflowClient()
+    parent = client.get_run(sweep_parent(experiment, sweep))
+    table = sweep_table(child_runs(client, parent.info.run_id), metric)
+    title = f"sweep {parent.data.tags.get('sweep_id', '')} ({parent.data.tags.get('sweep_kind', '')}), parent run {parent.info.run_id}"
+    out = Table(title=title)
+    for column in table.columns:
+        out.add_column(column, justify="right" if column in table.metrics else "left")
+    for row in table.rows:
+        out.add_row(*(format_cell(row[c]) for c in table.columns))
+    Console(width=200).print(out)
     return 0

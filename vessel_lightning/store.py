@@ -11,6 +11,9 @@ import os
 from pathlib import Path
 
 SQLITE_PREFIX = "sqlite:///"
+# The installed UI (3.17) opens an experiment on its GenAI overview unless the URL or this tag says otherwise.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+TRAINING_KIND = "custom_model_development"
 
 
 def default_store_dir(runs_dir: str | os.PathLike | None = None) -> Path:
@@ -25,6 +28,28 @@ def tracking_uri(runs_dir: str | os.PathLike | None = None) -> str:
     if env:
         return env
     return f"{SQLITE_PREFIX}{default_store_dir(runs_dir) / 'mlflow.db'}"
+
+
+def optuna_storage_uri(runs_dir: str | os.PathLike | None = None) -> str:
+    """The SQLite URL of Optuna studies: ``optuna.db`` beside the embedded MLflow store (in ``<runs_dir>/mlflow``).
+
+    Beside a SQLite MLflow store named by ``$MLFLOW_TRACKING_URI`` when there is one; under ``<runs_dir>/mlflow``
+    when the MLflow store is a server.
+    """
+    database = sqlite_path(tracking_uri(runs_dir))
+    folder = database.parent if database else default_store_dir(runs_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    return f"{SQLITE_PREFIX}{folder / 'optuna.db'}"
+
+
+def runs_page_url(experiment_id: str, ui_url: str = "http://127.0.0.1:5000") -> str:
+    """The MLflow UI page listing an experiment's training runs (not its GenAI overview).
+
+    MLflow 3.17's UI picks "GenAI | Model training" from the ``workflowType`` URL parameter first, then the
+    browser's last choice (local storage ``mlflow.workflowType``, default GenAI); the experiment tag is read only
+    when that switch is absent, so the parameter is what reliably lands a user on the runs.
+    """
+    return f"{ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
 
 
 def sqlite_path(uri: str) -> Path | None:
@@ -80,8 +105,12 @@ def ensure_experiment(uri: str, name: str) -> str:
             if sqlite_path(uri):
                 from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
-                return SqlAlchemyStore(uri, artifact_location(uri)).create_experiment(name)
-            return client.create_experiment(name)
+                created = SqlAlchemyStore(uri, artifact_location(uri)).create_experiment(name)
+            else:
+                created = client.create_experiment(name)
+            # A UI without the GenAI/training switch reads the kind from this tag.
+            client.set_experiment_tag(created, EXPERIMENT_KIND_TAG, TRAINING_KIND)
+            return created
         except Exception as err:  # another job created it between our lookup and create
             last_error = err
     raise RuntimeError(f"could not create or find MLflow experiment {name!r} in {uri}: {last_error}")

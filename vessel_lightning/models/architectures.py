@@ -214,11 +214,38 @@ def gflop(module: nn.Module, height: int = 512, width: int = 512) -> float:
     return counter.get_total_flops() / 1e9
 
 
+def forward_ms(
+    module: nn.Module, height: int = 512, width: int = 512, repeats: int = 5, device: str = "cpu"
+) -> float:
+    """Return the median wall time (ms) of ``repeats`` eval-mode forward passes of one 3×height×width image on
+    ``device`` after two warm-up passes (channels_last, fp32, no gradients); the module is left as it was."""
+    import statistics
+    import time
+
+    was_training = module.training
+    module.eval()
+    image = torch.rand(1, 3, height, width, device=device).to(memory_format=torch.channels_last)
+    times = []
+    try:
+        with torch.inference_mode():
+            for i in range(repeats + 2):
+                start = time.perf_counter()
+                module(image)
+                if device.startswith("cuda"):
+                    torch.cuda.synchronize()
+                if i >= 2:
+                    times.append((time.perf_counter() - start) * 1000)
+    finally:
+        module.train(was_training)
+    return statistics.median(times)
+
+
 __all__ = [
     "PlainUNet",
     "TransUNet",
     "TransformerBlock",
     "TransformerBottleneck",
     "count_parameters",
+    "forward_ms",
     "gflop",
 ]

@@ -1,4 +1,5 @@
-"""Training callbacks: MLflow artifacts (figures, learning curves, best checkpoint, network file) and run id."""
+"""Training callbacks: MLflow artifacts (figures, learning curves, best checkpoint, network file) and run id,
+BatchNorm recalibration, the trained network's serving cost."""
 
 from __future__ import annotations
 
@@ -277,3 +278,35 @@ class BatchNormRecalibration(Callback):
 
         seen = recalibrate_batchnorm(pl_module.net, images())
         log.debug("BatchNorm statistics re-estimated over %d training batches", seen)
+
+
+class ServingCost(Callback):
+    """After fit, logs what the trained network costs to serve, so sweeps compare accuracy against speed.
+
+    ``cost/size`` (the side measured at), ``cost/gflop`` (one 3×size×size image, ``models.architectures.gflop``), ``cost/cpu_ms`` (median eager
+    fp32 forward on this machine's CPU, ``forward_ms``); ``cost/gpu_ms`` too when the run trained on a GPU.
+    CPU times from jobs that ran side by side share the cores: compare runs of one sweep with one launcher.
+    """
+
+    def __init__(self, size: int = 512, repeats: int = 3) -> None:
+        self.size = size
+        self.repeats = repeats
+
+    def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        import copy
+
+        from vessel_lightning.models.architectures import forward_ms, gflop
+
+        if trainer.global_rank != 0 or self.repeats < 1:
+            return
+        network = copy.deepcopy(pl_module.net).float().cpu().to(memory_format=torch.channels_last)
+        metrics = {
+            "cost/size": float(self.size),
+            "cost/gflop": gflop(network, self.size, self.size),
+            "cost/cpu_ms": forward_ms(network, self.size, self.size, self.repeats),
+        }
+        if pl_module.device.type == "cuda":
+            metrics["cost/gpu_ms"] = forward_ms(pl_module.net, self.size, self.size, self.repeats, "cuda")
+        log.info("serving cost at %d²: %s", self.size, {k: round(v, 2) for k, v in metrics.items()})
+        for logger in trainer.loggers:
+            logger.log_metrics(metrics, step=trainer.global_step)

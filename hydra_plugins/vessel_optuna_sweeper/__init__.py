@@ -1,0 +1,1 @@
+"""Hydra sweeper plugin: an Optuna search driven from ``vessel-train -m hparams_search=<name>``."""
