@@ -28,9 +28,8 @@ from vessel_lightning.training.sweep_summary import pareto_front, summarize_swee
 
 
 def test_search_space_maps_hydra_sweeps_to_optuna_distributions() -> None:
-    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
-
     from hydra_plugins.vessel_optuna_sweeper.optuna_sweeper import search_space
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
     params = {
         "model/encoder": "choice(b0, b1, b2)",
@@ -65,9 +64,8 @@ def test_chase_optuna_composes_with_a_seeded_sampler_and_storage_beside_the_stor
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from hydra.utils import instantiate
-    from optuna.samplers import TPESampler
-
     from hydra_plugins.vessel_optuna_sweeper.optuna_sweeper import OptunaSweeper
+    from optuna.samplers import TPESampler
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     cfg = _compose_with_hydra(["hparams_search=chase_optuna", f"paths.runs_dir={tmp_path / 'runs'}"])
