@@ -102,3 +102,20 @@ def manifest_of(cfg: Any) -> dict[str, Any]:
     from vessel_lightning.data.prepare import read_manifest
 
     return read_manifest(cfg.prepared_dir)
+
+
+@pytest.fixture
+def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A fresh embedded MLflow store in tmp (its URI; also $MLFLOW_TRACKING_URI and MLflow's global tracking URI,
+    restored afterwards)."""
+    import mlflow
+
+    from vessel_lightning.store import ensure_store
+
+    uri = f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}"
+    ensure_store(uri)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    yield uri
+    mlflow.set_tracking_uri(previous)

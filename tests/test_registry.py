@@ -19,22 +19,6 @@ from vessel_lightning.registry import best_run, log_network, promote_main, regis
 from vessel_lightning.store import ensure_experiment
 
 
-@pytest.fixture
-def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """A fresh embedded store in tmp; MLflow's global tracking URI is restored afterwards."""
-    import mlflow
-
-    from vessel_lightning.store import ensure_store
-
-    uri = f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}"
-    ensure_store(uri)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(uri)
-    yield uri
-    mlflow.set_tracking_uri(previous)
-
-
 @pytest.fixture(scope="module")
 def network():
     from vessel_lightning.models.networks import build_network

@@ -116,16 +116,11 @@ def _compose_with_hydra(overrides: list[str]) -> DictConfig:
 
 
 @pytest.fixture
-def sweep_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def sweep_store(store: str):
     """A store with one sweep parent and four child runs (one without cost metrics); returns (uri, parent id, ids)."""
-    import mlflow
     from mlflow.tracking import MlflowClient
 
-    uri = f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}"
-    ensure_store(uri)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(uri)
+    uri = store
     client = MlflowClient(uri)
     experiment_id = ensure_experiment(uri, "sweep-test")
     parent = client.create_run(
@@ -152,8 +147,7 @@ def sweep_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
             client.log_metric(run.info.run_id, "cost/cpu_ms", cpu_ms)
         client.set_terminated(run.info.run_id, "FINISHED")
         ids[name] = run.info.run_id
-    yield uri, parent.info.run_id, ids
-    mlflow.set_tracking_uri(previous)
+    return uri, parent.info.run_id, ids
 
 
 def test_sweep_summary_goes_to_the_parent_run(sweep_store, tmp_path: Path, capsys) -> None:
