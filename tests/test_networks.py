@@ -67,17 +67,85 @@ def test_momentum_decides_how_fast_running_statistics_settle() -> None:
     assert fraction(0.01) == pytest.approx(1 - 0.99**10, abs=0.03)
 
 
-def test_imagenet_without_local_copy_fails_fast_with_where_to_put_it(tmp_path, monkeypatch) -> None:
+def _no_download(*args, **kwargs):
+    raise AssertionError("offline: nothing may be downloaded")
+
+
+def test_imagenet_offline_without_local_copy_fails_fast_with_where_to_put_it(tmp_path, monkeypatch) -> None:
+    import huggingface_hub
     from huggingface_hub import constants
 
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", _no_download)
     start = time.monotonic()
     with pytest.raises(FileNotFoundError) as info:
         build_network(encoder_name="efficientnet-b3", encoder_weights="imagenet")
     assert time.monotonic() - start < 5
     message = str(info.value)
+    assert "no local copy of the 'imagenet' weights" in message and "HF_HUB_OFFLINE=1" in message
     assert str(tmp_path / "hub" / "models--smp-hub--efficientnet-b3.imagenet" / "snapshots") in message
-    assert "weights_path" in message
+    # The advice names keys Hydra accepts (model.encoder_weights, model.weights_path), not model.net.*.
+    assert "model.encoder_weights=null" in message and "model.weights_path=" in message
+    assert "model.net." not in message
+
+
+def test_imagenet_with_the_hub_unreachable_fails_fast_without_trying(tmp_path, monkeypatch) -> None:
+    import huggingface_hub
+    from huggingface_hub import constants
+
+    from vessel_lightning.models import networks
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(networks, "_hub_reachable", lambda timeout=3.0: False)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", _no_download)
+    with pytest.raises(FileNotFoundError, match="cannot be reached") as info:
+        build_network(encoder_name="efficientnet-b0", encoder_weights="imagenet")
+    assert constants.ENDPOINT in str(info.value)
+
+
+def test_imagenet_weights_are_downloaded_into_the_cache_when_the_hub_answers(tmp_path, monkeypatch) -> None:
+    """The online path: smp's hub repository and revision are asked for model.safetensors, and the file the hub
+    client returns is what the encoder loads (the hub client is replaced: this machine has no network)."""
+    import huggingface_hub
+    from huggingface_hub import constants
+    from safetensors.torch import save_file
+    from segmentation_models_pytorch.encoders import encoders
+
+    from vessel_lightning.models import networks
+
+    settings = encoders["efficientnet-b0"]["pretrained_settings"]["imagenet"]
+    state = _fake_pretrained_encoder_state()
+    calls = []
+
+    def fake_download(repo_id, filename, revision=None, **kwargs):
+        calls.append((repo_id, filename, revision))
+        path = tmp_path / "downloaded" / filename
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_file(state, str(path))
+        return str(path)
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(networks, "_hub_reachable", lambda timeout=3.0: True)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    net = build_network(encoder_name="efficientnet-b0", encoder_weights="imagenet")
+    assert calls == [(settings["repo_id"], "model.safetensors", settings["revision"])]
+    key = "_conv_stem.weight"
+    torch.testing.assert_close(net.model.encoder.state_dict()[key], state[key])
+
+    def failing_download(*args, **kwargs):
+        raise OSError("connection reset")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", failing_download)
+    with pytest.raises(
+        FileNotFoundError, match=r"downloading it from smp-hub/efficientnet-b0\.imagenet failed"
+    ):
+        build_network(encoder_name="efficientnet-b0", encoder_weights="imagenet")
+
+
+def test_missing_weights_path_is_named(tmp_path) -> None:
     with pytest.raises(FileNotFoundError, match="does not exist"):
         build_network(encoder_weights="imagenet", weights_path=tmp_path / "missing.safetensors")
 

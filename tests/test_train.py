@@ -152,7 +152,8 @@ def test_multirun_two_encoders_is_one_grouped_sweep(tiny_prepared: DictConfig, t
 
 
 def test_failed_job_does_not_stop_the_sweep(tiny_prepared: DictConfig, tmp_path: Path, monkeypatch) -> None:
-    # Job 0 asks for ImageNet weights that are not in the (empty) cache: it fails fast; job 1 must still run.
+    # Job 0 asks for ImageNet weights that are not in the (empty) cache and may not be downloaded (offline): it
+    # fails fast; job 1 must still run.
     args = [
         "-m",
         *data_overrides(tiny_prepared),
@@ -164,7 +165,9 @@ def test_failed_job_does_not_stop_the_sweep(tiny_prepared: DictConfig, tmp_path:
     ]
     uri = f"sqlite:///{tmp_path / 'store.db'}"
     done = run_train_cli(
-        args, cwd=tmp_path, env={"MLFLOW_TRACKING_URI": uri, "HF_HUB_CACHE": str(tmp_path / "hf")}
+        args,
+        cwd=tmp_path,
+        env={"MLFLOW_TRACKING_URI": uri, "HF_HUB_CACHE": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"},
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "no local copy of the 'imagenet' weights" in done.stdout + done.stderr

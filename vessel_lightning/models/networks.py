@@ -70,9 +70,53 @@ def hub_cache_hint(encoder_name: str, encoder_weights: str = "imagenet") -> str:
     return (
         f"Put config.json and model.safetensors of the Hugging Face repo {repo_id} (revision {revision}) in "
         f"{folder}/ (on a connected machine: `hf download {repo_id} --revision {revision}`, then copy "
-        f"{Path(constants.HF_HUB_CACHE)}), or give model.net.weights_path=<file.safetensors|.pth> "
-        f"(the encoder's state dict), or set model.net.encoder_weights=null to train from scratch."
+        f"{Path(constants.HF_HUB_CACHE)}), or give model.weights_path=<file.safetensors|.pth> "
+        f"(the encoder's state dict), or set model.encoder_weights=null to train from scratch."
     )
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face Hub's host accepts a TCP connection within ``timeout`` seconds (answers at once
+    where name resolution fails, instead of the hub client's ~25 s of retries). True behind an HTTPS proxy,
+    which only the download itself can try."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy"):
+        return True
+    endpoint = urlparse(constants.ENDPOINT)
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        with socket.create_connection((endpoint.hostname, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _fetch_hub_file(repo_id: str, filename: str, revision: str, what: str, hint: str) -> Path:
+    """The file from the local Hugging Face cache, else downloaded into it (with a progress bar), as smp does.
+
+    Raises FileNotFoundError saying why (``HF_HUB_OFFLINE=1``, the hub cannot be reached, the download failed)
+    and ``hint`` when there is no local copy and none can be fetched.
+    """
+    found = _cached_hub_file(repo_id, filename, revision)
+    if found is not None:
+        return found
+    from huggingface_hub import constants, hf_hub_download
+
+    missing = f"no local copy of {what}"
+    if constants.HF_HUB_OFFLINE:
+        raise FileNotFoundError(f"{missing}, and HF_HUB_OFFLINE=1 forbids downloading it. {hint}")
+    if not _hub_reachable():
+        raise FileNotFoundError(
+            f"{missing}, and {constants.ENDPOINT} cannot be reached to download it. {hint}"
+        )
+    try:
+        return Path(hf_hub_download(repo_id, filename, revision=revision))
+    except Exception as exc:  # any network or HTTP failure: the same advice
+        raise FileNotFoundError(f"{missing}; downloading it from {repo_id} failed ({exc}). {hint}") from exc
 
 
 def _load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
@@ -88,11 +132,12 @@ def _load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
 def resolve_encoder_weights(
     encoder_name: str, encoder_weights: str | None, weights_path: str | os.PathLike | None = None
 ) -> Path | None:
-    """Find a local file holding the encoder's pretrained weights, without any network access.
+    """Find the file holding the encoder's pretrained weights: ``weights_path``, the local Hugging Face cache, or
+    a download into that cache from smp's hub repository (as smp does) when the hub can be reached.
 
     Takes the encoder name, the weights name (``"imagenet"``, ``"advprop"`` or None) and an optional explicit file.
-    Returns the file to load (None when no pretrained weights are wanted); raises FileNotFoundError naming
-    where to put the file when weights are asked for and no local copy exists.
+    Returns the file to load (None when no pretrained weights are wanted); offline (``HF_HUB_OFFLINE=1``, or no
+    connection) raises FileNotFoundError at once, naming where to put the file.
     """
     if weights_path is not None:
         path = Path(weights_path).expanduser()
@@ -102,13 +147,13 @@ def resolve_encoder_weights(
     if encoder_weights is None:
         return None
     settings = _pretrained_settings(encoder_name, encoder_weights)
-    found = _cached_hub_file(settings["repo_id"], "model.safetensors", settings["revision"])
-    if found is None:
-        raise FileNotFoundError(
-            f"no local copy of the {encoder_weights!r} weights for {encoder_name!r}, and downloads are not "
-            f"made at run time. {hub_cache_hint(encoder_name, encoder_weights)}"
-        )
-    return found
+    return _fetch_hub_file(
+        settings["repo_id"],
+        "model.safetensors",
+        settings["revision"],
+        f"the {encoder_weights!r} weights for {encoder_name!r}",
+        hub_cache_hint(encoder_name, encoder_weights),
+    )
 
 
 def preprocessing_params(
@@ -206,7 +251,8 @@ def build_network(
         )
 
     weights_file = resolve_encoder_weights(encoder_name, encoder_weights, weights_path)
-    # Weights are loaded below from the local file, so smp itself is never asked to download anything.
+    # Weights come from resolve_encoder_weights (the cache, or our own download into it) and load below: smp itself
+    # is never asked to download (its retries take ~25 s offline).
     if arch == "transunet":
         model = TransUNet(encoder_name=encoder_name, classes=1, **kwargs)
     else:
