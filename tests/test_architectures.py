@@ -76,10 +76,14 @@ def test_unet_plain_refuses_pretrained_weights() -> None:
 
 
 def test_sizes_match_the_published_ones() -> None:
-    # Ronneberger's U-Net (width 64, padded, with BatchNorm) has 31.0 M parameters; B0's smp Unet is 23.7 GFLOP
-    # at 512² (the serving issue's figure); the plain U-Net's cost grows with width².
+    # Ronneberger's U-Net (width 64, padded, with BatchNorm) has 31.0 M parameters (the paper's architecture, our
+    # code); B0's smp Unet cost is smp's and the FLOP counter's (23.7 GFLOP at 512² with today's versions), so only
+    # its structure is asserted: it grows with the pixel count, and the lean decoder costs less. The plain U-Net's
+    # cost grows with width².
     assert count_parameters(build_network(arch="unet_plain", width=64)) == pytest.approx(31.04e6, rel=1e-3)
-    assert gflop(build_network(arch="unet")) == pytest.approx(23.66, abs=0.05)
+    unet = build_network(arch="unet")
+    assert gflop(unet, 512, 512) / gflop(unet, 256, 256) == pytest.approx(4.0, rel=0.02)
+    assert gflop(build_network(arch="unet", decoder_channels=[128, 64, 32, 16, 8])) < gflop(unet)
     narrow, wide = (gflop(build_network(arch="unet_plain", width=w), 128, 128) for w in (8, 16))
     assert wide / narrow == pytest.approx(4.0, rel=0.05)
 
