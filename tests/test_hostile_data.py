@@ -290,6 +290,32 @@ def test_the_prepare_lock_is_neither_inherited_nor_kept_by_a_dead_holder(tmp_pat
         os.kill(child, signal.SIGKILL)
 
 
+def test_without_fcntl_the_prepare_lock_is_filelocks_and_holds_across_processes(tmp_path: Path) -> None:
+    """Where there is no fcntl (Windows), prepare still imports and its lock still excludes another process.
+    With fcntl hidden, filelock itself falls back to its SoftFileLock here (Windows would get msvcrt locks), so the
+    other process asks with that kind."""
+    from filelock import SoftFileLock, Timeout
+
+    target = tmp_path / "out"
+    holder = (
+        "import sys, time\n"
+        "sys.modules['fcntl'] = None  # as on Windows: importing it fails\n"
+        "from pathlib import Path\n"
+        "from vessel_lightning.data.prepare import _locked\n"
+        f"with _locked(Path({str(target)!r})):\n"
+        "    print('locked', flush=True)\n"
+        "    time.sleep(30)\n"
+    )
+    process = subprocess.Popen([sys.executable, "-c", holder], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout.readline().strip() == "locked"
+        with pytest.raises(Timeout):
+            SoftFileLock(str(tmp_path / ".out.lock.win")).acquire(timeout=0.5)
+    finally:
+        process.kill()
+        process.wait(10)
+
+
 def test_two_threads_of_one_process_take_turns_on_the_prepare_lock(tmp_path: Path) -> None:
     import threading
 

@@ -17,7 +17,6 @@ id. Preparation is
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import logging
@@ -275,25 +274,39 @@ def _reuse(entry: Mapping[str, Any], split: str, previous: Path, staging: Path) 
 
 @contextmanager
 def _locked(target: Path) -> Iterator[None]:
-    """Hold the prepare lock of ``target``; the lock file records the holder's pid for whoever waits."""
+    """Hold the prepare lock of ``target``; the lock file records the holder's pid for whoever waits.
+
+    POSIX: ``fcntl.lockf``, not flock (nor ``filelock``, which uses flock): a POSIX lock is not inherited by forked
+    pool workers and dies with this process. Elsewhere (Windows, no ``fcntl``): ``filelock``'s lock.
+    """
     lock_path = target.parent / f".{target.name}.lock"
+    try:
+        import fcntl
+    except ImportError:
+        fcntl = None
     # A POSIX lock serialises processes only: threads of one process take turns on this one first.
-    with _THREADS, lock_path.open("a+") as handle:
-        # lockf, not flock: a POSIX lock is not inherited by forked pool workers and dies with this process.
-        try:
-            fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            handle.seek(0)
-            holder = handle.read().strip() or "unknown"
-            log.info("waiting for %s: another prepare (pid %s) is writing %s", lock_path, holder, target)
-            fcntl.lockf(handle, fcntl.LOCK_EX)
-        handle.truncate(0)
-        handle.write(f"{os.getpid()}\n")
-        handle.flush()
-        try:
-            yield
-        finally:
-            fcntl.lockf(handle, fcntl.LOCK_UN)
+    with _THREADS:
+        if fcntl is None:
+            from filelock import FileLock
+
+            with FileLock(str(lock_path) + ".win"):
+                yield
+            return
+        with lock_path.open("a+") as handle:
+            try:
+                fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                handle.seek(0)
+                holder = handle.read().strip() or "unknown"
+                log.info("waiting for %s: another prepare (pid %s) is writing %s", lock_path, holder, target)
+                fcntl.lockf(handle, fcntl.LOCK_EX)
+            handle.truncate(0)
+            handle.write(f"{os.getpid()}\n")
+            handle.flush()
+            try:
+                yield
+            finally:
+                fcntl.lockf(handle, fcntl.LOCK_UN)
 
 
 def _die_with_parent(parent: int) -> None:
