@@ -118,7 +118,6 @@ class ModelManager:
         self.device: torch.device = resolve_device(settings.device, "VESSEL_DEVICE")
         self.current: LoadedModel | None = None
         self.error: str | None = None
-        self.loading = False
         self._loader = loader or Predictor.from_uri
         self._reload_lock = threading.Lock()
         self._stop = threading.Event()
@@ -184,13 +183,10 @@ class ModelManager:
                 current = self.current
                 if current is not None and not force and version is not None and version == current.version:
                     return current
-                self.loading = True
                 loaded = self._load(version)
             except Exception as exc:
                 self.error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
                 raise
-            finally:
-                self.loading = False
             previous, self.current, self.error = self.current, loaded, None
             self._ready.set()
             log.info(

@@ -10,7 +10,7 @@ from torch import nn
 
 from vessel_lightning.inference.contract import ModelContract
 from vessel_lightning.inference.fov import FOVError, apply_fov, detect_fov, fov_diameter
-from vessel_lightning.inference.predictor import Predictor
+from vessel_lightning.inference.predictor import Predictor, served_mask
 
 
 def _fundus(
@@ -83,7 +83,7 @@ def test_predictor_zeroes_probabilities_outside_the_field() -> None:
     detected = predictor.predict_proba(rgb, "detect")
     field = detect_fov(rgb)
     assert (detected[~field] == 0).all() and (detected[field] > 0.99).all()
-    given = predictor.predict_mask(rgb, fov=disc)
+    given = served_mask(predictor.predict_proba(rgb, disc), predictor.threshold)
     assert np.array_equal(given, disc)
     with pytest.raises(ValueError, match="'detect' or None"):
         predictor.predict_proba(rgb, "yes")

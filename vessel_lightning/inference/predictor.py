@@ -323,12 +323,6 @@ class Predictor:
             pixels = pixels.pin_memory().to(self.device, non_blocking=True)
         return pixels.permute(2, 0, 1).contiguous().float().div_(255.0)
 
-    def predict_mask(
-        self, rgb: np.ndarray, threshold: float | None = None, fov: np.ndarray | str | None = None
-    ) -> np.ndarray:
-        """Boolean vessel mask at ``threshold`` (default: the contract's recommended threshold), inside ``fov``."""
-        return self.predict_proba(rgb, fov) >= (self.threshold if threshold is None else threshold)
-
 
 def require_contract(metadata: dict[str, Any] | None, source: str) -> ModelContract:
     """The contract inside an MLmodel metadata dict, or :class:`ContractError` naming ``source``."""
