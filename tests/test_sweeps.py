@@ -21,8 +21,8 @@ from vessel_lightning.registry import (
     sweep_parent,
 )
 from vessel_lightning.store import ensure_experiment, ensure_store, runs_page_url
+from vessel_lightning.sweep_summary import pareto_front, summarize_sweep, sweep_table
 from vessel_lightning.training import tracking  # noqa: F401 - registers the config resolvers
-from vessel_lightning.training.sweep_summary import pareto_front, summarize_sweep, sweep_table
 
 # ---------------------------------------------------------------- the Optuna sweeper (no training)
 

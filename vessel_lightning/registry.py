@@ -373,7 +373,7 @@ def _print_sweep(experiment: str, sweep: str, metric: str) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from vessel_lightning.training.sweep_summary import child_runs, format_cell, sweep_table
+    from vessel_lightning.sweep_summary import child_runs, format_cell, sweep_table
 
     client = MlflowClient()
     parent = client.get_run(sweep_parent(experiment, sweep))

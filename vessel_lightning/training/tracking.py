@@ -142,7 +142,7 @@ def finish_sweep_run(uri: str, parent_run_id: str, config: DictConfig) -> None:
     end it, and print where to see it."""
     from mlflow.tracking import MlflowClient
 
-    from vessel_lightning.training.sweep_summary import summarize_sweep
+    from vessel_lightning.sweep_summary import summarize_sweep
 
     client = MlflowClient(uri)
     metric = str(config.get("optimized_metric") or "val/f1_best")
