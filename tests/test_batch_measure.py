@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from tests.test_fov import _fundus
-from tests.test_registry import _contract, _logged_run, network, store  # noqa: F401 (fixtures)
+from tests.test_registry import _contract, _logged_run, network  # noqa: F401 (fixtures; store is in conftest)
 from vessel_lightning.data.geojson import rasterize_geojson
 from vessel_lightning.inference.batch import main as predict_main
 from vessel_lightning.inference.fov import detect_fov, fov_diameter
