@@ -16,7 +16,6 @@ The tile cost with photos cached is the steady state of every epoch after the fi
 from __future__ import annotations
 
 import argparse
-import contextlib
 import statistics
 import sys
 import time
@@ -25,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch
-from bench_train_step import machine
+from bench_train_step import machine, train_step
 
 
 def compose(overrides: list[str]):
@@ -59,7 +58,6 @@ def run_variant(datamodule, net, loss_fn, bf16: bool, workers: int, cache: bool,
     datamodule.datasets = {}
     datamodule.setup("fit")
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-4)
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
     waits, step_times = [], []
     batches = iter(datamodule.train_dataloader())
     for step in range(steps + 2):
@@ -71,11 +69,8 @@ def run_variant(datamodule, net, loss_fn, bf16: bool, workers: int, cache: bool,
             batch = next(batches)
         ready = time.perf_counter()
         image = batch["image"].contiguous(memory_format=torch.channels_last)
-        optimizer.zero_grad(set_to_none=True)
-        with autocast:
-            loss, _ = loss_fn(net(image), batch["mask"], batch.get("fov", torch.ones_like(batch["mask"])))
-        loss.backward()
-        optimizer.step()
+        fov = batch.get("fov", torch.ones_like(batch["mask"]))
+        train_step(net, loss_fn, optimizer, image, batch["mask"], fov, bf16)
         if step >= 2:  # the first batches include the workers' start-up
             waits.append(ready - start)
             step_times.append(time.perf_counter() - ready)

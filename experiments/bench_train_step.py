@@ -16,6 +16,7 @@ on CPU (each configuration runs in its own subprocess, so peaks do not carry ove
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import resource
 import statistics
@@ -26,6 +27,19 @@ import time
 FORMATS = ("eager", "channels_last", "compiled")
 
 
+def train_step(model, loss_fn, optimizer, image, mask, fov, bf16: bool) -> None:
+    """One optimizer step: forward and loss (under bf16 autocast on the image's device when ``bf16``, as Lightning's
+    ``bf16-mixed``), backward, Adam."""
+    import torch
+
+    optimizer.zero_grad(set_to_none=True)
+    autocast = torch.autocast(image.device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+    with autocast:
+        loss, _ = loss_fn(model(image), mask, fov)
+    loss.backward()
+    optimizer.step()
+
+
 def run_one(
     encoder: str, fmt: str, batch: int, size: int, steps: int, device: str, precision: str = "fp32"
 ) -> dict:
@@ -33,7 +47,6 @@ def run_one(
 
     ``fmt``: ``eager`` (contiguous), ``channels_last``, or ``compiled`` (channels_last and ``torch.compile`` of the
     network, inductor's defaults; the warm-up step then pays for compilation: reported as ``first_step_s``)."""
-    import contextlib
 
     import torch
 
@@ -62,16 +75,7 @@ def run_one(
     for step in range(steps + 1):
         sync()
         start = time.perf_counter()
-        optimizer.zero_grad(set_to_none=True)
-        autocast = (
-            torch.autocast(dev.type, dtype=torch.bfloat16)
-            if precision == "bf16"
-            else contextlib.nullcontext()
-        )
-        with autocast:
-            loss, _ = loss_fn(model(image), mask, fov)
-        loss.backward()
-        optimizer.step()
+        train_step(model, loss_fn, optimizer, image, mask, fov, precision == "bf16")
         sync()
         if step > 0:  # the first step pays for allocations and kernel selection (and compilation)
             times.append(time.perf_counter() - start)
