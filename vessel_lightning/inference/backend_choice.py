@@ -57,7 +57,7 @@ TIMING_ITERATIONS = 5
 GATE_PHOTOS = 8
 PRUNE_RATIO = 2.0  # a candidate this many times slower than the fastest is not timed further
 # Bump when the way candidates are listed, timed or gated changes, so older cached decisions are not reused.
-DECISION_RECIPE = "1"
+DECISION_RECIPE = "2"
 # Flags that change which candidate wins; part of the decision's cache key.
 SPEED_FLAGS = BF16_FLAGS | INT8_FLAGS | frozenset({"avx2", "fma", "avx512f", "amx_tile", "avx512_fp16"})
 
@@ -238,23 +238,28 @@ def choose_backend(
             refused[name] = f"not built: {str(exc).splitlines()[0]}"
     if not built:
         raise BackendError(f"auto: no backend could be built: {refused}")
-    timings = time_networks({name: result.network for name, result in built.items()}, shape, iterations)
     gate: dict[str, float] = {}
     reference: list[np.ndarray] | None = None
     batches = list(calibration_inputs(photos, contract)) if photos else []
     chosen = None
-    for name in sorted(built, key=timings.__getitem__):
+    timings: dict[str, float] = {}
+    contenders = {name: result.network for name, result in built.items()}
+    while contenders and chosen is None:
+        # Timed against the fastest still in the running: candidates pruned after one round beside a candidate
+        # the gate then refuses are timed again, so the choice never rests on a single measurement.
+        timings |= time_networks(contenders, shape, iterations)
+        name = min(contenders, key=timings.__getitem__)
         if name != "torch" and batches:
             if reference is None:
                 reference = gate_masks(network, batches, contract.threshold)
             gate[name] = round(
-                mask_f1(gate_masks(built[name].network, batches, contract.threshold), reference), 5
+                mask_f1(gate_masks(contenders[name], batches, contract.threshold), reference), 5
             )
             if gate[name] < MASK_F1_MIN:
                 refused[name] = f"mask F1 {gate[name]:.4f} against fp32 PyTorch < {MASK_F1_MIN}"
+                del contenders[name]
                 continue
         chosen = name
-        break
     if chosen is None:  # torch was not built (it cannot fail) or every candidate was refused
         raise BackendError(f"auto: every candidate was refused: {refused}")
     fastest = min(timings, key=timings.__getitem__)
