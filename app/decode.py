@@ -13,7 +13,7 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from vessel_lightning.data.images import claimed_pixels, to_uint8
+from vessel_lightning.data.images import claimed_pixels, pil_to_rgb
 
 # Magic numbers of the accepted formats (GIF is accepted for its first frame).
 SIGNATURES: tuple[tuple[bytes, str], ...] = (
@@ -121,18 +121,6 @@ def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
         image.seek(0)  # multi-frame GIF/TIFF: the first frame, by design
         image.load()  # a truncated file fails here (PIL's LOAD_TRUNCATED_IMAGES stays off)
         image = ImageOps.exif_transpose(image)
-        return _to_rgb(image)
+        return pil_to_rgb(image)
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise DecodeError(400, f"truncated or corrupt {kind} data ({exc})") from exc
-
-
-def _to_rgb(image: Image.Image) -> np.ndarray:
-    """Any PIL mode (1, L, LA, P, RGBA, CMYK, I;16, I, F…) as an ``(H, W, 3)`` uint8 RGB array."""
-    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        gray = to_uint8(np.asarray(image))
-        return np.repeat(gray[:, :, None], 3, axis=2)
-    if image.mode == "P" and "transparency" in image.info:
-        image = image.convert("RGBA")
-    if image.mode != "RGB":
-        image = image.convert("RGB")
-    return np.asarray(image, dtype=np.uint8).copy()

@@ -58,16 +58,27 @@ def to_uint8(array: np.ndarray) -> np.ndarray:
     return np.clip(array.astype(np.float64) / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
-def read_rgb(path: str | Path) -> np.ndarray:
-    """Decode a photo to an ``(H, W, 3)`` uint8 RGB array (EXIF orientation applied, 16-bit scaled down)."""
-    path = Path(path)
-    image = _open(path)
-    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+# 16-bit, 32-bit integer and float single-channel modes: scaled to 8 bits by value, then grey to RGB.
+WIDE_GRAY_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+
+
+def pil_to_rgb(image: Image.Image) -> np.ndarray:
+    """Any decoded PIL image (1, L, LA, P, RGBA, CMYK, I;16, I, F…) as an ``(H, W, 3)`` uint8 RGB array.
+
+    The one conversion for photos read from files (:func:`read_rgb`) and uploads (``app.decode``): wide grey
+    modes are scaled down (:func:`to_uint8`), transparent palettes go through RGBA, the rest through PIL.
+    """
+    if image.mode in WIDE_GRAY_MODES:
         gray = to_uint8(np.asarray(image))
         return np.repeat(gray[:, :, None], 3, axis=2)
     if image.mode != "RGB":
         image = image.convert("RGBA" if "transparency" in image.info else image.mode).convert("RGB")
     return np.asarray(image, dtype=np.uint8).copy()
+
+
+def read_rgb(path: str | Path) -> np.ndarray:
+    """Decode a photo to an ``(H, W, 3)`` uint8 RGB array (EXIF orientation applied, 16-bit scaled down)."""
+    return pil_to_rgb(_open(Path(path)))
 
 
 def read_gray(path: str | Path) -> np.ndarray:
