@@ -17,7 +17,6 @@ id. Preparation is
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -48,6 +47,7 @@ from vessel_lightning.data.images import (
     resize_mask,
 )
 from vessel_lightning.data.sources import SPLITS, RawSample
+from vessel_lightning.digest import file_sha256, value_digest
 
 log = logging.getLogger(__name__)
 _THREADS = threading.Lock()
@@ -114,20 +114,6 @@ def size_hw(size: Any) -> tuple[int, int]:
         return size, size
     height, width = (int(v) for v in size)
     return height, width
-
-
-def _sha256(path: Path | None) -> str | None:
-    if path is None:
-        return None
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _digest(value: Any) -> str:
-    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
 
 
 def assign_splits(
@@ -387,19 +373,19 @@ def prepare(data_cfg: Any, *, progress: bool = True) -> PrepareSummary:
         found.samples, cfg.get("val_fraction", 0.0), cfg.get("test_fraction", 0.0), cfg["seed"]
     )
     keys = {
-        s.id: _digest(
+        s.id: value_digest(
             {
                 "format": FORMAT_VERSION,
                 "settings": settings,
                 "label_rule": source.label_rule,
-                "image": _sha256(s.image),
-                "label": _sha256(s.label),
-                "fov": _sha256(s.fov),
+                "image": file_sha256(s.image),
+                "label": file_sha256(s.label) if s.label else None,
+                "fov": file_sha256(s.fov) if s.fov else None,
             }
         )
         for s in found.samples
     }
-    fingerprint = _digest({"config": recorded, "samples": sorted((i, keys[i], splits[i]) for i in keys)})
+    fingerprint = value_digest({"config": recorded, "samples": sorted((i, keys[i], splits[i]) for i in keys)})
 
     target.parent.mkdir(parents=True, exist_ok=True)
     with _locked(target):

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import hashlib
-import json
 import logging
 import os
 import statistics
@@ -29,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from vessel_lightning.digest import value_digest
 from vessel_lightning.hardware import (  # noqa: F401  (re-exported: the CPU facts auto decides by)
     BF16_FLAGS,
     INT8_FLAGS,
@@ -157,7 +156,7 @@ def decision_key(
 ) -> str:
     """What a cached decision depends on: CPU model and relevant flags, threads, timed shape, library versions,
     calibration photos and candidates (a readable prefix and a hash)."""
-    identity = json.dumps(
+    identity = value_digest(
         [
             DECISION_RECIPE,
             features.model,
@@ -167,9 +166,10 @@ def decision_key(
             _versions(),
             calibration_id(photos) if photos else None,
             list(candidates),
-        ]
+        ],
+        12,
     )
-    return f"{features.model} x{threads}-{hashlib.sha256(identity.encode()).hexdigest()[:12]}"
+    return f"{features.model} x{threads}-{identity}"
 
 
 def choose_backend(

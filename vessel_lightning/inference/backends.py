@@ -14,7 +14,6 @@ not implied by this module — measure F1 before choosing it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -29,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from vessel_lightning.digest import file_sha256, value_digest
 from vessel_lightning.inference.contract import ModelContract
 from vessel_lightning.inference.predictor import ModelInfo, Predictor
 
@@ -152,18 +152,9 @@ def default_cache_dir() -> Path:
 
 def cache_folder(cache_dir: Path, info: ModelInfo, tracking_uri: str) -> Path:
     """The cache folder of one model version: readable name plus a hash of where it came from."""
-    identity = json.dumps([tracking_uri, info.name, info.version, info.run_id, info.uri])
-    digest = hashlib.sha256(identity.encode()).hexdigest()[:12]
+    digest = value_digest([tracking_uri, info.name, info.version, info.run_id, info.uri], 12)
     name = f"{info.name or 'model'}-v{info.version or 'x'}-{digest}"
     return cache_dir / "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _read_meta(folder: Path) -> dict[str, Any]:
@@ -267,8 +258,7 @@ def calibration_inputs(
 
 def calibration_id(photos: Sequence[Path]) -> str:
     """A short hash of the calibration recipe and the photos' names and sizes (names cached int8 files)."""
-    identity = json.dumps([CALIBRATION_RECIPE, *((p.name, p.stat().st_size) for p in photos)])
-    return hashlib.sha256(identity.encode()).hexdigest()[:12]
+    return value_digest([CALIBRATION_RECIPE, *((p.name, p.stat().st_size) for p in photos)], 12)
 
 
 def quantize_int8(fp32_path: Path, int8_path: Path, photos: Sequence[Path], contract: ModelContract) -> None:
@@ -318,7 +308,7 @@ def _fp32_onnx(
     path = folder / "model.onnx"
     meta = _read_meta(folder)
     record = meta.get("fp32", {})
-    if path.is_file() and record.get("sha256") == _sha256(path) and record.get("checked"):
+    if path.is_file() and record.get("sha256") == file_sha256(path) and record.get("checked"):
         return OnnxNetwork(path, threads), record | {"cached": True}
     folder.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -333,7 +323,7 @@ def _fp32_onnx(
         path.unlink(missing_ok=True)
         raise BackendError(f"ONNX export differs from PyTorch by {diff} (> {FP32_TOLERANCE}); not used")
     record = {
-        "sha256": _sha256(path),
+        "sha256": file_sha256(path),
         "checked": True,
         "max_abs_diff": diff,
         "export_seconds": round(seconds, 2),
@@ -383,7 +373,7 @@ def int8_onnx(
         raise BackendError(f"no calibration photos found in {calibration_dir}")
     int8_path = folder / f"model.int8-{calibration_id(photos)}.onnx"
     int8_record = _read_meta(folder).get(int8_path.name, {})
-    cached = int8_path.is_file() and int8_record.get("sha256") == _sha256(int8_path)
+    cached = int8_path.is_file() and int8_record.get("sha256") == file_sha256(int8_path)
     if not cached:
         start = time.perf_counter()
         try:
@@ -391,7 +381,7 @@ def int8_onnx(
         except Exception as exc:
             raise BackendError(f"int8 quantization failed: {type(exc).__name__}: {exc}") from exc
         int8_record = {
-            "sha256": _sha256(int8_path),
+            "sha256": file_sha256(int8_path),
             "calibration_photos": len(photos),
             "quantize_seconds": round(time.perf_counter() - start, 2),
         }

@@ -21,12 +21,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from vessel_lightning.digest import file_sha256
 from vessel_lightning.inference.backends import (
     FP32_TOLERANCE,
     BackendError,
     BackendResult,
     _read_meta,
-    _sha256,
     _write_meta,
     compare,
     fp32_mismatch,
@@ -114,7 +114,7 @@ def convert_to_ir(onnx_path: Path, folder: Path) -> tuple[Path, dict[str, Any]]:
 
     target = folder / "openvino" / f"{onnx_path.stem}.xml"
     key = f"openvino/{target.name}"
-    source_hash = _sha256(onnx_path)
+    source_hash = file_sha256(onnx_path)
     record = _read_meta(folder).get(key, {})
     if target.is_file() and target.with_suffix(".bin").is_file() and record.get("onnx_sha256") == source_hash:
         return target, record | {"cached": True}
