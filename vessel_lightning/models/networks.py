@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -195,22 +195,17 @@ def recalibrate_batchnorm(network: nn.Module, images: Iterable[torch.Tensor]) ->
     momentum and the network's mode. Returns the number of batches seen. Fixes eval-mode predictions of short
     runs whose running statistics have not settled (smp's EfficientNet momentum 0.01).
     """
-    layers = [m for m in network.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    momenta = [layer.momentum for layer in layers]
-    was_training = network.training
-    for layer in layers:
-        layer.reset_running_stats()
-        layer.momentum = None  # cumulative average over all batches seen
-    network.train()
+    from torch.optim.swa_utils import update_bn
+
     count = 0
-    try:
+
+    def counted() -> Iterator[torch.Tensor]:
+        nonlocal count
         for batch in images:
-            network(batch)
             count += 1
-    finally:
-        for layer, momentum in zip(layers, momenta, strict=True):
-            layer.momentum = momentum
-        network.train(was_training)
+            yield batch
+
+    update_bn(counted(), network)  # PyTorch's SWA re-estimation: reset, momentum None, train mode, no grad
     return count
 
 
