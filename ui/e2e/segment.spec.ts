@@ -1,9 +1,10 @@
 /**
  * The whole UI against a real vessel-serve (see global-setup.ts): upload a CHASE_DB1 photo, see the overlay, move
  * the threshold, download the mask and compare it with the API's own `format=mask`, time re-thresholding a
- * 1624×1232 photo, and refuse a text file. A second test, in named steps: the Measurements panel shows the API's
- * numbers and follows the slider (debounced), the field of view is outlined and can be hidden, the GeoJSON
- * download equals `format=geojson`, a scale adds µm. Screenshots and measured timings go to test-results/.
+ * 1624×1232 photo, and refuse a text file. A second test: the Measurements panel shows the API's numbers and
+ * follows the slider (debounced), the field of view is outlined and can be hidden, the GeoJSON
+ * download equals `format=geojson`, a scale adds µm. Both run in named steps, so a failure names the step that
+ * broke. Screenshots and measured timings go to test-results/.
  *
  * Env: VESSEL_DATA_DIR (default ../../shared/data from ui/), VESSEL_E2E_URL (set by the global setup).
  */
@@ -67,118 +68,136 @@ test("segment a CHASE_DB1 photo, re-threshold, download, and refuse a text file"
   page.on("console", (m) => m.type() === "error" && consoleErrors.push(m.text()));
   const photo = readFileSync(PHOTO);
 
-  await page.goto(baseUrl() + "/");
-  await expect(page.getByTestId("model-info")).toContainText(/vessel-unet v\d+/);
-  await expect(page.getByTestId("device-info")).toHaveText(/^(CPU|GPU) · /);
+  await test.step("the page loads and names the served model", async () => {
+    await page.goto(baseUrl() + "/");
+    await expect(page.getByTestId("model-info")).toContainText(/vessel-unet v\d+/);
+    await expect(page.getByTestId("device-info")).toHaveText(/^(CPU|GPU) · /);
+  });
 
-  // Keyboard only: the first Tab reaches the picker, Enter opens it; upload a real photo and wait for the overlay.
-  // Listen for the chooser before any key is pressed: Playwright turns on file-chooser interception
-  // asynchronously, and an Enter that wins that race opens a native dialog the test never sees.
-  const chooserOpened = page.waitForEvent("filechooser");
-  await page.keyboard.press("Tab");
-  await expect(page.getByRole("button", { name: "Choose a photo…" })).toBeFocused();
-  await page.keyboard.press("Enter");
-  const chooser = await chooserOpened;
-  await chooser.setFiles(PHOTO);
-  await expect(page.getByTestId("vessel-layer")).toBeVisible();
-  await expect(page.getByTestId("threshold-section")).toHaveAttribute("data-rethreshold-ms", /\d/);
-  await expect(page.getByTestId("threshold-value")).toHaveText("0.50"); // the contract's recommended threshold
-  await expect(page.getByTestId("result-info")).toContainText("999×960");
+  await test.step("keyboard-only upload of a CHASE_DB1 photo shows the overlay", async () => {
+    // Keyboard only: the first Tab reaches the picker, Enter opens it; upload a real photo and wait for the overlay.
+    // Listen for the chooser before any key is pressed: Playwright turns on file-chooser interception
+    // asynchronously, and an Enter that wins that race opens a native dialog the test never sees.
+    const chooserOpened = page.waitForEvent("filechooser");
+    await page.keyboard.press("Tab");
+    await expect(page.getByRole("button", { name: "Choose a photo…" })).toBeFocused();
+    await page.keyboard.press("Enter");
+    const chooser = await chooserOpened;
+    await chooser.setFiles(PHOTO);
+    await expect(page.getByTestId("vessel-layer")).toBeVisible();
+    await expect(page.getByTestId("threshold-section")).toHaveAttribute("data-rethreshold-ms", /\d/);
+    await expect(page.getByTestId("threshold-value")).toHaveText("0.50"); // the contract's recommended threshold
+    await expect(page.getByTestId("result-info")).toContainText("999×960");
+  });
 
-  // The overlay's vessel pixels fall as the threshold rises, and match the count shown.
-  const counts: Record<string, number> = {};
-  for (const t of [0.3, 0.5, 0.7]) {
-    await setThreshold(page, t);
-    counts[t] = await overlayVesselPixels(page);
-    expect(Number(await page.getByTestId("threshold-section").getAttribute("data-vessel-pixels"))).toBe(counts[t]);
-  }
-  expect(counts[0.3]).toBeGreaterThan(counts[0.5]);
-  expect(counts[0.5]).toBeGreaterThan(counts[0.7]);
-  expect(counts[0.7]).toBeGreaterThan(0);
+  await test.step("the overlay follows the threshold slider", async () => {
+    // The overlay's vessel pixels fall as the threshold rises, and match the count shown.
+    const counts: Record<string, number> = {};
+    for (const t of [0.3, 0.5, 0.7]) {
+      await setThreshold(page, t);
+      counts[t] = await overlayVesselPixels(page);
+      expect(Number(await page.getByTestId("threshold-section").getAttribute("data-vessel-pixels"))).toBe(counts[t]);
+    }
+    expect(counts[0.3]).toBeGreaterThan(counts[0.5]);
+    expect(counts[0.5]).toBeGreaterThan(counts[0.7]);
+    expect(counts[0.7]).toBeGreaterThan(0);
+  });
 
-  // The keyboard moves the slider by one step.
-  await page.getByTestId("threshold").focus();
-  await page.keyboard.press("ArrowLeft");
-  await expect(page.getByTestId("threshold-value")).toHaveText("0.69");
-  await page.keyboard.press("ArrowRight");
-  await expect(page.getByTestId("threshold-value")).toHaveText("0.70");
+  await test.step("the keyboard moves the slider by one step", async () => {
+    // The keyboard moves the slider by one step.
+    await page.getByTestId("threshold").focus();
+    await page.keyboard.press("ArrowLeft");
+    await expect(page.getByTestId("threshold-value")).toHaveText("0.69");
+    await page.keyboard.press("ArrowRight");
+    await expect(page.getByTestId("threshold-value")).toHaveText("0.70");
+  });
 
-  // Download the mask at 0.70 and compare it with the API's format=mask at the same threshold.
-  const [download] = await Promise.all([
-    page.waitForEvent("download"),
-    page.getByRole("button", { name: "Mask PNG" }).click(),
-  ]);
-  expect(download.suggestedFilename()).toBe("Image_01L.t0.70.mask.png");
-  const savedMask = testInfo.outputPath("downloaded-mask.png");
-  await download.saveAs(savedMask);
-  const browserMask = await decodePng(new Uint8Array(readFileSync(savedMask)));
-  expect([browserMask.width, browserMask.height, browserMask.channels]).toEqual([999, 960, 1]);
-  const serverMask = await apiPng(page, "format=mask&threshold=0.7", photo, "Image_01L.jpg");
-  let differing = 0;
-  for (let i = 0; i < serverMask.length; i++) if (serverMask[i] !== browserMask.data[i]) differing++;
-  expect(differing, "pixels where the downloaded mask differs from the API's format=mask").toBe(0);
+  await test.step("the downloaded mask equals the API's format=mask", async () => {
+    // Download the mask at 0.70 and compare it with the API's format=mask at the same threshold.
+    const [download] = await Promise.all([
+      page.waitForEvent("download"),
+      page.getByRole("button", { name: "Mask PNG" }).click(),
+    ]);
+    expect(download.suggestedFilename()).toBe("Image_01L.t0.70.mask.png");
+    const savedMask = testInfo.outputPath("downloaded-mask.png");
+    await download.saveAs(savedMask);
+    const browserMask = await decodePng(new Uint8Array(readFileSync(savedMask)));
+    expect([browserMask.width, browserMask.height, browserMask.channels]).toEqual([999, 960, 1]);
+    const serverMask = await apiPng(page, "format=mask&threshold=0.7", photo, "Image_01L.jpg");
+    let differing = 0;
+    for (let i = 0; i < serverMask.length; i++) if (serverMask[i] !== browserMask.data[i]) differing++;
+    expect(differing, "pixels where the downloaded mask differs from the API's format=mask").toBe(0);
+  });
 
-  // Off the 8-bit bin edges too: the server thresholds the same 8-bit values (v / 255 ≥ t), so the
-  // browser's re-thresholding of the probability PNG equals format=mask at every threshold.
-  const probability = await apiPng(page, "format=probability", photo, "Image_01L.jpg");
-  for (const t of [0.55, 0.62]) {
-    const server = await apiPng(page, `format=mask&threshold=${t}`, photo, "Image_01L.jpg");
-    const local = thresholdMask(probability, t);
-    let mismatched = 0;
-    for (let i = 0; i < local.length; i++) if (local[i] !== server[i]) mismatched++;
-    expect(mismatched, `pixels where the browser's mask differs from format=mask at t=${t}`).toBe(0);
-  }
+  await test.step("browser re-thresholding equals format=mask off the 8-bit edges", async () => {
+    // Off the 8-bit bin edges too: the server thresholds the same 8-bit values (v / 255 ≥ t), so the
+    // browser's re-thresholding of the probability PNG equals format=mask at every threshold.
+    const probability = await apiPng(page, "format=probability", photo, "Image_01L.jpg");
+    for (const t of [0.55, 0.62]) {
+      const server = await apiPng(page, `format=mask&threshold=${t}`, photo, "Image_01L.jpg");
+      const local = thresholdMask(probability, t);
+      let mismatched = 0;
+      for (let i = 0; i < local.length; i++) if (local[i] !== server[i]) mismatched++;
+      expect(mismatched, `pixels where the browser's mask differs from format=mask at t=${t}`).toBe(0);
+    }
+  });
 
-  // The other downloads.
-  for (const [name, suffix] of [["Masked image PNG", ".overlay.png"], ["Outlines SVG", ".vessels.svg"]] as const) {
-    const [file] = await Promise.all([page.waitForEvent("download"), page.getByRole("button", { name }).click()]);
-    expect(file.suggestedFilename()).toBe(`Image_01L.t0.70${suffix}`);
-    await file.saveAs(testInfo.outputPath(`downloaded${suffix}`));
-  }
-  const svg = readFileSync(testInfo.outputPath("downloaded.vessels.svg"), "utf8");
-  expect(svg).toContain('<image id="photo"');
-  expect(svg).toMatch(/<path id="vessels"|<image id="vessels"/);
+  await test.step("the other downloads and the views", async () => {
+    // The other downloads.
+    for (const [name, suffix] of [["Masked image PNG", ".overlay.png"], ["Outlines SVG", ".vessels.svg"]] as const) {
+      const [file] = await Promise.all([page.waitForEvent("download"), page.getByRole("button", { name }).click()]);
+      expect(file.suggestedFilename()).toBe(`Image_01L.t0.70${suffix}`);
+      await file.saveAs(testInfo.outputPath(`downloaded${suffix}`));
+    }
+    const svg = readFileSync(testInfo.outputPath("downloaded.vessels.svg"), "utf8");
+    expect(svg).toContain('<image id="photo"');
+    expect(svg).toMatch(/<path id="vessels"|<image id="vessels"/);
 
-  await page.screenshot({ path: testInfo.outputPath("overlay.png") });
-  await page.getByRole("radio", { name: "Side by side" }).check();
-  await page.getByRole("group", { name: /arrow keys pan/ }).focus();
-  await page.keyboard.press("1"); // 1:1
-  await expect(page.getByTestId("zoom-level")).toHaveText("100%");
-  await page.screenshot({ path: testInfo.outputPath("side-by-side-1to1.png") });
-  await page.getByRole("radio", { name: "Overlay" }).check();
+    await page.screenshot({ path: testInfo.outputPath("overlay.png") });
+    await page.getByRole("radio", { name: "Side by side" }).check();
+    await page.getByRole("group", { name: /arrow keys pan/ }).focus();
+    await page.keyboard.press("1"); // 1:1
+    await expect(page.getByTestId("zoom-level")).toHaveText("100%");
+    await page.screenshot({ path: testInfo.outputPath("side-by-side-1to1.png") });
+    await page.getByRole("radio", { name: "Overlay" }).check();
+  });
 
-  // Re-threshold timing on a 1624×1232 photo (the CHASE photo scaled in the browser).
-  const large = await page.evaluate(async (bytes) => {
-    const bitmap = await createImageBitmap(new Blob([new Uint8Array(bytes)], { type: "image/jpeg" }));
-    const canvas = document.createElement("canvas");
-    canvas.width = 1624;
-    canvas.height = 1232;
-    canvas.getContext("2d")!.drawImage(bitmap, 0, 0, 1624, 1232);
-    const blob = await new Promise<Blob>((r) => canvas.toBlob((b) => r(b!), "image/jpeg", 0.92));
-    return [...new Uint8Array(await blob.arrayBuffer())];
-  }, [...photo]);
-  await page.getByTestId("photo-input").setInputFiles({ name: "chase-1624x1232.jpg", mimeType: "image/jpeg", buffer: Buffer.from(large) });
-  await expect(page.getByTestId("result-info")).toContainText("1624×1232");
-  const timings: number[] = [];
-  for (let k = 0; k < 20; k++) {
-    await setThreshold(page, Number((0.3 + 0.02 * k).toFixed(2)));
-    timings.push(await rethresholdMs(page));
-  }
-  timings.sort((a, b) => a - b);
-  const median = timings[timings.length >> 1];
-  const report = `re-threshold 1624×1232 in Chromium: median ${median.toFixed(1)} ms, max ${timings[timings.length - 1].toFixed(1)} ms over ${timings.length} slider moves`;
-  console.log(`[e2e] ${report}`);
-  testInfo.annotations.push({ type: "timing", description: report });
-  writeFileSync(testInfo.outputPath("timings.json"), JSON.stringify({ timings, median }, null, 2));
-  expect(median).toBeLessThan(50);
+  await test.step("re-thresholding a 1624×1232 photo takes under 50 ms", async () => {
+    // Re-threshold timing on a 1624×1232 photo (the CHASE photo scaled in the browser).
+    const large = await page.evaluate(async (bytes) => {
+      const bitmap = await createImageBitmap(new Blob([new Uint8Array(bytes)], { type: "image/jpeg" }));
+      const canvas = document.createElement("canvas");
+      canvas.width = 1624;
+      canvas.height = 1232;
+      canvas.getContext("2d")!.drawImage(bitmap, 0, 0, 1624, 1232);
+      const blob = await new Promise<Blob>((r) => canvas.toBlob((b) => r(b!), "image/jpeg", 0.92));
+      return [...new Uint8Array(await blob.arrayBuffer())];
+    }, [...photo]);
+    await page.getByTestId("photo-input").setInputFiles({ name: "chase-1624x1232.jpg", mimeType: "image/jpeg", buffer: Buffer.from(large) });
+    await expect(page.getByTestId("result-info")).toContainText("1624×1232");
+    const timings: number[] = [];
+    for (let k = 0; k < 20; k++) {
+      await setThreshold(page, Number((0.3 + 0.02 * k).toFixed(2)));
+      timings.push(await rethresholdMs(page));
+    }
+    timings.sort((a, b) => a - b);
+    const median = timings[timings.length >> 1];
+    const report = `re-threshold 1624×1232 in Chromium: median ${median.toFixed(1)} ms, max ${timings[timings.length - 1].toFixed(1)} ms over ${timings.length} slider moves`;
+    console.log(`[e2e] ${report}`);
+    testInfo.annotations.push({ type: "timing", description: report });
+    writeFileSync(testInfo.outputPath("timings.json"), JSON.stringify({ timings, median }, null, 2));
+    expect(median).toBeLessThan(50);
+  });
 
-  // A text file is refused in the browser with a clear message ...
-  await page.getByTestId("photo-input").setInputFiles({ name: "notes.txt", mimeType: "text/plain", buffer: Buffer.from("not a photo\n") });
-  await expect(page.getByTestId("error")).toHaveText("notes.txt is a text/plain file. Choose a PNG, JPEG, TIFF, BMP or WebP photo.");
-  // ... and one that only pretends to be a PNG gets the server's own message.
-  await page.getByTestId("photo-input").setInputFiles({ name: "fake.png", mimeType: "image/png", buffer: Buffer.from("still not a photo\n") });
-  await expect(page.getByTestId("error")).toContainText("The server could not segment fake.png (415): not an image");
-  await page.screenshot({ path: testInfo.outputPath("error.png") });
+  await test.step("files that are not photos are refused with a clear message", async () => {
+    // A text file is refused in the browser with a clear message ...
+    await page.getByTestId("photo-input").setInputFiles({ name: "notes.txt", mimeType: "text/plain", buffer: Buffer.from("not a photo\n") });
+    await expect(page.getByTestId("error")).toHaveText("notes.txt is a text/plain file. Choose a PNG, JPEG, TIFF, BMP or WebP photo.");
+    // ... and one that only pretends to be a PNG gets the server's own message.
+    await page.getByTestId("photo-input").setInputFiles({ name: "fake.png", mimeType: "image/png", buffer: Buffer.from("still not a photo\n") });
+    await expect(page.getByTestId("error")).toContainText("The server could not segment fake.png (415): not an image");
+    await page.screenshot({ path: testInfo.outputPath("error.png") });
+  });
 
   expect(outside, "requests outside the origin").toEqual([]);
   expect(consoleErrors.filter((e) => !e.includes("415"))).toEqual([]);
