@@ -79,7 +79,7 @@ class LoadedModel:
         if predictor.contract.mode == "resize":
             return {"mode": "resize", "size": list(predictor.contract.size)}
         window = predictor.window or max(predictor.contract.size)
-        return {"mode": "sliding window", "window": window, "overlap": predictor.overlap}
+        return {"mode": "sliding window", "window": window, "overlap": predictor.overlap, "blend": predictor.blend}
 
     def summary(self) -> dict[str, Any]:
         """Name, version, alias, backend and precision (for ``/health``)."""

@@ -29,6 +29,7 @@ from vessel_lightning.evaluation.metrics import (
     skeleton_counts,
     thin_counts,
 )
+from vessel_lightning.threshold import is_vessel
 
 log = logging.getLogger(__name__)
 
@@ -158,8 +159,8 @@ def evaluate(cfg: Any) -> dict[str, Any]:
     from vessel_lightning.inference.backends import use_backend
     from vessel_lightning.inference.device import resolve_device
     from vessel_lightning.inference.measurements import measure_vessels
-    from vessel_lightning.inference.overlays import error_overlay, save_png
     from vessel_lightning.inference.predictor import AUTO, Predictor
+    from vessel_lightning.overlays import error_overlay, save_png
 
     start = time.perf_counter()
     out = Path(str(cfg.output_dir)).expanduser().resolve()
@@ -173,6 +174,7 @@ def evaluate(cfg: Any) -> dict[str, Any]:
             str(cfg.model_uri),
             tta=bool(cfg.tta),
             overlap=float(cfg.overlap),
+            blend=str(cfg.get("blend", "gaussian")),
             window=cfg.get("window"),
             scale=AUTO if scale == AUTO else float(scale),
             reference_diameter=cfg.get("reference_fov_diameter"),
@@ -210,12 +212,12 @@ def evaluate(cfg: Any) -> dict[str, Any]:
         if scale == AUTO:
             row["scale"] = round(image_scale, 4)
         for t in thresholds:
-            scores = pools[t].add(prob >= t, target, fov)
+            scores = pools[t].add(is_vessel(prob, t), target, fov)
             suffix = "" if t == contract.threshold else f"@{t:g}"
             row |= {f"{k}{suffix}": round(v, 6) for k, v in scores.items() if k != "accuracy"}
         rows.append(row)
         if cfg.get("measurements", True):
-            pred_m = measure_vessels(prob >= contract.threshold, fov).to_dict()
+            pred_m = measure_vessels(is_vessel(prob, contract.threshold), fov).to_dict()
             label_m = measure_vessels(target, fov).to_dict()
             measured.append(
                 {"id": raw.id}
@@ -223,7 +225,7 @@ def evaluate(cfg: Any) -> dict[str, Any]:
                 | {f"label_{k}": v for k, v in label_m.items() if v is not None or k in AGREEMENT_KEYS}
             )
         if cfg.overlays:
-            overlay = error_overlay(sample.rgb, prob >= contract.threshold, target, fov)
+            overlay = error_overlay(sample.rgb, is_vessel(prob, contract.threshold), target, fov)
             save_png(overlay, out / "overlays" / f"{raw.id}.png", max_side=cfg.overlay_max_side)
     auc = histogram.auc()
     best_t, best_f1 = histogram.best_threshold()
@@ -242,6 +244,8 @@ def evaluate(cfg: Any) -> dict[str, Any]:
         "prediction": f"{contract.mode} at {contract.size[0]}x{contract.size[1]}",
         "tta": bool(cfg.tta),
         "window": cfg.get("window"),
+        "overlap": predictor.overlap,
+        "blend": predictor.blend,
         "scale": predictor.scale,
         "device": str(device),
         "precision": precision,
@@ -303,7 +307,7 @@ def _log_to_mlflow(cfg: Any, summary: dict[str, Any], out: Path) -> None:
                                     ("source_run_id", model["run_id"])) if v}  # fmt: skip
     with mlflow.start_run(run_name=run_name, tags=tags):
         mlflow.log_params({"split": cfg.split, "dataset": cfg.data.name, "tta": cfg.tta, "window": cfg.get("window"),
-                           "scale": cfg.get("scale", 1.0), "n_images": summary["n_images"],
+                           "blend": summary["protocol"]["blend"], "scale": cfg.get("scale", 1.0), "n_images": summary["n_images"],
                            "backend": summary["protocol"]["backend"],
                            "threshold": summary["threshold"], "model_uri": model["uri"]})  # fmt: skip
         mlflow.log_metrics(

@@ -1,8 +1,8 @@
 """Segmentation scores at native resolution: pooled confusion counts, clDice, thin-vessel recall, ROC AUC.
 
 Everything is computed inside a field-of-view mask when one is given, and pooled over all pixels of all
-images unless a name says per-image. Probabilities are accumulated as histograms (``BINS`` bins on [0, 1]),
-so AUC and the F1-optimal threshold are exact up to that bin width without keeping every pixel.
+images unless a name says per-image. Probabilities are accumulated as histograms (``BINS`` bins on [0, 1],
+:mod:`vessel_lightning.threshold`), so AUC and the F1-optimal threshold are exact up to that bin width.
 """
 
 from __future__ import annotations
@@ -10,8 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
-BINS = 1000
+from vessel_lightning.threshold import BINS, best_f1_threshold, probability_histograms
 
 
 @dataclass
@@ -116,26 +117,6 @@ def thin_counts(pred: np.ndarray, target: np.ndarray, fov: np.ndarray | None = N
     return int((thin & pred.astype(bool)).sum()), int(thin.sum())
 
 
-def best_f1_threshold(
-    positive: np.ndarray, negative: np.ndarray, low: float = 0.05, high: float = 0.95
-) -> tuple[float, float]:
-    """The threshold with the highest pooled F1, and that F1, from histograms of vessel / background probabilities.
-
-    Bin ``i`` of ``n`` holds probabilities in ``[i / n, (i + 1) / n)``; predicting vessel at ``prob ≥ i / n`` keeps
-    bins ``i`` and above. Only edges in ``[low, high]`` are considered (an extreme threshold tuned on a few images
-    rarely holds elsewhere). One search for training (``val/threshold``) and evaluation.
-    """
-    positive, negative = np.asarray(positive, np.float64), np.asarray(negative, np.float64)
-    tp = np.cumsum(positive[::-1])[::-1]  # vessel pixels with prob ≥ edge i / n
-    fp = np.cumsum(negative[::-1])[::-1]
-    fn = positive.sum() - tp
-    f1 = 2 * tp / np.maximum(2 * tp + fp + fn, 1)
-    edges = np.arange(len(positive)) / len(positive)
-    allowed = (edges >= low - 1e-9) & (edges <= high + 1e-9)
-    best = int(np.argmax(np.where(allowed, f1, -1.0)))
-    return float(edges[best]), float(f1[best])
-
-
 @dataclass
 class ProbabilityHistogram:
     """Histograms of predicted probabilities over vessel and background pixels, for AUC and thresholds."""
@@ -145,11 +126,12 @@ class ProbabilityHistogram:
 
     def add(self, prob: np.ndarray, target: np.ndarray, fov: np.ndarray | None = None) -> None:
         """Accumulate one image's probabilities (float in [0, 1]) split by its boolean label."""
-        region = np.ones(target.shape, bool) if fov is None else fov.astype(bool)
-        bins = np.clip((prob * BINS).astype(np.int64), 0, BINS - 1)
-        target = target.astype(bool)
-        self.positive += np.bincount(bins[region & target], minlength=BINS)
-        self.negative += np.bincount(bins[region & ~target], minlength=BINS)
+        fov = None if fov is None else torch.from_numpy(np.asarray(fov, bool))
+        counts = probability_histograms(
+            torch.from_numpy(np.asarray(prob)), torch.from_numpy(np.asarray(target, bool)), fov
+        )
+        self.positive += counts[0].numpy()
+        self.negative += counts[1].numpy()
 
     def auc(self) -> float:
         """Area under the ROC curve (ties within a bin count one half)."""

@@ -209,8 +209,8 @@ def predict_one(
     from vessel_lightning.data.images import read_rgb
     from vessel_lightning.inference.fov import detect_fov, fov_diameter
     from vessel_lightning.inference.measurements import measure_vessels, um_per_pixel_from_fov
-    from vessel_lightning.inference.overlays import save_png, vessel_overlay
     from vessel_lightning.inference.predictor import probability_png_values, served_mask
+    from vessel_lightning.overlays import save_png, vessel_overlay
 
     targets: dict[str, Path] = {}
     if "png" in args.format:

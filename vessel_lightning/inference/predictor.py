@@ -3,7 +3,7 @@
 It takes an RGB photo at any size and returns vessel probabilities at that size. ``resize`` models see the
 photo resized to their training size (the same Lanczos resampling as data preparation) and their
 probabilities are resized back bilinearly; ``tiles`` models slide a window of their tile size over the
-full-resolution photo with overlapping, averaged windows. Optional flip test-time augmentation averages the
+full-resolution photo with overlapping windows, averaged with Gaussian weights. Optional flip test-time augmentation averages the
 identity, horizontal and vertical flips. No training code is imported here.
 """
 
@@ -29,8 +29,13 @@ from vessel_lightning.inference.contract import (
     ModelContract,
 )
 from vessel_lightning.inference.fov import apply_fov, detect_fov, fov_diameter
+from vessel_lightning.threshold import is_vessel
 
 AUTO = "auto"
+BLENDS = ("gaussian", "mean")
+# nnU-Net's and MONAI's importance map: a Gaussian with sigma 1/8 of the window side, so window borders (where the
+# network sees least context) count least where windows overlap.
+GAUSSIAN_SIGMA = 0.125
 
 
 def window_origins(length: int, window: int, overlap: float = 0.0) -> list[int]:
@@ -45,6 +50,25 @@ def window_origins(length: int, window: int, overlap: float = 0.0) -> list[int]:
     return [round(i * (length - window) / (count - 1)) for i in range(count)]
 
 
+def window_weights(height: int, width: int, blend: str = "gaussian") -> torch.Tensor:
+    """The weight of each pixel of an ``height`` × ``width`` window when overlapping windows are averaged.
+
+    ``"mean"``: all 1 (equal weight); ``"gaussian"``: a Gaussian centred on the window, sigma ``GAUSSIAN_SIGMA`` of
+    its side, 1 at the centre and above 1e-6 at the corners (a pixel covered by one window keeps that window's
+    probability exactly, whatever its weight).
+    """
+    if blend == "mean":
+        return torch.ones(height, width)
+    if blend != "gaussian":
+        raise ValueError(f"blend must be one of {', '.join(BLENDS)}, not {blend!r}")
+
+    def axis(n: int) -> torch.Tensor:
+        offset = torch.arange(n, dtype=torch.float64) - (n - 1) / 2
+        return torch.exp(-0.5 * (offset / (GAUSSIAN_SIGMA * n)) ** 2)
+
+    return (axis(height)[:, None] * axis(width)[None, :]).clamp_min(1e-6).float()
+
+
 def probability_png_values(prob: np.ndarray) -> np.ndarray:
     """Probabilities as the 8-bit values of a probability PNG: ``round(p · 255)``."""
     return np.round(np.clip(prob, 0.0, 1.0) * 255.0).astype(np.uint8)
@@ -56,7 +80,7 @@ def served_mask(prob: np.ndarray, threshold: float) -> np.ndarray:
     Thresholding the quantised value (in float64, as browsers compute) makes the API's mask, ``vessel-predict``
     and the UI's in-browser thresholding of the probability PNG agree pixel for pixel at every threshold.
     """
-    return probability_png_values(prob).astype(np.float64) / 255.0 >= threshold
+    return is_vessel(probability_png_values(prob).astype(np.float64) / 255.0, threshold)
 
 
 @dataclass(frozen=True)
@@ -151,7 +175,8 @@ class Predictor:
     of their pixels per degree of field of view), or ``"auto"``: each photo by the ratio of the training set's
     field-of-view diameter (the contract's ``fov_diameter``, or ``reference_diameter``) to the photo's detected
     one (photos that fill the frame, and resize models, at 1); ``batch_windows`` how many windows run through
-    the network at once (None: 4 on the CPU, all windows of the photo in one batch on a GPU). On a GPU the photo
+    the network at once (None: 4 on the CPU, all windows of the photo in one batch on a GPU); ``blend`` how
+    overlapping windows are averaged (:func:`window_weights`: ``"gaussian"``, the default, or ``"mean"``). On a GPU the photo
     is uploaded once (pinned, as uint8) and windows, blending and resampling stay on the device until the
     probabilities come back.
     """
@@ -168,8 +193,11 @@ class Predictor:
         scale: float | str = 1.0,
         reference_diameter: float | None = None,
         batch_windows: int | None = None,
+        blend: str = "gaussian",
         info: ModelInfo | None = None,
     ) -> None:
+        if blend not in BLENDS:
+            raise ValueError(f"blend must be one of {', '.join(BLENDS)}, not {blend!r}")
         if scale == AUTO:
             reference = reference_diameter or contract.fov_diameter
             if contract.mode == "tiles" and not reference:
@@ -199,6 +227,7 @@ class Predictor:
         self.contract = contract
         self.tta = tta
         self.overlap = overlap
+        self.blend = blend
         self.window = window
         self.scale = scale
         self.batch_windows = batch_windows or (4 if self.device.type == "cpu" else 1024)
@@ -251,6 +280,7 @@ class Predictor:
         full_h, full_w = padded.shape[-2:]
         total = torch.zeros(full_h, full_w, device=padded.device)
         weight = torch.zeros(full_h, full_w, device=padded.device)
+        weights = window_weights(tile_h, tile_w, self.blend).to(padded.device)
         origins = [
             (top, left)
             for top in window_origins(full_h, tile_h, self.overlap)
@@ -262,8 +292,8 @@ class Predictor:
                 [padded[:, top : top + tile_h, left : left + tile_w] for top, left in chunk]
             )
             for (top, left), prob in zip(chunk, self._forward(windows)[:, 0], strict=True):
-                total[top : top + tile_h, left : left + tile_w] += prob
-                weight[top : top + tile_h, left : left + tile_w] += 1
+                total[top : top + tile_h, left : left + tile_w] += prob * weights
+                weight[top : top + tile_h, left : left + tile_w] += weights
         return (total / weight)[:height, :width]
 
     def scale_for(self, rgb: np.ndarray, fov: np.ndarray | None = None) -> float:

@@ -16,6 +16,8 @@ from lightning import Callback, LightningModule, Trainer
 from lightning.pytorch.loggers import MLFlowLogger
 
 from vessel_lightning.inference.contract import CONTRACT_FILE, NETWORK_FILE
+from vessel_lightning.overlays import error_overlay
+from vessel_lightning.threshold import is_vessel
 
 if TYPE_CHECKING:
     from vessel_lightning.inference.contract import ModelContract
@@ -30,23 +32,18 @@ def overlay_figure(
 ) -> np.ndarray:
     """Compose a figure of sample predictions: one row per sample, the image beside its overlaid prediction.
 
-    Takes ``image`` [K, 3, H, W] in [0, 1], ``mask``, ``fov`` and ``prob`` [K, 1, H, W]. In the overlay, true
-    positives are green, false positives red, missed vessel pixels blue, and outside the FOV is darkened.
-    Returns an RGB uint8 array.
+    Takes ``image`` [K, 3, H, W] in [0, 1], ``mask``, ``fov`` and ``prob`` [K, 1, H, W]. The overlay is the
+    evaluation's (:func:`~vessel_lightning.overlays.error_overlay`: true positives green, false positives magenta,
+    missed vessel pixels blue, outside the FOV darkened), vessel at ``prob ≥ threshold``. Returns an RGB uint8 array.
     """
     rows = []
     for k in range(samples["image"].shape[0]):
-        image = samples["image"][k].permute(1, 2, 0).clamp(0, 1).numpy()
+        image = (samples["image"][k].permute(1, 2, 0).clamp(0, 1).numpy() * 255 + 0.5).astype(np.uint8)
         mask = samples["mask"][k, 0].numpy() > 0.5
         fov = samples["fov"][k, 0].numpy() > 0.5
-        pred = samples["prob"][k, 0].numpy() > threshold
-        overlay = image.copy() * 0.6
-        overlay[pred & mask & fov] = (0.1, 0.9, 0.1)
-        overlay[pred & ~mask & fov] = (0.95, 0.1, 0.1)
-        overlay[~pred & mask & fov] = (0.2, 0.4, 1.0)
-        overlay[~fov] *= 0.3
-        row = np.concatenate([image, np.ones((image.shape[0], 4, 3)), overlay], axis=1)
-        rows.append(_shrink((row * 255).astype(np.uint8), max_side))
+        overlay = error_overlay(image, is_vessel(samples["prob"][k, 0].numpy(), threshold), mask, fov)
+        gap = np.full((image.shape[0], 4, 3), 255, np.uint8)
+        rows.append(_shrink(np.concatenate([image, gap, overlay], axis=1), max_side))
     width = max(r.shape[1] for r in rows)
     padded = [np.pad(r, ((0, 4), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
     return np.concatenate(padded, axis=0)

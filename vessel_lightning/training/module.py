@@ -10,30 +10,39 @@ from lightning import LightningModule
 from torchmetrics import MaxMetric, MetricCollection
 from torchmetrics.classification import BinaryF1Score, BinaryJaccardIndex, BinaryPrecision, BinaryRecall
 
-from vessel_lightning.evaluation.metrics import BINS, best_f1_threshold
 from vessel_lightning.models.networks import build_network
+from vessel_lightning.threshold import best_f1_threshold, is_vessel, probability_histograms
 from vessel_lightning.training.losses import build_loss
 
 
-def segmentation_metrics(threshold: float = 0.5) -> MetricCollection:
-    """Return the pixel metrics (F1, IoU, precision, recall) at ``threshold``, accumulated over all pixels."""
+def segmentation_metrics() -> MetricCollection:
+    """Return the pixel metrics (F1, IoU, precision, recall) of vessel masks, accumulated over all pixels.
+
+    They take masks, not probabilities (:func:`update_in_fov` applies the threshold), so they count vessel at
+    ``p ≥ t`` as evaluation and serving do, not torchmetrics' own ``p > t``.
+    """
     return MetricCollection(
         {
-            "f1": BinaryF1Score(threshold=threshold),
-            "iou": BinaryJaccardIndex(threshold=threshold),
-            "precision": BinaryPrecision(threshold=threshold),
-            "recall": BinaryRecall(threshold=threshold),
+            "f1": BinaryF1Score(),
+            "iou": BinaryJaccardIndex(),
+            "precision": BinaryPrecision(),
+            "recall": BinaryRecall(),
         }
     )
 
 
 def update_in_fov(
-    metrics: MetricCollection, probs: torch.Tensor, target: torch.Tensor, fov: torch.Tensor
+    metrics: MetricCollection,
+    probs: torch.Tensor,
+    target: torch.Tensor,
+    fov: torch.Tensor,
+    threshold: float = 0.5,
 ) -> None:
-    """Update ``metrics`` with the pixels inside the FOV only (``fov > 0.5``); outside pixels are not counted."""
+    """Update ``metrics`` with the masks ``is_vessel(probs, threshold)`` against ``target``, inside the FOV only
+    (``fov > 0.5``); outside pixels are not counted."""
     inside = fov > 0.5
     if inside.any():  # a small window in a fundus photo's dark corner holds no FOV pixel: nothing to count
-        metrics.update(probs[inside], target[inside].long())
+        metrics.update(is_vessel(probs[inside], threshold).long(), target[inside].long())
 
 
 class VesselSegmenter(LightningModule):
@@ -71,7 +80,7 @@ class VesselSegmenter(LightningModule):
         if channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
 
-        base = segmentation_metrics(threshold)
+        base = segmentation_metrics()
         self.train_metrics = base.clone(prefix="train/")
         self.val_metrics = base.clone(prefix="val/")
         self.test_metrics = base.clone(prefix="test/")
@@ -107,7 +116,13 @@ class VesselSegmenter(LightningModule):
         loss, parts, logits = self._step(batch)
         n = batch["image"].shape[0]
         self._log_loss("train", loss, parts, n)
-        update_in_fov(self.train_metrics, torch.sigmoid(logits.detach()), batch["mask"], self._fov(batch))
+        update_in_fov(
+            self.train_metrics,
+            torch.sigmoid(logits.detach()),
+            batch["mask"],
+            self._fov(batch),
+            self.hparams.threshold,
+        )
         self.log_dict(self.train_metrics, on_step=False, on_epoch=True, batch_size=n)
         return loss
 
@@ -116,7 +131,7 @@ class VesselSegmenter(LightningModule):
         n = batch["image"].shape[0]
         probs = torch.sigmoid(logits)
         self._log_loss("val", loss, parts, n)
-        update_in_fov(self.val_metrics, probs, batch["mask"], self._fov(batch))
+        update_in_fov(self.val_metrics, probs, batch["mask"], self._fov(batch), self.hparams.threshold)
         self.log_dict(self.val_metrics, on_step=False, on_epoch=True, prog_bar=True, batch_size=n)
         self._update_threshold_histograms(probs, batch["mask"], self._fov(batch))
         if batch_idx == 0:
@@ -131,13 +146,7 @@ class VesselSegmenter(LightningModule):
     def _update_threshold_histograms(
         self, probs: torch.Tensor, target: torch.Tensor, fov: torch.Tensor
     ) -> None:
-        inside = fov > 0.5
-        # The evaluation's histogram layout: bin i holds probabilities in [i / BINS, (i + 1) / BINS).
-        bins = (probs[inside].float() * BINS).long().clamp(0, BINS - 1)
-        vessel = target[inside] > 0.5
-        hist = torch.stack(
-            [torch.bincount(bins[vessel], minlength=BINS), torch.bincount(bins[~vessel], minlength=BINS)]
-        )
+        hist = probability_histograms(probs, target, fov)
         self._val_hist = hist if self._val_hist is None else self._val_hist + hist
 
     def on_validation_epoch_start(self) -> None:
@@ -161,7 +170,9 @@ class VesselSegmenter(LightningModule):
         loss, parts, logits = self._step(batch)
         n = batch["image"].shape[0]
         self._log_loss("test", loss, parts, n)
-        update_in_fov(self.test_metrics, torch.sigmoid(logits), batch["mask"], self._fov(batch))
+        update_in_fov(
+            self.test_metrics, torch.sigmoid(logits), batch["mask"], self._fov(batch), self.hparams.threshold
+        )
         self.log_dict(self.test_metrics, on_step=False, on_epoch=True, batch_size=n)
 
     def predict_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
