@@ -15,10 +15,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from app.measure import GEOJSON_MEDIA_TYPE
 
 
+def _unlisted_keys_allowed(schema: dict[str, Any]) -> None:
+    # JSON Schema allows unlisted keys when it says nothing; saying `true` makes generated TS types index-signed.
+    schema.pop("additionalProperties", None)
+
+
 class _Open(BaseModel):
     """A documented answer that may carry more keys than it lists (the server adds; clients ignore)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", json_schema_extra=_unlisted_keys_allowed)
 
 
 class ErrorBody(BaseModel):
@@ -86,7 +91,7 @@ class FieldOfView(BaseModel):
     """Where the measurements counted."""
 
     mode: str = Field(description="`auto` (detected), `none` (the whole frame) or `uploaded`.")
-    bbox: list[int] | None = Field(
+    bbox: tuple[int, int, int, int] | None = Field(
         description="[left, top, right, bottom] in pixel edges (right and bottom exclusive); null when empty."
     )
     diameter_px: float

@@ -218,3 +218,12 @@ def test_nothing_in_the_wheel_imports_the_test_harnesses() -> None:
                     names = [node.module]
                 assert not any(name.split(".")[0] == "tests" for name in names), source
     assert not (REPO / "app" / "process.py").exists()
+
+
+def test_the_ui_s_committed_openapi_schema_is_current() -> None:
+    from app.openapi_schema import UI_SCHEMA, schema_text
+
+    assert UI_SCHEMA.read_text(encoding="utf-8") == schema_text(), (
+        "ui/src/api/openapi.json is stale: run `make api-types` (python -m app.openapi_schema --ui, then "
+        "npm run api:types in ui/) and commit both files"
+    )
