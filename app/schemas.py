@@ -188,10 +188,24 @@ def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
+# What /predict says about its answer (CORS exposes them to a UI on another origin).
+MODEL_HEADERS = {
+    "X-Model-Version": "The registry version of the model that answered (empty for a run or a folder).",
+    "X-Model-Name": "Its registered name.",
+    "X-Inference-Time-Ms": "Milliseconds in the model's forward passes (0 for `format=fov`).",
+}
+
+
 def success(
-    description: str, model: type[BaseModel] | None = None, *, png: bool = False, geojson: bool = False
+    description: str,
+    model: type[BaseModel] | None = None,
+    *,
+    png: bool = False,
+    geojson: bool = False,
+    headers: dict[str, str] | None = None,
 ) -> dict[int | str, dict[str, Any]]:
-    """The ``200`` of an endpoint answering ``model`` JSON and/or a PNG map and/or GeoJSON."""
+    """The ``200`` of an endpoint answering ``model`` JSON and/or a PNG map and/or GeoJSON, with ``headers``
+    (name: description)."""
     content: dict[str, Any] = {}
     if png:
         content["image/png"] = _BINARY
@@ -200,4 +214,8 @@ def success(
     answer: dict[str, Any] = {"description": description, "content": content}
     if model is not None:
         answer["model"] = model
+    if headers:
+        answer["headers"] = {
+            name: {"description": text, "schema": {"type": "string"}} for name, text in headers.items()
+        }
     return {200: answer}

@@ -23,7 +23,7 @@ from app.guard import UploadGuardMiddleware
 from app.model_manager import ModelManager
 from app.pool import InferencePool, Pools
 from app.routes import maps, model, predict, ui
-from app.routes.predict import MODEL_HEADERS
+from app.schemas import MODEL_HEADERS
 from app.settings import Settings, SettingsError
 from vessel_lightning.inference.backends import BACKENDS
 from vessel_lightning.inference.device import DEVICE_CHOICES, DeviceError, resolve_device

@@ -133,6 +133,8 @@ def test_openapi_documents_uploads_media_types_and_error_bodies(tmp_path: Path) 
     ok = paths["/predict"]["post"]["responses"]["200"]["content"]
     assert set(ok) == {"image/png", "application/json", "application/geo+json"}
     assert ok["application/json"]["schema"]["$ref"].endswith("/PredictReadout")
+    headers = paths["/predict"]["post"]["responses"]["200"]["headers"]
+    assert set(headers) == {"X-Model-Version", "X-Model-Name", "X-Inference-Time-Ms"}
     predict_errors = {s for s in paths["/predict"]["post"]["responses"] if s != "200"}
     assert predict_errors == {"400", "401", "408", "413", "415", "422", "500", "503", "504"}
     # Every documented error of every endpoint is our {"detail": "..."}; FastAPI's own 422 body appears nowhere.

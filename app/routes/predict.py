@@ -15,10 +15,8 @@ from app.errors import over_budget
 from app.guard import Cancelled, WorkToken, client_gone
 from app.measure import PredictOptions, predict_options
 from app.pipeline import run_prediction
-from app.schemas import PhotoUpload, PredictReadout, errors, multipart_body, success
+from app.schemas import MODEL_HEADERS, PhotoUpload, PredictReadout, errors, multipart_body, success
 from app.upload import read_file_field
-
-MODEL_HEADERS = ("X-Model-Version", "X-Model-Name", "X-Inference-Time-Ms")
 
 router = APIRouter(tags=["prediction"])
 
@@ -28,12 +26,11 @@ router = APIRouter(tags=["prediction"])
     dependencies=[Depends(require_api_key)],
     response_class=Response,
     responses=success(
-        "By `format`: the probability or mask PNG, the field of view PNG, JSON measurements or GeoJSON. "
-        "Headers X-Model-Name, X-Model-Version and X-Inference-Time-Ms say which model answered and how long "
-        "its forward passes took.",
+        "By `format`: the probability or mask PNG, the field of view PNG, JSON measurements or GeoJSON.",
         PredictReadout,
         png=True,
         geojson=True,
+        headers=MODEL_HEADERS,
     )
     | errors(400, 401, 408, 413, 415, 422, 503, 504),
     openapi_extra=multipart_body(PhotoUpload),

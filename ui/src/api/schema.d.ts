@@ -441,8 +441,16 @@ export interface operations {
       };
     };
     responses: {
-      /** @description By `format`: the probability or mask PNG, the field of view PNG, JSON measurements or GeoJSON. Headers X-Model-Name, X-Model-Version and X-Inference-Time-Ms say which model answered and how long its forward passes took. */
+      /** @description By `format`: the probability or mask PNG, the field of view PNG, JSON measurements or GeoJSON. */
       200: {
+        headers: {
+          /** @description The registry version of the model that answered (empty for a run or a folder). */
+          "X-Model-Version"?: string;
+          /** @description Its registered name. */
+          "X-Model-Name"?: string;
+          /** @description Milliseconds in the model's forward passes (0 for `format=fov`). */
+          "X-Inference-Time-Ms"?: string;
+        };
         content: {
           "image/png": string;
           "application/geo+json": Record<string, never>;
