@@ -7,7 +7,7 @@ PORT ?= 8000
 export VESSEL_DATA_DIR ?= $(CURDIR)/data
 export NEXT_TELEMETRY_DISABLED = 1
 
-.PHONY: help install ui chromium demo test test-python test-fast ui-test lint format clean
+.PHONY: help install ui api-types chromium demo test test-python test-fast ui-test lint format clean
 
 help:
 	@echo "make demo       set everything up, prepare CHASE_DB1, train B0 (~15 min on 2 CPU cores), register and"
@@ -15,6 +15,7 @@ help:
 	@echo "make test       the whole test suite: Python (pytest) and UI (vitest, Playwright e2e in Chromium)"
 	@echo "make install    create $(VENV) and install the package with its serving and dev extras"
 	@echo "make ui         build the browser UI into ui/out"
+	@echo "make api-types  regenerate ui/src/api/{openapi.json,schema.d.ts} from the API's OpenAPI schema"
 	@echo "make test-fast  Python tests without those marked slow"
 	@echo "make lint       ruff lint and format check"
 
@@ -39,6 +40,11 @@ ui/out/index.html: ui/node_modules/.installed $(shell find ui/app ui/src ui/publ
 	cd ui && npm run build
 
 ui: ui/out/index.html
+
+# The UI's API types come from the server's OpenAPI schema (tests fail while either committed file is stale).
+api-types: install ui/node_modules/.installed
+	$(BIN)/python -m app.openapi_schema --ui
+	cd ui && npm run api:types
 
 # The browser for the end-to-end test: Debian's Chromium (nothing downloads a browser).
 chromium:

@@ -1,72 +1,132 @@
-"""The service's knobs: environment variables (``VESSEL_*``, ``MLFLOW_TRACKING_URI``), overridden by CLI flags."""
+"""The service's knobs: environment variables (``VESSEL_*``, ``MLFLOW_TRACKING_URI``), overridden by CLI flags.
+
+:class:`Settings` declares every knob once, typed and bounded (a pydantic dataclass: ``Settings(...)`` is exactly
+what it is given, and ``dataclasses.replace`` works on it); :meth:`Settings.from_env` reads the environment
+through pydantic-settings and refuses bad values with one :class:`SettingsError` that names each bad variable.
+"""
 
 from __future__ import annotations
 
+import copy
 import os
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Any, Literal
 
-from vessel_lightning.inference.backends import PRECISIONS
+from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, ValidationError, create_model
+from pydantic.dataclasses import dataclass
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from vessel_lightning.inference.backends import BACKENDS, PRECISIONS
 from vessel_lightning.inference.device import DEVICE_CHOICES, is_device_spec
 from vessel_lightning.registry import DEFAULT_ALIAS, DEFAULT_MODEL_NAME
 
 DEFAULT_MODEL_URI = f"models:/{DEFAULT_MODEL_NAME}@{DEFAULT_ALIAS}"
 # The Next.js static export, when built in the repository; VESSEL_UI_DIR points elsewhere.
 DEFAULT_UI_DIR = Path(__file__).resolve().parents[1] / "ui" / "out"
+ENV_PREFIX = "VESSEL_"
+TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"  # MLflow's own variable, not a VESSEL_ one
 
 
 class SettingsError(ValueError):
     """An environment variable or flag with an unusable value; the message names it."""
 
 
-def _env_number(name: str, default: float, kind: type = float, minimum: float = 0) -> float:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = kind(raw)
-    except ValueError as exc:
-        raise SettingsError(f"{name}={raw!r} is not a {kind.__name__}") from exc
-    if value < minimum:
-        raise SettingsError(f"{name}={raw!r} must be ≥ {minimum}")
+def _lower(value: Any) -> Any:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+def _zero_is_none(value: int | None) -> int | None:
+    return value or None
+
+
+def _window(value: int | None) -> int | None:
+    if value and value % 32:
+        raise ValueError(f"VESSEL_WINDOW={value} must be a multiple of 32 (0: the model's tile size)")
+    return value or None
+
+
+def _device(value: str) -> str:
+    if not is_device_spec(value):
+        raise ValueError(f"VESSEL_DEVICE={value!r}: use {DEVICE_CHOICES}")
     return value
 
 
-@dataclass(frozen=True)
+def _switch(value: Any) -> Any:
+    """``1``/``0`` (or true/false, yes/no) for a boolean variable; pydantic's wider list (on, t, y...) is not
+    accepted, as before."""
+    if isinstance(value, str):
+        if _lower(value) not in ("0", "1", "true", "false", "yes", "no"):
+            raise ValueError(f"VESSEL_COMPILE={value!r}: use 1 or 0")
+        return _lower(value) in ("1", "true", "yes")
+    return value
+
+
+def _origins(value: Any) -> Any:
+    """A comma-separated list (the variable) or a sequence (a caller)."""
+    if isinstance(value, str):
+        return tuple(origin.strip() for origin in value.split(",") if origin.strip())
+    return value
+
+
+def _expand(path: Path | None) -> Path | None:
+    return path.expanduser() if path is not None else None
+
+
+OptionalCount = Annotated[int | None, Field(ge=0), AfterValidator(_zero_is_none)]
+OptionalDir = Annotated[Path | None, AfterValidator(_expand)]
+
+
+@dataclass(frozen=True, config=ConfigDict(extra="forbid"))
 class Settings:
-    """Everything ``create_app`` needs; :meth:`from_env` reads the environment."""
+    """Everything ``create_app`` needs; :meth:`from_env` reads the environment (``VESSEL_<FIELD>``)."""
 
     host: str = "127.0.0.1"
-    port: int = 8000
+    port: Annotated[int, Field(ge=0, le=65535)] = 8000
     model_uri: str = DEFAULT_MODEL_URI
     tracking_uri: str | None = None  # None: $MLFLOW_TRACKING_URI or the embedded store
     api_key: str | None = None
-    max_upload_mb: float = 20.0
-    max_pixels: int = 50_000_000  # a 24 MP fundus camera fits twice; HRF is 8 MP
-    reload_interval_s: float = 30.0  # 0 disables polling (POST /model/reload still works)
-    backend: str = "auto"  # the fastest backend this CPU runs accurately (inference.backend_choice)
-    cors_origins: tuple[str, ...] = ()
-    ui_dir: Path = DEFAULT_UI_DIR
-    workers: int | None = (
-        None  # inference threads; None: 1 on the CPU (each already uses every core), 4 on a GPU
+    max_upload_mb: Annotated[float, Field(ge=0.001)] = 20.0
+    max_pixels: Annotated[int, Field(ge=1)] = 50_000_000  # a 24 MP fundus camera fits twice; HRF is 8 MP
+    reload_interval_s: Annotated[float, Field(ge=0)] = (
+        30.0  # 0 disables polling (POST /model/reload still works)
     )
-    max_queue: int = 64  # requests waiting for a worker before /predict answers 503
-    threads: int | None = None  # intra-op threads; None: all cores
-    cache_dir: Path | None = None  # ONNX cache; None: $VESSEL_CACHE_DIR or ~/.cache/vessel-lightning/onnx
-    calibration_dir: Path | None = None  # photos for int8 calibration and auto's mask gate
-    window: int | None = 512  # sliding window of tile-trained models; None: the contract's tile size
+    # The fastest backend this CPU runs accurately (inference.backend_choice), or one by name.
+    backend: Annotated[Literal[BACKENDS], BeforeValidator(_lower)] = "auto"  # type: ignore[valid-type]
+    cors_origins: Annotated[tuple[str, ...], NoDecode, BeforeValidator(_origins)] = ()
+    ui_dir: Path = DEFAULT_UI_DIR
+    workers: OptionalCount = (
+        None  # inference threads; None (or 0): 1 on the CPU (each uses every core), 4 on a GPU
+    )
+    max_queue: Annotated[int, Field(ge=1)] = 64  # requests waiting for a worker before /predict answers 503
+    threads: OptionalCount = None  # intra-op threads; None (or 0): all cores
+    cache_dir: OptionalDir = None  # ONNX cache; None: $VESSEL_CACHE_DIR or ~/.cache/vessel-lightning/onnx
+    calibration_dir: OptionalDir = None  # photos for int8 calibration and auto's mask gate
+    # Sliding window of tile-trained models; None (or 0): the contract's tile size.
+    window: Annotated[int | None, Field(ge=0), AfterValidator(_window)] = 512
     fallback_to_torch: bool = True  # a backend that cannot be built falls back to PyTorch
-    request_timeout_s: float = 120.0  # a prediction's budget, queue wait included: then 503 (queued) or 504
-    body_timeout_s: float = 120.0  # the whole request body must arrive within this, else 408
-    max_uploads: int = 16  # request bodies arriving at once; more get 503 (stalled clients cannot pile up)
-    large_image_pixels: int = 12_000_000  # photos over this get a one-thread lane of their own; 0: no lane
-    large_queue: int = 2  # large photos waiting for their lane before 503
-    device: str = "auto"  # auto (CUDA when PyTorch sees a GPU, else CPU), cpu, cuda, cuda:N
-    precision: str = "auto"  # GPU: auto (= fp16), fp32, fp16, bf16; the CPU backends run fp32
-    compile: bool = False  # GPU: torch.compile with CUDA graphs (slower load; see the README's GPU figures)
-    batching: str = "auto"  # dynamic batching of concurrent requests: auto (on for a GPU only), on, off
-    batch_max: int = 16  # windows per batched forward
-    batch_wait_ms: float = 3.0  # how long the first request of a batch waits for company
+    # A prediction's budget, queue wait included: then 503 (still queued) or 504.
+    request_timeout_s: Annotated[float, Field(ge=0.001)] = 120.0
+    body_timeout_s: Annotated[float, Field(ge=0.001)] = (
+        120.0  # the whole body must arrive within this, else 408
+    )
+    max_uploads: Annotated[int, Field(ge=1)] = (
+        16  # bodies arriving at once; more get 503 (no stalled pile-up)
+    )
+    # Photos over this get a one-thread lane of their own; 0: no lane.
+    large_image_pixels: Annotated[int, Field(ge=0)] = 12_000_000
+    large_queue: Annotated[int, Field(ge=0)] = 2  # large photos waiting for their lane before 503
+    # auto (CUDA when PyTorch sees a GPU, else CPU), cpu, cuda, cuda:N
+    device: Annotated[str, BeforeValidator(_lower), AfterValidator(_device)] = "auto"
+    # GPU: auto (= fp16), fp32, fp16, bf16; the CPU backends run fp32
+    precision: Annotated[Literal[PRECISIONS], BeforeValidator(_lower)] = "auto"  # type: ignore[valid-type]
+    # GPU: torch.compile with CUDA graphs (slower load; see the README's GPU figures)
+    compile: Annotated[bool, BeforeValidator(_switch)] = False
+    # Dynamic batching of concurrent requests: auto (on for a GPU only), on, off.
+    batching: Annotated[Literal["auto", "on", "off"], BeforeValidator(_lower)] = "auto"
+    batch_max: Annotated[int, Field(ge=1)] = 16  # windows per batched forward
+    batch_wait_ms: Annotated[float, Field(ge=0)] = (
+        3.0  # how long the first request of a batch waits for company
+    )
 
     def resolved_workers(self, device_type: str) -> int:
         """Inference threads for ``device_type``: the configured count, else 1 on the CPU and 4 on a GPU (so
@@ -84,54 +144,63 @@ class Settings:
 
     @classmethod
     def from_env(cls) -> Settings:
-        """Settings from ``VESSEL_*`` variables and ``MLFLOW_TRACKING_URI``; raises :class:`SettingsError`."""
-        env = os.environ.get
-        cors = tuple(o.strip() for o in env("VESSEL_CORS_ORIGINS", "").split(",") if o.strip())
-        threads = int(_env_number("VESSEL_THREADS", 0, int))
-        cache = env("VESSEL_CACHE_DIR")
-        calibration = env("VESSEL_CALIBRATION_DIR")
-        window = int(_env_number("VESSEL_WINDOW", cls.window or 0, int))
-        device = (env("VESSEL_DEVICE", "") or cls.device).strip().lower()
-        if not is_device_spec(device):
-            raise SettingsError(f"VESSEL_DEVICE={device!r}: use {DEVICE_CHOICES}")
-        precision = (env("VESSEL_PRECISION", "") or cls.precision).strip().lower()
-        if precision not in PRECISIONS:
-            raise SettingsError(f"VESSEL_PRECISION={precision!r}: use one of {', '.join(PRECISIONS)}")
-        batching = (env("VESSEL_BATCHING", "") or cls.batching).strip().lower()
-        if batching not in ("auto", "on", "off"):
-            raise SettingsError(f"VESSEL_BATCHING={batching!r}: use auto, on or off")
-        compile_raw = (env("VESSEL_COMPILE", "") or "0").strip().lower()
-        if compile_raw not in ("0", "1", "true", "false", "yes", "no"):
-            raise SettingsError(f"VESSEL_COMPILE={compile_raw!r}: use 1 or 0")
-        if window % 32:
-            raise SettingsError(f"VESSEL_WINDOW={window} must be a multiple of 32 (0: the model's tile size)")
-        return cls(
-            host=env("VESSEL_HOST", cls.host),
-            port=int(_env_number("VESSEL_PORT", cls.port, int, 0)),
-            model_uri=env("VESSEL_MODEL_URI", "") or DEFAULT_MODEL_URI,
-            tracking_uri=env("MLFLOW_TRACKING_URI") or None,
-            api_key=env("VESSEL_API_KEY") or None,
-            max_upload_mb=_env_number("VESSEL_MAX_UPLOAD_MB", cls.max_upload_mb, float, 0.001),
-            max_pixels=int(_env_number("VESSEL_MAX_PIXELS", cls.max_pixels, int, 1)),
-            reload_interval_s=_env_number("VESSEL_RELOAD_INTERVAL_S", cls.reload_interval_s),
-            backend=env("VESSEL_BACKEND", "") or cls.backend,
-            cors_origins=cors,
-            ui_dir=Path(env("VESSEL_UI_DIR", "") or DEFAULT_UI_DIR),
-            workers=int(_env_number("VESSEL_WORKERS", 0, int, 0)) or None,
-            max_queue=int(_env_number("VESSEL_MAX_QUEUE", cls.max_queue, int, 1)),
-            threads=threads or None,
-            cache_dir=Path(cache).expanduser() if cache else None,
-            calibration_dir=Path(calibration).expanduser() if calibration else None,
-            window=window or None,
-            device=device,
-            precision=precision,
-            compile=compile_raw in ("1", "true", "yes"),
-            batching=batching,
-            batch_max=int(_env_number("VESSEL_BATCH_MAX", cls.batch_max, int, 1)),
-            batch_wait_ms=_env_number("VESSEL_BATCH_WAIT_MS", cls.batch_wait_ms, float, 0),
-            request_timeout_s=_env_number("VESSEL_REQUEST_TIMEOUT_S", cls.request_timeout_s, float, 0.001),
-            body_timeout_s=_env_number("VESSEL_BODY_TIMEOUT_S", cls.body_timeout_s, float, 0.001),
-            max_uploads=int(_env_number("VESSEL_MAX_UPLOADS", cls.max_uploads, int, 1)),
-            large_image_pixels=int(_env_number("VESSEL_LARGE_IMAGE_PIXELS", cls.large_image_pixels, int, 0)),
-            large_queue=int(_env_number("VESSEL_LARGE_QUEUE", cls.large_queue, int, 0)),
-        )
+        """Settings from ``VESSEL_*`` variables and ``MLFLOW_TRACKING_URI`` (an empty variable means the
+        default); raises one :class:`SettingsError` naming every bad variable."""
+        try:
+            found = _Environment().model_dump(exclude_unset=True, by_alias=False)
+        except ValidationError as exc:
+            raise SettingsError(_describe(exc)) from None
+        return cls(**found)
+
+    @staticmethod
+    def env_name(field: str) -> str:
+        """The environment variable of settings field ``field`` (``max_queue`` → ``VESSEL_MAX_QUEUE``)."""
+        return TRACKING_URI_ENV if field == "tracking_uri" else ENV_PREFIX + field.upper()
+
+
+class _EnvironmentBase(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, case_sensitive=True, env_ignore_empty=True, extra="ignore", frozen=True
+    )
+
+
+def _environment_fields() -> dict[str, Any]:
+    """:class:`Settings`' fields (types, bounds, validators and defaults: one definition) for pydantic-settings,
+    each read from :meth:`Settings.env_name`."""
+    fields: dict[str, Any] = {}
+    for name, info in Settings.__pydantic_fields__.items():
+        if name == "fallback_to_torch":  # a library and test knob, not a variable
+            continue
+        copied = copy.copy(info)
+        copied.validation_alias = Settings.env_name(name)  # exact and upper-case, as the shell spells it
+        fields[name] = (info.annotation, copied)
+    return fields
+
+
+# VESSEL_<FIELD> for every field of Settings, and MLFLOW_TRACKING_URI.
+_Environment = create_model("_Environment", __base__=_EnvironmentBase, **_environment_fields())
+
+
+def _describe(exc: ValidationError) -> str:
+    """One message for all bad variables: ``NAME='value': what is wrong`` per line."""
+    lines = []
+    for error in exc.errors(include_url=False):
+        env = str(error["loc"][0]) if error["loc"] else "?"  # the field's alias: its variable
+        raw = os.environ.get(env, error.get("input"))
+        kind, context = error["type"], error.get("ctx") or {}
+        if kind == "value_error":  # our own validators say it whole, naming the variable
+            lines.append(str(context.get("error", error["msg"])))
+        elif kind in ("greater_than_equal", "less_than_equal"):
+            bound = "≥" if kind == "greater_than_equal" else "≤"
+            lines.append(f"{env}={raw!r} must be {bound} {context.get('ge', context.get('le'))}")
+        elif kind == "int_parsing":
+            lines.append(f"{env}={raw!r} is not an integer")
+        elif kind == "float_parsing":
+            lines.append(f"{env}={raw!r} is not a number")
+        elif kind == "literal_error":
+            lines.append(f"{env}={raw!r}: use one of {context.get('expected', '')}")
+        else:
+            lines.append(f"{env}={raw!r}: {error['msg']}")
+    if len(lines) == 1:
+        return lines[0]
+    return f"{len(lines)} bad settings:\n" + "\n".join(f"  {line}" for line in lines)

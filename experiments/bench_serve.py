@@ -221,7 +221,7 @@ def bench_end_to_end(
     import contextlib
     import http.client
 
-    from app.process import HOST, multipart, served
+    from tests.server_process import HOST, multipart, served
 
     results: dict[str, dict[str, object]] = {}
     ports: dict[str, tuple[int, int]] = {}

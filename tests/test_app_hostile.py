@@ -13,10 +13,10 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from app.process import multipart
 from app.server import create_app
 from app.settings import Settings
 from app.upload import UploadError, read_file_field
+from tests.server_process import multipart
 from tests.test_app_fixtures import SIZE, make_registry, png_bytes, raw_png
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from app.process import HOST, flat_png, multipart, served
+from tests.server_process import HOST, flat_png, multipart, served
 from tests.test_app_fixtures import make_registry, png_bytes
 from tests.test_app_uvicorn import predict, request
 

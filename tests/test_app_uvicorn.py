@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from app.process import multipart, served
+from tests.server_process import multipart, served
 from tests.test_app_fixtures import make_registry, png_bytes
 
 pytestmark = pytest.mark.slow  # the server start (imports, a tmp registry) alone takes ~25 s on 2 cores

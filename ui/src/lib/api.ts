@@ -1,7 +1,12 @@
 /** Client for the vessel-serve API (same origin): model info and the probability map of a photo. */
 
+import type { components } from "@/api/schema";
 import type { DeviceInfo } from "@/lib/device";
 
+/** The API's JSON bodies, generated from its OpenAPI schema (`npm run api:types`; never edit schema.d.ts). */
+type Schemas = components["schemas"];
+
+/** The contract as the UI reads it (the schema leaves it an open object). */
 export interface ModelContractInfo {
   threshold: number;
   size: [number, number];
@@ -11,19 +16,11 @@ export interface ModelContractInfo {
   [key: string]: unknown;
 }
 
-export interface ModelInfo {
-  name: string;
-  version: string;
-  alias: string | null;
-  uri?: string;
-  run_id?: string;
-  backend?: string;
-  precision?: string;
-  device?: DeviceInfo;
-  load_seconds?: number;
-  metrics?: Record<string, number>;
+/** `GET /model`, with its contract and device in the detail the UI reads. */
+export type ModelInfo = Omit<Schemas["ModelInfo"], "contract" | "device"> & {
   contract: ModelContractInfo;
-}
+  device?: DeviceInfo;
+};
 
 /** An API answer that was not a success; `message` is the server's `detail` when it sent one. */
 export class ApiError extends Error {
@@ -117,30 +114,13 @@ export function predictProbability(
 }
 
 /** Where the measurements counted: the detected (or uploaded) field of view, or the whole frame. */
-export interface FieldInfo {
-  mode: "auto" | "none" | "uploaded" | string;
-  /** [left, top, right, bottom] in pixel edges (right and bottom exclusive); null for an empty field. */
-  bbox: [number, number, number, number] | null;
-  diameter_px: number;
-  area_fraction: number;
-}
+export type FieldInfo = Schemas["FieldOfView"];
 
-export interface ScaleInfo {
-  um_per_pixel: number;
-  source: "um_per_pixel" | "fov_degrees";
-  fov_degrees?: number;
-}
+/** The physical scale the measurements used. */
+export type ScaleInfo = Schemas["PhysicalScaleInfo"];
 
 /** What `POST /measure` (and `POST /predict?format=json`) return about a mask inside its field. */
-export interface Readout {
-  width: number;
-  height: number;
-  threshold: number;
-  vessel_fraction: number;
-  fov: FieldInfo;
-  scale: ScaleInfo | null;
-  measurements: Record<string, unknown>;
-}
+export type Readout = Schemas["Readout"];
 
 async function postFiles(
   url: string,

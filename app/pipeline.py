@@ -1,0 +1,77 @@
+"""The work a request does in a worker thread: decode, predict (or threshold) and encode one upload."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from app.decode import decode_image
+from app.guard import WorkToken, watched
+from app.measure import (
+    GEOJSON_MEDIA_TYPE,
+    PhysicalScale,
+    PredictOptions,
+    encode_png,
+    field_from_png,
+    field_of_view,
+    geojson_bytes,
+    mask_from_png,
+    readout,
+    resample_factor,
+)
+from app.model_manager import LoadedModel
+from vessel_lightning.inference.predictor import probability_png_values, served_mask
+
+
+def run_prediction(
+    model: LoadedModel,
+    data: bytes,
+    max_pixels: int,
+    options: PredictOptions,
+    threshold: float,
+    token: WorkToken | None = None,
+) -> tuple[bytes, str, float]:
+    """Decode, predict and encode one upload; returns the body, its media type and the model time in ms.
+
+    With a ``token``, raises :class:`Cancelled` at the first check after it is cancelled or spent.
+    """
+    rgb = decode_image(data, max_pixels)
+    field = field_of_view(rgb, options.fov)
+    if options.format == "fov":
+        return encode_png(field), "image/png", 0.0
+    inside = None if options.fov == "none" else field
+    scale = resample_factor(model.predictor, rgb, inside, options)
+    predictor = model.predictor if token is None else watched(model.predictor, token)
+    start = time.perf_counter()
+    prob = predictor.predict_proba(rgb, inside, scale=scale)
+    inference_ms = (time.perf_counter() - start) * 1000
+    if token is not None:
+        token.check()
+    if options.format == "probability":
+        return encode_png(probability_png_values(prob)), "image/png", inference_ms
+    mask = served_mask(prob, threshold)
+    if options.format == "mask":
+        return encode_png(mask), "image/png", inference_ms
+    if options.format == "geojson":
+        # The same properties as vessel-predict --format geojson writes.
+        properties = {
+            "model": model.predictor.info.uri,
+            "model_version": model.version,
+            "threshold": threshold,
+        }
+        return geojson_bytes(mask, properties), GEOJSON_MEDIA_TYPE, inference_ms
+    body = readout(mask, field, options.fov, threshold, options.physical)
+    body |= {"model_version": model.version, "resample_scale": round(scale, 4)}
+    return json.dumps(body).encode(), "application/json", inference_ms
+
+
+def run_measurement(
+    data: bytes, fov: bytes | None, max_pixels: int, threshold: float, scale: PhysicalScale, output: str
+) -> tuple[bytes, str]:
+    """Threshold an uploaded probability (or mask) PNG inside the uploaded field; measurements or GeoJSON."""
+    mask = mask_from_png(data, max_pixels, threshold)
+    field = field_from_png(fov, mask.shape, max_pixels)
+    if output == "geojson":
+        return geojson_bytes(mask & field, {"threshold": threshold}), GEOJSON_MEDIA_TYPE
+    body = readout(mask, field, "none" if fov is None else "uploaded", threshold, scale)
+    return json.dumps(body).encode(), "application/json"

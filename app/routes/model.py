@@ -1,0 +1,62 @@
+"""``/health``, ``/ready``, ``/model`` and ``/model/reload``: is the service up, which model serves, reload it."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException
+from fastapi.responses import JSONResponse
+
+from app.dependencies import LoadedModelDep, ManagerDep, require_api_key
+from app.schemas import Health, ModelInfo, NotReady, Ready, errors
+from vessel_lightning.inference.device import describe_device
+
+router = APIRouter(tags=["model"])
+
+
+@router.get("/health", response_model=Health, responses=errors())
+async def health(manager: ManagerDep) -> dict[str, Any]:
+    """Liveness: answers while the model loads and under load; says what the model runs on."""
+    model = manager.current
+    return {
+        "status": "ok",
+        "ready": model is not None,
+        "model": model.summary() if model else None,
+        "device": describe_device(manager.device),
+    }
+
+
+@router.get(
+    "/ready",
+    response_model=Ready,
+    responses={503: {"model": NotReady, "description": "No model yet: still loading, or the load failed."}},
+)
+async def ready(manager: ManagerDep) -> JSONResponse:
+    """200 when a model is loaded, else 503 with the reason."""
+    model = manager.current
+    if model is None:
+        detail = "the model is still loading" if manager.error is None else f"no model: {manager.error}"
+        return JSONResponse({"ready": False, "detail": detail, "error": manager.error}, status_code=503)
+    return JSONResponse({"ready": True, "model": model.summary()})
+
+
+@router.get("/model", response_model=ModelInfo, responses=errors(503))
+async def model_info(model: LoadedModelDep) -> dict[str, Any]:
+    """Name, version, alias, run id, backend, load time, metrics and contract of the served model."""
+    return model.describe()
+
+
+@router.post(
+    "/model/reload",
+    dependencies=[Depends(require_api_key)],
+    response_model=ModelInfo,
+    responses=errors(401, 503),
+)
+async def reload_model(manager: ManagerDep) -> dict[str, Any]:
+    """Re-resolve the alias now and load its version if it moved; returns the ``/model`` JSON."""
+    try:
+        model = await asyncio.to_thread(manager.reload)
+    except Exception as exc:
+        raise HTTPException(503, f"reload failed: {manager.error or exc}") from exc
+    return model.describe()

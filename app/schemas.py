@@ -1,0 +1,221 @@
+"""What the API's bodies look like, for ``/docs`` and ``/openapi.json`` (and the UI's generated types).
+
+The JSON answers are pydantic models. The binary ones (PNG maps) and GeoJSON are media types of the same
+``200``. Every error is ``{"detail": "one readable line"}`` (:class:`ErrorBody`), whatever raised it. The
+uploads are documented here too: the routers read multipart bodies with their own bounded parser
+(:mod:`app.upload`), not FastAPI's form parsing, so the request body is declared by :func:`multipart_body`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.measure import GEOJSON_MEDIA_TYPE
+
+
+def _unlisted_keys_allowed(schema: dict[str, Any]) -> None:
+    # JSON Schema allows unlisted keys when it says nothing; saying `true` makes generated TS types index-signed.
+    schema.pop("additionalProperties", None)
+
+
+class _Open(BaseModel):
+    """A documented answer that may carry more keys than it lists (the server adds; clients ignore)."""
+
+    model_config = ConfigDict(extra="allow", json_schema_extra=_unlisted_keys_allowed)
+
+
+class ErrorBody(BaseModel):
+    """Every error answer: one readable line (the UI shows it as is)."""
+
+    detail: str = Field(description="What went wrong and, where the client can act, what to do.")
+
+
+class ModelSummary(_Open):
+    """The served model in a few words (``/health``, ``/ready``)."""
+
+    name: str | None
+    version: str | None
+    alias: str | None
+    backend: str
+    precision: str
+
+
+class Health(_Open):
+    """``GET /health``: answers while the model loads and under load."""
+
+    status: Literal["ok"]
+    ready: bool = Field(description="Whether a model is loaded (as `/ready`).")
+    model: ModelSummary | None
+    device: dict[str, Any] = Field(description="What the model runs on: type, name, threads or GPU memory.")
+
+
+class Ready(_Open):
+    """``GET /ready`` when a model is loaded."""
+
+    ready: Literal[True]
+    model: ModelSummary
+
+
+class NotReady(_Open):
+    """``GET /ready`` (503) while the model loads or after it failed to load."""
+
+    ready: Literal[False]
+    detail: str
+    error: str | None = Field(description="The last load failure, or null while the first load runs.")
+
+
+class ModelInfo(_Open):
+    """``GET /model``: the served model, where it came from, what it runs on and its contract."""
+
+    name: str | None
+    version: str | None
+    alias: str | None
+    uri: str
+    run_id: str | None
+    backend: str = Field(description="The inference backend (`torch`, `onnx`, `onnx-int8`, `openvino`...).")
+    precision: str
+    device: dict[str, Any]
+    batching: dict[str, Any] | None = Field(description="Dynamic batching statistics, null when off.")
+    backend_details: dict[str, Any]
+    load_seconds: float | None
+    metrics: dict[str, float] = Field(description="The registered run's metrics (test F1 and so on).")
+    contract: dict[str, Any] = Field(
+        description="What the network takes and returns (threshold, size, mode...)."
+    )
+    inference: dict[str, Any] = Field(description="How photos reach the network: resize or sliding window.")
+
+
+class FieldOfView(BaseModel):
+    """Where the measurements counted."""
+
+    mode: str = Field(description="`auto` (detected), `none` (the whole frame) or `uploaded`.")
+    bbox: tuple[int, int, int, int] | None = Field(
+        description="[left, top, right, bottom] in pixel edges (right and bottom exclusive); null when empty."
+    )
+    diameter_px: float
+    area_fraction: float
+
+
+class PhysicalScaleInfo(_Open):
+    """The physical scale the measurements used."""
+
+    um_per_pixel: float
+    source: Literal["um_per_pixel", "fov_degrees"]
+    fov_degrees: float | None = None
+
+
+class Readout(_Open):
+    """Size, vessel fraction, field of view and vessel measurements of a mask inside its field (``/measure``)."""
+
+    width: int
+    height: int
+    threshold: float
+    vessel_fraction: float
+    fov: FieldOfView
+    scale: PhysicalScaleInfo | None
+    measurements: dict[str, Any] = Field(
+        description="Vessel area, skeleton length, calibre percentiles, tortuosity, branch points, fractal "
+        "dimension; in µm and mm too when a scale was given."
+    )
+
+
+class PredictReadout(Readout):
+    """``POST /predict?format=json``: the :class:`Readout` of the predicted mask, with the model's version."""
+
+    model_version: str
+    resample_scale: float = Field(description="The factor the photo was resampled by before the model.")
+
+
+class PhotoUpload(BaseModel):
+    """The multipart/form-data body of ``POST /predict``."""
+
+    file: bytes = Field(
+        description="The photo: PNG, JPEG, TIFF, BMP or WebP (8 or 16 bit, grey or colour).",
+        json_schema_extra={"format": "binary"},
+    )
+
+
+class MapUpload(BaseModel):
+    """The multipart/form-data body of ``POST /measure`` and ``POST /geojson``."""
+
+    file: bytes = Field(
+        description="A probability PNG from `/predict` or a {0, 255} mask PNG.",
+        json_schema_extra={"format": "binary"},
+    )
+    fov: bytes | None = Field(
+        None,
+        description="The field of view PNG of `/predict?format=fov` (non-zero is inside); default: the frame.",
+        json_schema_extra={"format": "binary"},
+    )
+
+
+def multipart_body(model: type[BaseModel]) -> dict[str, Any]:
+    """``openapi_extra`` declaring a required multipart/form-data request body shaped like ``model``."""
+    schema = model.model_json_schema()
+    for name in schema.get("properties", {}):  # bytes fields are files on the wire
+        field = schema["properties"][name]
+        field.pop("anyOf", None)
+        field.update(type="string", format="binary")
+        field.pop("default", None)
+    return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": schema}}}}
+
+
+_BINARY = {"schema": {"type": "string", "format": "binary"}}
+_GEOJSON = {
+    "schema": {"type": "object", "description": "A GeoJSON FeatureCollection of Polygons with holes."}
+}
+
+ERROR_DESCRIPTIONS = {
+    400: "Not a multipart/form-data upload with field `file`, malformed, or an undecodable image.",
+    401: "Missing or wrong API key (header `X-API-Key`), when the server has one.",
+    408: "The request body did not arrive within VESSEL_BODY_TIMEOUT_S.",
+    413: "The body is over VESSEL_MAX_UPLOAD_MB, or the image over VESSEL_MAX_PIXELS.",
+    415: "The upload is not an image this server decodes.",
+    422: "A bad query parameter, a field sent twice, or nothing to measure (an empty field of view).",
+    500: "An unexpected server error (logged).",
+    503: "No model yet (still loading, or it failed to load), or the server is busy: retry after Retry-After.",
+    504: "The prediction ran past VESSEL_REQUEST_TIMEOUT_S.",
+}
+
+
+def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` entries for the error ``statuses`` (and 500), each an :class:`ErrorBody`."""
+    return {
+        status: {"model": ErrorBody, "description": ERROR_DESCRIPTIONS[status]}
+        for status in sorted({*statuses, 500})
+    }
+
+
+# What /predict says about its answer (CORS exposes them to a UI on another origin).
+MODEL_HEADERS = {
+    "X-Model-Version": "The registry version of the model that answered (empty for a run or a folder).",
+    "X-Model-Name": "Its registered name.",
+    "X-Inference-Time-Ms": "Milliseconds in the model's forward passes (0 for `format=fov`).",
+}
+
+
+def success(
+    description: str,
+    model: type[BaseModel] | None = None,
+    *,
+    png: bool = False,
+    geojson: bool = False,
+    headers: dict[str, str] | None = None,
+) -> dict[int | str, dict[str, Any]]:
+    """The ``200`` of an endpoint answering ``model`` JSON and/or a PNG map and/or GeoJSON, with ``headers``
+    (name: description)."""
+    content: dict[str, Any] = {}
+    if png:
+        content["image/png"] = _BINARY
+    if geojson:
+        content[GEOJSON_MEDIA_TYPE] = _GEOJSON
+    answer: dict[str, Any] = {"description": description, "content": content}
+    if model is not None:
+        answer["model"] = model
+    if headers:
+        answer["headers"] = {
+            name: {"description": text, "schema": {"type": "string"}} for name, text in headers.items()
+        }
+    return {200: answer}
