@@ -16,11 +16,10 @@ from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, Validat
 from pydantic.dataclasses import dataclass
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from vessel_lightning.config import DEFAULT_MODEL_URI
 from vessel_lightning.inference.backends import BACKENDS, PRECISIONS
 from vessel_lightning.inference.device import DEVICE_CHOICES, is_device_spec
-from vessel_lightning.registry import DEFAULT_ALIAS, DEFAULT_MODEL_NAME
 
-DEFAULT_MODEL_URI = f"models:/{DEFAULT_MODEL_NAME}@{DEFAULT_ALIAS}"
 # The Next.js static export, when built in the repository; VESSEL_UI_DIR points elsewhere.
 DEFAULT_UI_DIR = Path(__file__).resolve().parents[1] / "ui" / "out"
 ENV_PREFIX = "VESSEL_"

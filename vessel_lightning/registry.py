@@ -24,13 +24,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from vessel_lightning import store
+from vessel_lightning.config import DEFAULT_ALIAS, DEFAULT_EXPERIMENT, DEFAULT_MODEL_NAME
 from vessel_lightning.inference.contract import CONTRACT_KEY, ModelContract
 
-DEFAULT_MODEL_NAME = "vessel-unet"
-DEFAULT_ALIAS = "champion"
 MODEL_ARTIFACT = "model"
 MODEL_URI_TAG = "vessel.model_uri"  # set on a training run once its model is logged
-DEFAULT_EXPERIMENT = "vessel-lightning"
 
 
 class RegistryError(RuntimeError):

@@ -86,13 +86,13 @@ def measurement_columns() -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point ``vessel-predict``."""
+    from vessel_lightning.config import DEFAULT_MODEL_URI
     from vessel_lightning.inference.backends import BACKENDS
-    from vessel_lightning.registry import DEFAULT_ALIAS, DEFAULT_MODEL_NAME
 
     parser = argparse.ArgumentParser(prog="vessel-predict", description=__doc__.splitlines()[0])
     parser.add_argument("photos", nargs="+", type=Path, help="image files or folders of them")
     parser.add_argument("--out", type=Path, required=True, help="output folder (created if needed)")
-    parser.add_argument("--model-uri", default=f"models:/{DEFAULT_MODEL_NAME}@{DEFAULT_ALIAS}")
+    parser.add_argument("--model-uri", default=DEFAULT_MODEL_URI)
     parser.add_argument("--threshold", type=float, help="default: the model's recommended threshold")
     parser.add_argument(
         "--format", type=_formats, default=("png",), help="png (default), geojson or png,geojson"

@@ -22,8 +22,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from vessel_lightning.config import DEFAULT_EXPERIMENT
 from vessel_lightning.inference.contract import CONTRACT_FILE, NETWORK_FILE
-from vessel_lightning.registry import DEFAULT_EXPERIMENT, RegistryError
+from vessel_lightning.registry import RegistryError
 from vessel_lightning.training.train import RESOLVED_CONFIG
 
 
