@@ -63,7 +63,7 @@ demo: install ui
 	  $(BIN)/vessel-serve --host $(HOST) --port $(PORT)   # photos let VESSEL_BACKEND=auto prove bf16/int8 masks
 
 test-python: install
-	$(BIN)/pytest
+	$(BIN)/pytest --durations=15
 
 ui-test: install ui chromium
 	cd ui && npm test
@@ -72,7 +72,7 @@ ui-test: install ui chromium
 test: test-python ui-test
 
 test-fast: install
-	$(BIN)/pytest -m "not slow"
+	$(BIN)/pytest -m "not slow" --durations=15
 
 lint: install
 	$(BIN)/ruff check .
