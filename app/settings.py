@@ -8,7 +8,7 @@ from pathlib import Path
 
 from vessel_lightning.inference.backends import PRECISIONS
 from vessel_lightning.inference.device import DEVICE_CHOICES, is_device_spec
-from vessel_lightning.registry import DEFAULT_ALIAS, DEFAULT_MODEL_NAME
+from vessel_lightning.tracking.registry import DEFAULT_ALIAS, DEFAULT_MODEL_NAME
 
 DEFAULT_MODEL_URI = f"models:/{DEFAULT_MODEL_NAME}@{DEFAULT_ALIAS}"
 # The Next.js static export, when built in the repository; VESSEL_UI_DIR points elsewhere.

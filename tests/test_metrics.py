@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from vessel_lightning.evaluation.metrics import BINS, best_f1_threshold
+from vessel_lightning.metrics import BINS, best_f1_threshold
 from vessel_lightning.training.module import VesselSegmenter, segmentation_metrics, update_in_fov
 
 # One 1×1×3×4 image: probabilities, truth and FOV. Threshold 0.5: vessel where prob > 0.5 (0.5 itself is not).

@@ -18,8 +18,8 @@ from tests.train_fixtures import (
     small_overrides,
 )
 from vessel_lightning.models import load_network
-from vessel_lightning.training.offline import ImportRunError, JobFolder, main, read_metrics
-from vessel_lightning.training.train import train
+from vessel_lightning.tracking.offline import ImportRunError, JobFolder, main, read_metrics
+from vessel_lightning.tracking.train import train
 
 
 @pytest.fixture

@@ -13,10 +13,11 @@ import torch
 from PIL import Image
 
 from tests.conftest import compose, make_masks_folder
-from vessel_lightning.inference.contract import ContractError, ModelContract
-from vessel_lightning.inference.predictor import Predictor, window_origins
-from vessel_lightning.registry import best_run, log_network, promote_main, register, runs_main
-from vessel_lightning.store import ensure_experiment
+from vessel_lightning.contract import ContractError, ModelContract
+from vessel_lightning.inference.predictor import Predictor
+from vessel_lightning.tiling import window_origins
+from vessel_lightning.tracking.registry import best_run, log_network, promote_main, register, runs_main
+from vessel_lightning.tracking.store import ensure_experiment
 
 
 @pytest.fixture(scope="module")
@@ -299,7 +300,7 @@ def test_eval_and_predict_run_on_a_chosen_backend(
 
 
 def test_parse_registry_uri() -> None:
-    from vessel_lightning.inference.predictor import parse_registry_uri
+    from vessel_lightning.tracking.models import parse_registry_uri
 
     assert parse_registry_uri("models:/vessel-unet@champion") == ("vessel-unet", None, "champion")
     assert parse_registry_uri("models:/vessel-unet/3") == ("vessel-unet", "3", None)

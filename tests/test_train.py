@@ -22,7 +22,7 @@ from tests.train_fixtures import (
     synthetic_items,
 )
 from vessel_lightning.models import load_network
-from vessel_lightning.training.train import resolve_ckpt_path, train
+from vessel_lightning.tracking.train import resolve_ckpt_path, train
 
 REQUIRED_KEYS = {"train/loss", "val/loss", "val/f1", "val/iou", "val/precision", "val/recall", "val/f1_best"}
 

@@ -16,8 +16,8 @@ from tests.train_fixtures import (
     small_overrides,
 )
 from vessel_lightning.models.networks import build_network
-from vessel_lightning.training.train import train
-from vessel_lightning.training.warm_start import WarmStartError, warm_start
+from vessel_lightning.tracking.train import train
+from vessel_lightning.tracking.warm_start import WarmStartError, warm_start
 
 LEAN = [128, 64, 32, 16, 8]
 
@@ -79,9 +79,9 @@ def test_train_starts_from_a_logged_model_and_tags_the_run(
 ) -> None:
     import mlflow
 
-    from vessel_lightning.inference.contract import ModelContract
-    from vessel_lightning.registry import log_network
-    from vessel_lightning.store import ensure_experiment, ensure_store
+    from vessel_lightning.contract import ModelContract
+    from vessel_lightning.tracking.registry import log_network
+    from vessel_lightning.tracking.store import ensure_experiment, ensure_store
 
     ensure_store(mlflow_env)
     mlflow.set_tracking_uri(mlflow_env)

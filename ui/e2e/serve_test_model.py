@@ -34,10 +34,10 @@ def register_test_model(store_dir: Path) -> str:
     import mlflow
     import torch
 
-    from vessel_lightning.inference.contract import ModelContract
+    from vessel_lightning.contract import ModelContract
     from vessel_lightning.models.networks import build_network
-    from vessel_lightning.registry import log_network, register
-    from vessel_lightning.store import ensure_experiment, ensure_store
+    from vessel_lightning.tracking.registry import log_network, register
+    from vessel_lightning.tracking.store import ensure_experiment, ensure_store
 
     uri = f"sqlite:///{store_dir / 'mlflow.db'}"
     ensure_store(uri)

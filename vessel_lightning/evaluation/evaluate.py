@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from vessel_lightning.evaluation.metrics import (
+from vessel_lightning.metrics import (
     Counts,
     ProbabilityHistogram,
     SkeletonCounts,
@@ -140,7 +140,7 @@ def measurement_agreement(
 def evaluation_fov(mode: str, rgb: np.ndarray, official: np.ndarray | None) -> np.ndarray | None:
     """The field scores are taken in: the data set's mask (``official``; None when it has none), the detected
     one (``detect``) or None (``none``: every pixel)."""
-    from vessel_lightning.inference.fov import detect_fov
+    from vessel_lightning.data.fov import detect_fov
 
     if mode not in FOV_MODES:
         raise EvaluationError(f"fov must be one of {', '.join(FOV_MODES)}, not {mode!r}")
@@ -153,13 +153,13 @@ def evaluate(cfg: Any) -> dict[str, Any]:
     """Run the evaluation described by ``conf/eval.yaml``; returns the summary written to ``summary.json``."""
     from tqdm.auto import tqdm
 
-    from vessel_lightning import store
     from vessel_lightning.data.prepare import load_sample
     from vessel_lightning.inference.backends import use_backend
     from vessel_lightning.inference.device import resolve_device
     from vessel_lightning.inference.measurements import measure_vessels
     from vessel_lightning.inference.overlays import error_overlay, save_png
     from vessel_lightning.inference.predictor import AUTO, Predictor
+    from vessel_lightning.tracking import store
 
     start = time.perf_counter()
     out = Path(str(cfg.output_dir)).expanduser().resolve()
@@ -293,7 +293,7 @@ def _log_to_mlflow(cfg: Any, summary: dict[str, Any], out: Path) -> None:
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    from vessel_lightning.store import ensure_experiment
+    from vessel_lightning.tracking.store import ensure_experiment
 
     model = summary["model"]
     mlflow.set_experiment(experiment_id=ensure_experiment(mlflow.get_tracking_uri(), str(cfg.experiment)))
@@ -323,11 +323,11 @@ def _log_to_mlflow(cfg: Any, summary: dict[str, Any], out: Path) -> None:
 
 
 def _main(cfg: Any) -> None:
+    from vessel_lightning.contract import ContractError
     from vessel_lightning.data.sources import DataLayoutError
     from vessel_lightning.inference.backends import BackendError
-    from vessel_lightning.inference.contract import ContractError
     from vessel_lightning.inference.device import DeviceError
-    from vessel_lightning.inference.predictor import is_exported_model
+    from vessel_lightning.tracking.models import is_exported_model
 
     errors: tuple[type[Exception], ...] = (
         ContractError,
@@ -342,7 +342,7 @@ def _main(cfg: Any) -> None:
         if store:
             from mlflow.exceptions import MlflowException
 
-            from vessel_lightning.registry import RegistryError, connect
+            from vessel_lightning.tracking.registry import RegistryError, connect
 
             errors += (MlflowException, RegistryError)
             connect(cfg.get("tracking_uri"))

@@ -10,7 +10,7 @@ from lightning import LightningModule
 from torchmetrics import MaxMetric, MetricCollection
 from torchmetrics.classification import BinaryF1Score, BinaryJaccardIndex, BinaryPrecision, BinaryRecall
 
-from vessel_lightning.evaluation.metrics import BINS, best_f1_threshold
+from vessel_lightning.metrics import BINS, best_f1_threshold
 from vessel_lightning.models.networks import build_network
 from vessel_lightning.training.losses import build_loss
 

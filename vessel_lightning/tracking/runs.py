@@ -1,6 +1,6 @@
 """MLflow tracking for training: the store made once per run or sweep, sweep parent runs, tags, params, resume ids.
 
-Where the store lives is ``vessel_lightning.store``'s answer (``<runs_dir>/mlflow/`` as absolute paths, or
+Where the store lives is ``vessel_lightning.tracking.store``'s answer (``<runs_dir>/mlflow/`` as absolute paths, or
 ``$MLFLOW_TRACKING_URI``); the ``${mlflow_tracking_uri:<runs_dir>}`` resolver puts it in the config.
 mlflow itself is imported only inside the functions that need it.
 """
@@ -20,7 +20,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from vessel_lightning.store import (
+from vessel_lightning.tracking.store import (
     ensure_experiment,
     ensure_store,
     optuna_storage_uri,
@@ -142,7 +142,7 @@ def finish_sweep_run(uri: str, parent_run_id: str, config: DictConfig) -> None:
     end it, and print where to see it."""
     from mlflow.tracking import MlflowClient
 
-    from vessel_lightning.sweep_summary import summarize_sweep
+    from vessel_lightning.tracking.sweep_summary import summarize_sweep
 
     client = MlflowClient(uri)
     metric = str(config.get("optimized_metric") or "val/f1_best")

@@ -23,8 +23,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from vessel_lightning import store
-from vessel_lightning.inference.contract import CONTRACT_KEY, ModelContract
+from vessel_lightning.contract import CONTRACT_KEY, ModelContract
+from vessel_lightning.tracking import store
 
 DEFAULT_MODEL_NAME = "vessel-unet"
 DEFAULT_ALIAS = "champion"
@@ -373,7 +373,7 @@ def _print_sweep(experiment: str, sweep: str, metric: str) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from vessel_lightning.sweep_summary import child_runs, format_cell, sweep_table
+    from vessel_lightning.tracking.sweep_summary import child_runs, format_cell, sweep_table
 
     client = MlflowClient()
     parent = client.get_run(sweep_parent(experiment, sweep))
