@@ -100,6 +100,6 @@ def make_registry(root: Path, versions: int = 2, mode: str = "resize") -> str:
         network = build_network(encoder_name="efficientnet-b0", encoder_weights=None).eval()
         with mlflow.start_run() as run:
             mlflow.log_metric("test/f1", 0.6 + seed / 10)
-            log_network(network, contract, run.info.run_id)
+            log_network(network, {"encoder_name": "efficientnet-b0"}, contract, run.info.run_id)
         register(run.info.run_id, alias="champion" if seed == 0 else None)
     return uri

@@ -75,7 +75,7 @@ def small_overrides(runs_dir: Path | str) -> list[str]:
         "++trainer.enable_model_summary=false",
         "~callbacks.rich_progress_bar",
         "callbacks.mlflow_artifacts.figure_every_n_epochs=1",
-        "callbacks.mlflow_artifacts.log_model=false",  # import mlflow.pytorch costs ~9 s; one test turns it on
+        "callbacks.mlflow_artifacts.log_model=false",  # logging a model costs seconds; one test turns it on
         "callbacks.serving_cost.size=64",  # the cost columns exist without timing 512² forwards in every test
     ]
 

@@ -1,5 +1,7 @@
 """The training callback that writes a run's files (figures, learning curves, best checkpoint, network file and
-contract) and logs them, with the network as a registered-model format, to the run's MLflow store."""
+contract) and logs them, and the network as a bundle-format MLflow model, to the run's MLflow store.
+
+It lives in tracking, not training (which never imports tracking): ``conf/callbacks/default.yaml`` names it."""
 
 from __future__ import annotations
 
@@ -32,8 +34,8 @@ class MlflowArtifacts(Callback):
     - at the end: learning curves, the best checkpoint, ``network.pt`` (the best weights + plain config,
       loadable by ``vessel_lightning.models.load_network`` without training code), ``contract.json`` beside it
       (so a run trained where no store is reachable can be imported later: ``vessel-import-run``) and, with
-      ``log_model``, the best network as an MLflow model with that contract
-      (``vessel_lightning.tracking.registry.log_network``; the threshold is the one tuned on validation when that
+      ``log_model``, the best network as a bundle-format MLflow model with that contract
+      (``vessel_lightning.tracking.registry.log_network_file``; the threshold is the one tuned on validation when that
       checkpoint was saved);
     - in every checkpoint: the MLflow run id, so a resumed training continues the same run.
     The per-epoch history lives in the checkpoint too, so curves of a resumed run are complete.
@@ -111,7 +113,7 @@ class MlflowArtifacts(Callback):
         self._export_network(trainer, pl_module, best)
 
     def _export_network(self, trainer: Trainer, pl_module: LightningModule, best: str) -> None:
-        from vessel_lightning.models.networks import load_network, save_network
+        from vessel_lightning.models.networks import save_network
 
         net = getattr(pl_module, "net", None)
         config = pl_module.hparams.get("net")
@@ -130,11 +132,9 @@ class MlflowArtifacts(Callback):
         self._log_file(trainer, contract_path, "network")
         logger = find_mlflow_logger(trainer)
         if self.log_model and logger is not None:
-            from vessel_lightning.tracking.registry import (
-                log_network,  # imports mlflow: only with an MLflow logger
-            )
+            from vessel_lightning.tracking.registry import log_network_file  # imports mlflow
 
-            log_network(load_network(path), contract, logger.run_id)
+            log_network_file(path, contract, logger.run_id)
 
     @staticmethod
     def _contract(trainer: Trainer, config: Mapping[str, Any], threshold: float) -> ModelContract:

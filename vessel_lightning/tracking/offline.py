@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import math
 import sys
 from collections.abc import Sequence
@@ -101,13 +100,13 @@ def import_job(
     from vessel_lightning.contract import ModelContract
     from vessel_lightning.models.networks import load_network
     from vessel_lightning.tracking import runs, store
-    from vessel_lightning.tracking.registry import connect, log_network
+    from vessel_lightning.tracking.registry import connect, log_network_file
     from vessel_lightning.tracking.train import default_run_name, run_tags
 
     job = JobFolder.find(job_dir)
     cfg = OmegaConf.load(job.config)
-    contract = ModelContract.from_dict(json.loads(job.contract.read_text()), source=str(job.contract))
-    network = load_network(job.network)  # fails here, before a run exists, if the file is unreadable
+    contract = ModelContract.read(job.contract)
+    load_network(job.network)  # fails here, before a run exists, if the file is unreadable
     metrics = read_metrics(job.metrics)
 
     uri = tracking_uri or store.tracking_uri()
@@ -131,7 +130,7 @@ def import_job(
             client.log_artifact(run_id, str(figure), "figures")
         client.log_artifact(run_id, str(job.network), "network")
         client.log_artifact(run_id, str(job.contract), "network")
-        log_network(network, contract, run_id)
+        log_network_file(job.network, contract, run_id)
         status = "FINISHED"
     finally:
         client.set_terminated(run_id, status)
