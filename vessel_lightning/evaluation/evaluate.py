@@ -290,36 +290,32 @@ def _write_outputs(
 
 def _log_to_mlflow(cfg: Any, summary: dict[str, Any], out: Path) -> None:
     """An evaluation run of its own (never re-logging the training run's params), linked to the model version."""
-    import mlflow
-    from mlflow.tracking import MlflowClient
-
-    from vessel_lightning.tracking.store import ensure_experiment
+    from vessel_lightning.tracking.runs import log_evaluation
 
     model = summary["model"]
-    mlflow.set_experiment(experiment_id=ensure_experiment(mlflow.get_tracking_uri(), str(cfg.experiment)))
-    run_name = f"eval {cfg.data.name}/{cfg.split} {model['name'] or ''} v{model['version'] or '-'}".strip()
     tags = {"kind": "evaluation", "model_uri": model["uri"], "dataset": cfg.data.name, "split": cfg.split}
     tags |= {k: str(v) for k, v in (("model_name", model["name"]), ("model_version", model["version"]),
                                     ("source_run_id", model["run_id"])) if v}  # fmt: skip
-    with mlflow.start_run(run_name=run_name, tags=tags):
-        mlflow.log_params({"split": cfg.split, "dataset": cfg.data.name, "tta": cfg.tta, "window": cfg.get("window"),
-                           "scale": cfg.get("scale", 1.0), "n_images": summary["n_images"],
-                           "backend": summary["protocol"]["backend"],
-                           "threshold": summary["threshold"], "model_uri": model["uri"]})  # fmt: skip
-        mlflow.log_metrics(
-            {
-                f"{cfg.split}/{k}": summary[k]
-                for k in (*SUMMARY_KEYS, "f1_per_image_mean", "iou_per_image_mean")
-            }
-        )
-        mlflow.log_metrics({f"{cfg.split}/{k}_at_0.5": summary["at_threshold_0.5"][k] for k in SUMMARY_KEYS})
-        mlflow.log_artifacts(str(out), artifact_path="evaluation")
-    if model["name"] and model["version"]:
-        client = MlflowClient()
-        for key in ("f1", "iou", "cldice", "thin_recall"):
-            client.set_model_version_tag(
-                model["name"], model["version"], f"eval.{cfg.data.name}.{cfg.split}.{key}", str(summary[key])
-            )
+    params = {"split": cfg.split, "dataset": cfg.data.name, "tta": cfg.tta, "window": cfg.get("window"),
+              "scale": cfg.get("scale", 1.0), "n_images": summary["n_images"],
+              "backend": summary["protocol"]["backend"],
+              "threshold": summary["threshold"], "model_uri": model["uri"]}  # fmt: skip
+    metrics = {
+        f"{cfg.split}/{k}": summary[k] for k in (*SUMMARY_KEYS, "f1_per_image_mean", "iou_per_image_mean")
+    } | {f"{cfg.split}/{k}_at_0.5": summary["at_threshold_0.5"][k] for k in SUMMARY_KEYS}
+    log_evaluation(
+        str(cfg.experiment),
+        f"eval {cfg.data.name}/{cfg.split} {model['name'] or ''} v{model['version'] or '-'}".strip(),
+        tags,
+        params,
+        metrics,
+        out,
+        model=(model["name"], model["version"]) if model["name"] and model["version"] else None,
+        version_tags={
+            f"eval.{cfg.data.name}.{cfg.split}.{key}": str(summary[key])
+            for key in ("f1", "iou", "cldice", "thin_recall")
+        },
+    )
 
 
 def _main(cfg: Any) -> None:

@@ -234,3 +234,31 @@ def run_id_from_checkpoint(ckpt_path: str | os.PathLike) -> str | None:
 
     ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False, mmap=True)
     return ckpt.get("mlflow_run_id")
+
+
+def log_evaluation(
+    experiment: str,
+    run_name: str,
+    tags: Mapping[str, str],
+    params: Mapping[str, Any],
+    metrics: Mapping[str, float],
+    folder: str | os.PathLike,
+    model: tuple[str, str] | None = None,
+    version_tags: Mapping[str, str] | None = None,
+) -> str:
+    """Log an evaluation as a run of its own in ``experiment`` (created if needed) in the current store: tags,
+    params, metrics and ``folder``'s files under ``evaluation/``; with ``model`` (name, version) tag that
+    registered version with ``version_tags``. Returns the run id."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    mlflow.set_experiment(experiment_id=ensure_experiment(mlflow.get_tracking_uri(), experiment))
+    with mlflow.start_run(run_name=run_name, tags=dict(tags)) as run:
+        mlflow.log_params(dict(params))
+        mlflow.log_metrics(dict(metrics))
+        mlflow.log_artifacts(str(folder), artifact_path="evaluation")
+    if model is not None:
+        client = MlflowClient()
+        for key, value in (version_tags or {}).items():
+            client.set_model_version_tag(model[0], model[1], key, value)
+    return run.info.run_id

@@ -3,6 +3,9 @@
 vessel-train data=chase_db1 data.root=/path/to/CHASE_DB1 model/encoder=b0
 vessel-train -m model/encoder=b0,b1 loss=dice_bce,dice
 vessel-train ckpt_path=last
+
+The tracked entry point: it composes the training stage (``vessel_lightning.training``) with the MLflow store
+(run start, resume id, ``init_from``, post-fit registration), so it sits in tracking, above training.
 """
 
 from __future__ import annotations
