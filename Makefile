@@ -17,7 +17,7 @@ help:
 	@echo "make ui         build the browser UI into ui/out"
 	@echo "make api-types  regenerate ui/src/api/{openapi.json,schema.d.ts} from the API's OpenAPI schema"
 	@echo "make test-fast  Python tests without those marked slow"
-	@echo "make lint       ruff lint and format check"
+	@echo "make lint       ruff lint and format check, the import layering (lint-imports)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -77,6 +77,7 @@ test-fast: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 	$(BIN)/hadolint docker/app.Dockerfile docker/train.Dockerfile
 	@if command -v docker-compose >/dev/null; then docker-compose -f docker/compose.yaml --profile train --profile gpu config -q && echo "docker/compose.yaml: valid"; \
 	 elif docker compose version >/dev/null 2>&1; then docker compose -f docker/compose.yaml --profile train --profile gpu config -q && echo "docker/compose.yaml: valid"; \

@@ -19,8 +19,8 @@ from fastapi import Depends, HTTPException, Query
 from PIL import Image
 
 from app.decode import DecodeError, decode_image
+from vessel_lightning.data.fov import detect_fov, fov_diameter
 from vessel_lightning.data.geojson import mask_to_geojson
-from vessel_lightning.inference.fov import detect_fov, fov_diameter
 from vessel_lightning.inference.measurements import measure_vessels, um_per_pixel_from_fov
 from vessel_lightning.inference.predictor import Predictor, served_mask
 

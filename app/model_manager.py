@@ -22,12 +22,8 @@ from app.settings import Settings
 from vessel_lightning.inference.backends import BackendError, CudaNetwork, build_backend
 from vessel_lightning.inference.batching import DynamicBatcher
 from vessel_lightning.inference.device import describe_device, resolve_device
-from vessel_lightning.inference.predictor import (
-    Predictor,
-    alias_version,
-    is_exported_model,
-    parse_registry_uri,
-)
+from vessel_lightning.inference.predictor import Predictor
+from vessel_lightning.tracking.models import alias_version, is_exported_model, parse_registry_uri
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +75,12 @@ class LoadedModel:
         if predictor.contract.mode == "resize":
             return {"mode": "resize", "size": list(predictor.contract.size)}
         window = predictor.window or max(predictor.contract.size)
-        return {"mode": "sliding window", "window": window, "overlap": predictor.overlap, "blend": predictor.blend}
+        return {
+            "mode": "sliding window",
+            "window": window,
+            "overlap": predictor.overlap,
+            "blend": predictor.blend,
+        }
 
     def summary(self) -> dict[str, Any]:
         """Name, version, alias, backend and precision (for ``/health``)."""
@@ -162,7 +163,7 @@ class ModelManager:
         if is_exported_model(self.settings.model_uri):  # an exported folder needs no store
             return
         if not self.tracking_uri:
-            from vessel_lightning.registry import connect
+            from vessel_lightning.tracking.registry import connect
 
             self.tracking_uri = connect(self.settings.tracking_uri)
 

@@ -52,11 +52,12 @@ def main() -> None:
     from vessel_lightning.config import CONFIG_DIR
     from vessel_lightning.data.prepare import load_sample
     from vessel_lightning.evaluation.evaluate import evaluation_samples
-    from vessel_lightning.evaluation.metrics import Counts, confusion
     from vessel_lightning.inference.backend_choice import GATE_PHOTOS, gate_masks, mask_f1
     from vessel_lightning.inference.backends import build_backend, calibration_inputs, calibration_photos
-    from vessel_lightning.inference.predictor import Predictor, load_logged_model
-    from vessel_lightning.registry import connect
+    from vessel_lightning.inference.predictor import Predictor
+    from vessel_lightning.metrics import Counts, confusion
+    from vessel_lightning.tracking.models import load_logged_model
+    from vessel_lightning.tracking.registry import connect
 
     uri = connect(args.tracking_uri)
     network, contract, info = load_logged_model(args.model_uri)

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
+from vessel_lightning.data.fov import detect_fov
 from vessel_lightning.data.geojson import mask_to_geojson, rasterize_geojson
 from vessel_lightning.data.images import read_gray, read_rgb
-from vessel_lightning.inference.fov import detect_fov
 from vessel_lightning.inference.measurements import measure_vessels
 from vessel_lightning.inference.predictor import Predictor, served_mask
 

@@ -46,10 +46,10 @@ def temporary_registry(root: Path, size: int = 512) -> str:
     import mlflow
     import torch
 
-    from vessel_lightning.inference.contract import ModelContract
+    from vessel_lightning.contract import ModelContract
     from vessel_lightning.models.networks import build_network
-    from vessel_lightning.registry import log_network, register
-    from vessel_lightning.store import ensure_experiment, ensure_store
+    from vessel_lightning.tracking.registry import log_network, register
+    from vessel_lightning.tracking.store import ensure_experiment, ensure_store
 
     uri = f"sqlite:///{root / 'mlflow.db'}"
     ensure_store(uri)
@@ -167,7 +167,8 @@ def bench_bare(
     import torch
 
     from vessel_lightning.inference.backends import build_backend
-    from vessel_lightning.inference.predictor import Predictor, load_logged_model
+    from vessel_lightning.inference.predictor import Predictor
+    from vessel_lightning.tracking.models import load_logged_model
 
     network, contract, info = load_logged_model(args.model_uri)
     built, results = {}, {}
@@ -320,8 +321,8 @@ def main() -> None:
     from vessel_lightning.data.images import read_rgb
     from vessel_lightning.inference.backend_choice import candidate_backends, read_cpu_features
     from vessel_lightning.inference.openvino_backend import openvino_available
-    from vessel_lightning.inference.predictor import load_logged_model
     from vessel_lightning.models.architectures import gflop
+    from vessel_lightning.tracking.models import load_logged_model
 
     torch.set_num_threads(args.threads)
     features = read_cpu_features()

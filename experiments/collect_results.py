@@ -259,7 +259,7 @@ def main() -> None:
         print(f"{args.csv}: {write_csv(args.csv, [summary_csv_row(p) for p in args.summaries])} rows")
     from mlflow.tracking import MlflowClient
 
-    from vessel_lightning.registry import connect
+    from vessel_lightning.tracking.registry import connect
 
     client = MlflowClient(connect(args.tracking_uri))
     rows = [row(path, client) for path in args.summaries]

@@ -75,7 +75,7 @@ def environment() -> dict[str, Any]:
 
 def export_model(folder: Path, smoke: bool) -> Path:
     """A random-weight B0 exported like a training job (``network.pt`` + ``contract.json``) when none is carried."""
-    from vessel_lightning.inference.contract import ModelContract
+    from vessel_lightning.contract import ModelContract
     from vessel_lightning.models.networks import build_network, save_network
 
     config: dict[str, Any] = {"encoder_name": "efficientnet-b0", "encoder_weights": None}
@@ -151,7 +151,7 @@ def bare_forward(
 
     from vessel_lightning.inference.backends import build_backend
     from vessel_lightning.inference.device import resolve_device
-    from vessel_lightning.inference.predictor import ModelInfo, load_logged_model
+    from vessel_lightning.tracking.models import ModelInfo, load_logged_model
 
     network, contract, _ = load_logged_model(str(model_dir))
     dev = resolve_device(device)

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from vessel_lightning.data.fov import detect_fov, fov_diameter
 from vessel_lightning.data.images import read_gray, read_rgb
-from vessel_lightning.inference.fov import detect_fov, fov_diameter
 
 
 def pairs(data_dir: Path) -> dict[str, list[tuple[Path, Path]]]:

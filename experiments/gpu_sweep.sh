@@ -38,7 +38,7 @@ EOF
 
 pids=()
 for exp in "${experiments[@]}"; do
-  "$python" -m vessel_lightning.training.train "experiment=$exp" logger=csv test=false \
+  "$python" -m vessel_lightning.tracking.train "experiment=$exp" logger=csv test=false \
     ++trainer.enable_progress_bar=false "~callbacks.rich_progress_bar" "hydra.run.dir=$jobs_dir/$exp" "${overrides[@]}" >"$out/$exp.log" 2>&1 &
   pids+=($!)
 done
@@ -78,7 +78,7 @@ done
 "$python" - "$jobs_dir" "${experiments[@]}" <<'EOF'
 import sys
 from pathlib import Path
-from vessel_lightning.training.offline import read_metrics
+from vessel_lightning.tracking.offline import read_metrics
 jobs = Path(sys.argv[1])
 print(f"{'experiment':<16} {'steps':>6} {'epochs':>6} {'best val/f1':>11}")
 for exp in sys.argv[2:]:

@@ -29,8 +29,8 @@ import shutil, sys, tempfile
 from pathlib import Path
 import mlflow
 import torch
-from vessel_lightning.inference.contract import CONTRACT_FILE, NETWORK_FILE
-from vessel_lightning.registry import connect
+from vessel_lightning.contract import CONTRACT_FILE, NETWORK_FILE
+from vessel_lightning.tracking.registry import connect
 
 uri, folder = sys.argv[1], Path(sys.argv[2])
 connect()

@@ -110,7 +110,7 @@ def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     restored afterwards)."""
     import mlflow
 
-    from vessel_lightning.store import ensure_store
+    from vessel_lightning.tracking.store import ensure_store
 
     uri = f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}"
     ensure_store(uri)

@@ -71,7 +71,7 @@ def _client(settings: Settings) -> TestClient:
 @pytest.fixture(scope="module")
 def client(registry: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     """The API without a key, champion at version 1."""
-    from vessel_lightning.registry import set_alias
+    from vessel_lightning.tracking.registry import set_alias
 
     set_alias("1")
     client = _client(_settings(registry, tmp_path_factory.mktemp("serve")))
@@ -243,7 +243,7 @@ def test_bad_request_gets_json_error_then_service_still_predicts(client: TestCli
 
 
 def test_api_key_on(registry: str, tmp_path: Path) -> None:
-    from vessel_lightning.registry import set_alias
+    from vessel_lightning.tracking.registry import set_alias
 
     set_alias("1")
     client = _client(_settings(registry, tmp_path, api_key="s3cret"))
@@ -286,7 +286,7 @@ def test_no_model_answers_503_while_health_stays_up(registry: str, tmp_path: Pat
 
 
 def test_alias_moved_while_four_clients_predict(client: TestClient) -> None:
-    from vessel_lightning.registry import set_alias
+    from vessel_lightning.tracking.registry import set_alias
 
     stop = threading.Event()
     results: list[tuple[int, str]] = []
@@ -320,7 +320,7 @@ def test_alias_moved_while_four_clients_predict(client: TestClient) -> None:
 
 
 def test_onnx_backend_is_exported_once_checked_and_matches_torch(registry: str, tmp_path: Path) -> None:
-    from vessel_lightning.registry import set_alias
+    from vessel_lightning.tracking.registry import set_alias
 
     set_alias("1")
     rgb = encode(photo())
@@ -353,7 +353,7 @@ def test_onnx_int8_without_calibration_falls_back_to_torch(registry: str, tmp_pa
 
 
 def test_onnx_int8_is_calibrated_cached_and_close_to_torch(registry: str, tmp_path: Path) -> None:
-    from vessel_lightning.registry import set_alias
+    from vessel_lightning.tracking.registry import set_alias
 
     set_alias("1")
     photos = tmp_path / "calibration"
@@ -378,7 +378,7 @@ def test_onnx_int8_is_calibrated_cached_and_close_to_torch(registry: str, tmp_pa
 
 def test_openvino_backends_are_converted_once_checked_and_match_torch(registry: str, tmp_path: Path) -> None:
     pytest.importorskip("openvino")
-    from vessel_lightning.registry import set_alias
+    from vessel_lightning.tracking.registry import set_alias
 
     set_alias("1")
     rgb = encode(photo())
@@ -406,7 +406,7 @@ def test_openvino_backends_are_converted_once_checked_and_match_torch(registry: 
 @pytest.mark.slow
 def test_auto_backend_times_gates_and_caches_its_choice(registry: str, tmp_path: Path) -> None:
     pytest.importorskip("openvino")
-    from vessel_lightning.registry import set_alias
+    from vessel_lightning.tracking.registry import set_alias
 
     set_alias("1")
     photos = tmp_path / "calibration"
@@ -427,8 +427,8 @@ def test_auto_backend_times_gates_and_caches_its_choice(registry: str, tmp_path:
 
 
 def test_calibration_inputs_follow_the_contract(tmp_path: Path) -> None:
+    from vessel_lightning.contract import ModelContract
     from vessel_lightning.inference.backends import calibration_inputs
-    from vessel_lightning.inference.contract import ModelContract
 
     rgb = photo(seed=4, height=300, width=200)
     Image.fromarray(rgb).save(tmp_path / "eye.png")

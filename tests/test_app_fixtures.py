@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from vessel_lightning.inference.contract import ModelContract
+from vessel_lightning.contract import ModelContract
 
 SIZE = (70, 90)  # (height, width) of the standard test photo, not the model's 64×64
 
@@ -80,8 +80,8 @@ def make_registry(root: Path, versions: int = 2, mode: str = "resize") -> str:
     import torch
 
     from vessel_lightning.models.networks import build_network
-    from vessel_lightning.registry import log_network, register
-    from vessel_lightning.store import ensure_experiment, ensure_store
+    from vessel_lightning.tracking.registry import log_network, register
+    from vessel_lightning.tracking.store import ensure_experiment, ensure_store
 
     uri = f"sqlite:///{root / 'mlflow' / 'mlflow.db'}"
     ensure_store(uri)
@@ -100,6 +100,6 @@ def make_registry(root: Path, versions: int = 2, mode: str = "resize") -> str:
         network = build_network(encoder_name="efficientnet-b0", encoder_weights=None).eval()
         with mlflow.start_run() as run:
             mlflow.log_metric("test/f1", 0.6 + seed / 10)
-            log_network(network, contract, run.info.run_id)
+            log_network(network, {"encoder_name": "efficientnet-b0"}, contract, run.info.run_id)
         register(run.info.run_id, alias="champion" if seed == 0 else None)
     return uri

@@ -96,7 +96,7 @@ def test_chunked_upload_over_the_limit_is_refused_then_serving_continues(server:
 
 
 def test_alias_moves_under_four_clients_with_zero_failures(server: tuple[int, str]) -> None:
-    from vessel_lightning.registry import set_alias
+    from vessel_lightning.tracking.registry import set_alias
 
     port, uri = server
     import mlflow

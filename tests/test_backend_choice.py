@@ -13,6 +13,7 @@ from PIL import Image
 from torch import nn
 
 from tests.test_app_fixtures import photo
+from vessel_lightning.contract import ModelContract
 from vessel_lightning.inference.backend_choice import (
     MASK_F1_MIN,
     CpuFeatures,
@@ -22,8 +23,7 @@ from vessel_lightning.inference.backend_choice import (
     parse_cpu_features,
 )
 from vessel_lightning.inference.backends import BackendError, BackendResult
-from vessel_lightning.inference.contract import ModelContract
-from vessel_lightning.inference.predictor import ModelInfo
+from vessel_lightning.tracking.models import ModelInfo
 
 AVX2 = CpuFeatures("AMD EPYC (AVX2 only)", frozenset({"sse4_2", "avx", "avx2", "fma"}))
 SAPPHIRE_RAPIDS = CpuFeatures(

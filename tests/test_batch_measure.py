@@ -14,10 +14,10 @@ from PIL import Image
 
 from tests.test_fov import _fundus
 from tests.test_registry import _contract, _logged_run, network  # noqa: F401 (fixtures; store is in conftest)
+from vessel_lightning.data.fov import detect_fov, fov_diameter
 from vessel_lightning.data.geojson import rasterize_geojson
 from vessel_lightning.inference.batch import main as predict_main
-from vessel_lightning.inference.fov import detect_fov, fov_diameter
-from vessel_lightning.registry import register
+from vessel_lightning.tracking.registry import register
 
 
 def _photos(folder: Path, count: int = 2) -> list[Path]:
@@ -68,7 +68,7 @@ def test_vessel_predict_over_a_folder_writes_field_csv_and_geojson(
 def test_vessel_predict_scale_auto_needs_and_uses_the_training_field(
     store: str, network, tmp_path: Path, capsys
 ) -> None:
-    from vessel_lightning.inference.fov import fov_diameter
+    from vessel_lightning.data.fov import fov_diameter
 
     register(
         _logged_run(network, _contract(mode="tiles")), alias="champion"
@@ -171,7 +171,7 @@ def test_vessel_eval_scores_inside_the_detected_field_and_measures_prediction_an
 @pytest.mark.slow
 def test_exported_geojson_and_photos_prepare_and_train(store: str, network, tmp_path: Path) -> None:
     from tests.train_fixtures import compose_train, data_overrides, small_overrides
-    from vessel_lightning.training.train import train
+    from vessel_lightning.tracking.train import train
 
     register(_logged_run(network, _contract()), alias="champion")
     _, cfg, manifest = _export_and_prepare(tmp_path)

@@ -10,8 +10,9 @@ import pytest
 import torch
 from torch import nn
 
-from vessel_lightning.inference.contract import ModelContract
-from vessel_lightning.inference.predictor import Predictor, window_origins, window_weights
+from vessel_lightning.contract import ModelContract
+from vessel_lightning.inference.predictor import Predictor
+from vessel_lightning.tiling import window_origins, window_weights
 
 
 class WindowIndexNet(nn.Module):

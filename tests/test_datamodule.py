@@ -12,7 +12,7 @@ from PIL import Image
 
 from tests.conftest import data_config, make_masks_folder, manifest_of
 from vessel_lightning.data.datamodule import VesselDataModule
-from vessel_lightning.inference.predictor import window_origins
+from vessel_lightning.tiling import window_origins
 
 
 def test_batches_are_float_images_with_binary_masks(tiny_prepared) -> None:

@@ -18,11 +18,12 @@ from torch import nn
 from app.server import create_app, main
 from app.settings import Settings, SettingsError
 from tests.test_app_fixtures import png_bytes
+from vessel_lightning.contract import ModelContract
 from vessel_lightning.inference.backends import BackendError, build_backend, resolve_precision
 from vessel_lightning.inference.batching import DynamicBatcher
-from vessel_lightning.inference.contract import ModelContract
 from vessel_lightning.inference.device import DeviceError, describe_device, resolve_device
-from vessel_lightning.inference.predictor import ModelInfo, Predictor
+from vessel_lightning.inference.predictor import Predictor
+from vessel_lightning.tracking.models import ModelInfo
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")

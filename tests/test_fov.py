@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from vessel_lightning.inference.contract import ModelContract
-from vessel_lightning.inference.fov import FOVError, apply_fov, detect_fov, fov_diameter
+from vessel_lightning.contract import ModelContract
+from vessel_lightning.data.fov import FOVError, apply_fov, detect_fov, fov_diameter
 from vessel_lightning.inference.predictor import Predictor, served_mask
 
 

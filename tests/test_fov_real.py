@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from vessel_lightning.data.fov import detect_fov, fov_diameter
 from vessel_lightning.data.geojson import mask_to_geojson, rasterize_geojson
 from vessel_lightning.data.images import read_fov, read_gray, read_rgb
-from vessel_lightning.inference.fov import detect_fov, fov_diameter
 
 pytestmark = pytest.mark.data
 

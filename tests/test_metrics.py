@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from vessel_lightning.evaluation.metrics import Counts, ProbabilityHistogram, confusion
 from vessel_lightning.inference.predictor import served_mask
+from vessel_lightning.metrics import Counts, ProbabilityHistogram, confusion
 from vessel_lightning.overlays import FN_COLOUR, FP_COLOUR, TP_COLOUR
 from vessel_lightning.threshold import BINS, best_f1_threshold, is_vessel
 from vessel_lightning.training.callbacks import overlay_figure

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vessel_lightning.evaluation.metrics import (
+from vessel_lightning.metrics import (
     Counts,
     ProbabilityHistogram,
     cldice,

@@ -18,8 +18,8 @@ from tests.train_fixtures import (
     small_overrides,
 )
 from vessel_lightning.models import load_network
-from vessel_lightning.training.offline import ImportRunError, JobFolder, main, read_metrics
-from vessel_lightning.training.train import train
+from vessel_lightning.tracking.offline import ImportRunError, JobFolder, main, read_metrics
+from vessel_lightning.tracking.train import train
 
 
 @pytest.fixture
@@ -62,15 +62,17 @@ def test_import_makes_a_run_with_params_metric_history_artifacts_and_model(
     assert "figures/learning_curves.png" in files and "model/MLmodel" not in files
 
     # The registered model predicts what the job's own network.pt predicts, with the job's contract.
-    import mlflow.pytorch
     from mlflow.models import get_model_info
 
+    from vessel_lightning.tracking.models import is_bundle, load_logged_model
+
     info = get_model_info("models:/vessel-unet@champion")
+    assert is_bundle(info.flavors)
     assert info.run_id == run.info.run_id
     contract = json.loads((csv_job / "artifacts" / "contract.json").read_text())
     assert info.metadata["contract"]["threshold"] == contract["threshold"]
     assert info.metadata["contract"]["dataset"] == contract["dataset"] == "masks"
-    model = mlflow.pytorch.load_model("models:/vessel-unet@champion")
+    model, _, _ = load_logged_model("models:/vessel-unet@champion")
     image = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(model(image), load_network(csv_job / "artifacts" / "network.pt")(image))

@@ -13,10 +13,11 @@ import torch
 from PIL import Image
 
 from tests.conftest import compose, make_masks_folder
-from vessel_lightning.inference.contract import ContractError, ModelContract
-from vessel_lightning.inference.predictor import Predictor, window_origins
-from vessel_lightning.registry import best_run, log_network, promote_main, register, runs_main
-from vessel_lightning.store import ensure_experiment
+from vessel_lightning.contract import ContractError, ModelContract
+from vessel_lightning.inference.predictor import Predictor
+from vessel_lightning.tiling import window_origins
+from vessel_lightning.tracking.registry import best_run, log_network, promote_main, register, runs_main
+from vessel_lightning.tracking.store import ensure_experiment
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +35,7 @@ def _logged_run(network, contract: ModelContract, metrics: dict[str, float] | No
     with mlflow.start_run() as run:
         if metrics:
             mlflow.log_metrics(metrics)
-        log_network(network, contract, run.info.run_id)
+        log_network(network, {"encoder_name": "efficientnet-b0"}, contract, run.info.run_id)
     return run.info.run_id
 
 
@@ -45,12 +46,12 @@ def _contract(**kw) -> ModelContract:
 
 
 def test_register_alias_load_predict_round_trip(store: str, network) -> None:
-    import mlflow.pytorch
+    from vessel_lightning.tracking.models import load_logged_model
 
     run_id = _logged_run(network, _contract())
     assert register(run_id, alias="champion") == "1"
     assert register(run_id, alias="champion") == "1"  # the same run is not registered twice
-    loaded = mlflow.pytorch.load_model("models:/vessel-unet@champion")
+    loaded, _, _ = load_logged_model("models:/vessel-unet@champion")
     for shape in ((1, 3, 64, 64), (2, 3, 96, 160)):
         x = torch.rand(*shape)
         with torch.no_grad():
@@ -299,7 +300,7 @@ def test_eval_and_predict_run_on_a_chosen_backend(
 
 
 def test_parse_registry_uri() -> None:
-    from vessel_lightning.inference.predictor import parse_registry_uri
+    from vessel_lightning.tracking.models import parse_registry_uri
 
     assert parse_registry_uri("models:/vessel-unet@champion") == ("vessel-unet", None, "champion")
     assert parse_registry_uri("models:/vessel-unet/3") == ("vessel-unet", "3", None)

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 from omegaconf import DictConfig
 
+import vessel_lightning.tracking.runs  # noqa: F401 - registers the config resolvers
 from tests.train_fixtures import artifact_paths, data_overrides, mlflow_runs, run_train_cli, small_overrides
-from vessel_lightning.registry import (
+from vessel_lightning.tracking.registry import (
     MODEL_URI_TAG,
     Constraint,
     RegistryError,
@@ -20,9 +21,8 @@ from vessel_lightning.registry import (
     runs_main,
     sweep_parent,
 )
-from vessel_lightning.store import ensure_experiment, ensure_store, runs_page_url
-from vessel_lightning.sweep_summary import pareto_front, summarize_sweep, sweep_table
-from vessel_lightning.training import tracking  # noqa: F401 - registers the config resolvers
+from vessel_lightning.tracking.store import ensure_experiment, ensure_store, runs_page_url
+from vessel_lightning.tracking.sweep_summary import pareto_front, summarize_sweep, sweep_table
 
 # ---------------------------------------------------------------- the Optuna sweeper (no training)
 
@@ -99,7 +99,7 @@ def test_optuna_search_composes_for_the_slurm_and_parallel_launchers(tmp_path: P
         )
         assert cfg.hydra.launcher._target_ == target and cfg.hydra.sweeper.n_jobs == 4
         # The Hydra callback that makes the sweep's parent run is there whatever the launcher.
-        assert cfg.hydra.callbacks.mlflow_store._target_.endswith("tracking.PrepareTrackingStore")
+        assert cfg.hydra.callbacks.mlflow_store._target_.endswith("tracking.runs.PrepareTrackingStore")
 
 
 def _compose_with_hydra(overrides: list[str]) -> DictConfig:

@@ -22,7 +22,7 @@ from tests.train_fixtures import (
     synthetic_items,
 )
 from vessel_lightning.models import load_network
-from vessel_lightning.training.train import resolve_ckpt_path, train
+from vessel_lightning.tracking.train import resolve_ckpt_path, train
 
 REQUIRED_KEYS = {"train/loss", "val/loss", "val/f1", "val/iou", "val/precision", "val/recall", "val/f1_best"}
 
@@ -74,14 +74,17 @@ def test_train_logs_run_metrics_and_artifacts(
     with torch.no_grad():
         torch.testing.assert_close(network(image), reloaded(image), atol=1e-5, rtol=1e-4)
 
-    # The same weights as a registered MLflow model, with the contract evaluation and serving read.
-    import mlflow.pytorch
+    # The same weights as a registered MLflow model (a bundle: weights, config, contract; no pickled module),
+    # with the contract evaluation and serving read.
     from mlflow.models import get_model_info
+
+    from vessel_lightning.tracking.models import is_bundle, load_logged_model
 
     uri = "models:/vessel-unet/1"
     assert MlflowClient(mlflow_env).get_model_version("vessel-unet", "1").run_id == run.info.run_id
     assert str(MlflowClient(mlflow_env).get_model_version_by_alias("vessel-unet", "champion").version) == "1"
-    logged = mlflow.pytorch.load_model(uri)
+    assert is_bundle(get_model_info(uri).flavors)
+    logged, _, _ = load_logged_model(uri)
     with torch.no_grad():
         torch.testing.assert_close(logged(image), reloaded(image), atol=1e-5, rtol=1e-4)
     contract = get_model_info(uri).metadata["contract"]

@@ -13,10 +13,10 @@ from omegaconf import OmegaConf
 
 from tests.train_fixtures import compose_train
 from vessel_lightning.config import CONFIG_DIR
+from vessel_lightning.tracking.runs import flatten_config
+from vessel_lightning.tracking.train import instantiate_group, metric_value, resolve_ckpt_path
 from vessel_lightning.training.losses import CompoundLoss, build_loss
 from vessel_lightning.training.module import VesselSegmenter
-from vessel_lightning.training.tracking import flatten_config
-from vessel_lightning.training.train import instantiate_group, metric_value, resolve_ckpt_path
 
 
 def options(group: str) -> list[str]:

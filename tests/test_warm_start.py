@@ -16,14 +16,17 @@ from tests.train_fixtures import (
     small_overrides,
 )
 from vessel_lightning.models.networks import build_network
-from vessel_lightning.training.train import train
-from vessel_lightning.training.warm_start import WarmStartError, warm_start
+from vessel_lightning.tracking.train import train
+from vessel_lightning.tracking.warm_start import WarmStartError, warm_start
 
 LEAN = [128, 64, 32, 16, 8]
 
 
+B0_CONFIG = {"encoder_name": "efficientnet-b0"}
+
+
 def _b0(**kw) -> torch.nn.Module:
-    return build_network(encoder_name="efficientnet-b0", encoder_weights=None, **kw)
+    return build_network(**B0_CONFIG, encoder_weights=None, **kw)
 
 
 def _save_ckpt(network: torch.nn.Module, path: Path) -> Path:
@@ -79,9 +82,9 @@ def test_train_starts_from_a_logged_model_and_tags_the_run(
 ) -> None:
     import mlflow
 
-    from vessel_lightning.inference.contract import ModelContract
-    from vessel_lightning.registry import log_network
-    from vessel_lightning.store import ensure_experiment, ensure_store
+    from vessel_lightning.contract import ModelContract
+    from vessel_lightning.tracking.registry import log_network
+    from vessel_lightning.tracking.store import ensure_experiment, ensure_store
 
     ensure_store(mlflow_env)
     mlflow.set_tracking_uri(mlflow_env)
@@ -90,7 +93,7 @@ def test_train_starts_from_a_logged_model_and_tags_the_run(
     source = _b0()
     contract = ModelContract(encoder="efficientnet-b0", dataset="masks", size=(64, 64), threshold=0.5)
     with mlflow.start_run() as run:
-        log_network(source, contract, run.info.run_id)
+        log_network(source, B0_CONFIG, contract, run.info.run_id)
 
     runs = tmp_path / "runs"
     overrides = [

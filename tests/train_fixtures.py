@@ -75,7 +75,7 @@ def small_overrides(runs_dir: Path | str) -> list[str]:
         "++trainer.enable_model_summary=false",
         "~callbacks.rich_progress_bar",
         "callbacks.mlflow_artifacts.figure_every_n_epochs=1",
-        "callbacks.mlflow_artifacts.log_model=false",  # import mlflow.pytorch costs ~9 s; one test turns it on
+        "callbacks.mlflow_artifacts.log_model=false",  # logging a model costs seconds; one test turns it on
         "callbacks.serving_cost.size=64",  # the cost columns exist without timing 512² forwards in every test
     ]
 
@@ -97,14 +97,14 @@ def compose_train(overrides: list[str], output_dir: Path | None = None) -> DictC
 def run_train_cli(
     args: list[str], cwd: Path, env: dict[str, str | None] | None = None, timeout: int = 240
 ) -> subprocess.CompletedProcess:
-    """Run ``python -m vessel_lightning.training.train <args>`` in ``cwd``; return the finished process.
+    """Run ``python -m vessel_lightning.tracking.train <args>`` in ``cwd``; return the finished process.
 
     ``env`` entries are added to the environment; those with value None are removed from it.
     """
     full_env = {**os.environ, **(env or {})}
     full_env = {k: v for k, v in full_env.items() if v is not None}
     return subprocess.run(
-        [sys.executable, "-m", "vessel_lightning.training.train", *args],
+        [sys.executable, "-m", "vessel_lightning.tracking.train", *args],
         cwd=cwd,
         env=full_env,
         capture_output=True,

@@ -34,10 +34,10 @@ def register_test_model(store_dir: Path) -> str:
     import mlflow
     import torch
 
-    from vessel_lightning.inference.contract import ModelContract
+    from vessel_lightning.contract import ModelContract
     from vessel_lightning.models.networks import build_network
-    from vessel_lightning.registry import log_network, register
-    from vessel_lightning.store import ensure_experiment, ensure_store
+    from vessel_lightning.tracking.registry import log_network, register
+    from vessel_lightning.tracking.store import ensure_experiment, ensure_store
 
     uri = f"sqlite:///{store_dir / 'mlflow.db'}"
     ensure_store(uri)
@@ -52,7 +52,7 @@ def register_test_model(store_dir: Path) -> str:
     contract = ModelContract(encoder="efficientnet-b0", dataset="chase_db1", size=(256, 256), threshold=0.5)
     mlflow.set_experiment(experiment_id=ensure_experiment(uri, "ui-e2e"))
     with mlflow.start_run(run_name="ui-e2e-random-weights") as run:
-        log_network(network, contract, run.info.run_id)
+        log_network(network, {"encoder_name": "efficientnet-b0"}, contract, run.info.run_id)
     register(run.info.run_id, alias="champion")
     return uri
 

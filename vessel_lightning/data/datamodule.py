@@ -19,7 +19,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from vessel_lightning.data.prepare import prepare, read_manifest, size_hw
-from vessel_lightning.inference.predictor import window_origins
+from vessel_lightning.tiling import window_origins
 
 
 def _load(prepared_dir: Path, sample: dict[str, Any]) -> dict[str, np.ndarray]:

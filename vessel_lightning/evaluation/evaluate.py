@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from vessel_lightning.evaluation.metrics import (
+from vessel_lightning.metrics import (
     Counts,
     ProbabilityHistogram,
     SkeletonCounts,
@@ -141,7 +141,7 @@ def measurement_agreement(
 def evaluation_fov(mode: str, rgb: np.ndarray, official: np.ndarray | None) -> np.ndarray | None:
     """The field scores are taken in: the data set's mask (``official``; None when it has none), the detected
     one (``detect``) or None (``none``: every pixel)."""
-    from vessel_lightning.inference.fov import detect_fov
+    from vessel_lightning.data.fov import detect_fov
 
     if mode not in FOV_MODES:
         raise EvaluationError(f"fov must be one of {', '.join(FOV_MODES)}, not {mode!r}")
@@ -154,13 +154,13 @@ def evaluate(cfg: Any) -> dict[str, Any]:
     """Run the evaluation described by ``conf/eval.yaml``; returns the summary written to ``summary.json``."""
     from tqdm.auto import tqdm
 
-    from vessel_lightning import store
     from vessel_lightning.data.prepare import load_sample
     from vessel_lightning.inference.backends import use_backend
     from vessel_lightning.inference.device import resolve_device
     from vessel_lightning.inference.measurements import measure_vessels
     from vessel_lightning.inference.predictor import AUTO, Predictor
     from vessel_lightning.overlays import error_overlay, save_png
+    from vessel_lightning.tracking import store
 
     start = time.perf_counter()
     out = Path(str(cfg.output_dir)).expanduser().resolve()
@@ -294,44 +294,40 @@ def _write_outputs(
 
 def _log_to_mlflow(cfg: Any, summary: dict[str, Any], out: Path) -> None:
     """An evaluation run of its own (never re-logging the training run's params), linked to the model version."""
-    import mlflow
-    from mlflow.tracking import MlflowClient
-
-    from vessel_lightning.store import ensure_experiment
+    from vessel_lightning.tracking.runs import log_evaluation
 
     model = summary["model"]
-    mlflow.set_experiment(experiment_id=ensure_experiment(mlflow.get_tracking_uri(), str(cfg.experiment)))
-    run_name = f"eval {cfg.data.name}/{cfg.split} {model['name'] or ''} v{model['version'] or '-'}".strip()
     tags = {"kind": "evaluation", "model_uri": model["uri"], "dataset": cfg.data.name, "split": cfg.split}
     tags |= {k: str(v) for k, v in (("model_name", model["name"]), ("model_version", model["version"]),
                                     ("source_run_id", model["run_id"])) if v}  # fmt: skip
-    with mlflow.start_run(run_name=run_name, tags=tags):
-        mlflow.log_params({"split": cfg.split, "dataset": cfg.data.name, "tta": cfg.tta, "window": cfg.get("window"),
-                           "blend": summary["protocol"]["blend"], "scale": cfg.get("scale", 1.0), "n_images": summary["n_images"],
-                           "backend": summary["protocol"]["backend"],
-                           "threshold": summary["threshold"], "model_uri": model["uri"]})  # fmt: skip
-        mlflow.log_metrics(
-            {
-                f"{cfg.split}/{k}": summary[k]
-                for k in (*SUMMARY_KEYS, "f1_per_image_mean", "iou_per_image_mean")
-            }
-        )
-        mlflow.log_metrics({f"{cfg.split}/{k}_at_0.5": summary["at_threshold_0.5"][k] for k in SUMMARY_KEYS})
-        mlflow.log_artifacts(str(out), artifact_path="evaluation")
-    if model["name"] and model["version"]:
-        client = MlflowClient()
-        for key in ("f1", "iou", "cldice", "thin_recall"):
-            client.set_model_version_tag(
-                model["name"], model["version"], f"eval.{cfg.data.name}.{cfg.split}.{key}", str(summary[key])
-            )
+    params = {"split": cfg.split, "dataset": cfg.data.name, "tta": cfg.tta, "window": cfg.get("window"),
+              "blend": summary["protocol"]["blend"], "scale": cfg.get("scale", 1.0), "n_images": summary["n_images"],
+              "backend": summary["protocol"]["backend"],
+              "threshold": summary["threshold"], "model_uri": model["uri"]}  # fmt: skip
+    metrics = {
+        f"{cfg.split}/{k}": summary[k] for k in (*SUMMARY_KEYS, "f1_per_image_mean", "iou_per_image_mean")
+    } | {f"{cfg.split}/{k}_at_0.5": summary["at_threshold_0.5"][k] for k in SUMMARY_KEYS}
+    log_evaluation(
+        str(cfg.experiment),
+        f"eval {cfg.data.name}/{cfg.split} {model['name'] or ''} v{model['version'] or '-'}".strip(),
+        tags,
+        params,
+        metrics,
+        out,
+        model=(model["name"], model["version"]) if model["name"] and model["version"] else None,
+        version_tags={
+            f"eval.{cfg.data.name}.{cfg.split}.{key}": str(summary[key])
+            for key in ("f1", "iou", "cldice", "thin_recall")
+        },
+    )
 
 
 def _main(cfg: Any) -> None:
+    from vessel_lightning.contract import ContractError
     from vessel_lightning.data.sources import DataLayoutError
     from vessel_lightning.inference.backends import BackendError
-    from vessel_lightning.inference.contract import ContractError
     from vessel_lightning.inference.device import DeviceError
-    from vessel_lightning.inference.predictor import is_exported_model
+    from vessel_lightning.tracking.models import is_exported_model
 
     errors: tuple[type[Exception], ...] = (
         ContractError,
@@ -346,7 +342,7 @@ def _main(cfg: Any) -> None:
         if store:
             from mlflow.exceptions import MlflowException
 
-            from vessel_lightning.registry import RegistryError, connect
+            from vessel_lightning.tracking.registry import RegistryError, connect
 
             errors += (MlflowException, RegistryError)
             connect(cfg.get("tracking_uri"))

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from vessel_lightning.contract import ModelContract
 from vessel_lightning.digest import value_digest
 from vessel_lightning.hardware import (  # noqa: F401  (re-exported: the CPU facts auto decides by)
     BF16_FLAGS,
@@ -46,8 +47,8 @@ from vessel_lightning.inference.backends import (
     calibration_photos,
     default_cache_dir,
 )
-from vessel_lightning.inference.contract import ModelContract
-from vessel_lightning.inference.predictor import ModelInfo, served_mask
+from vessel_lightning.inference.predictor import served_mask
+from vessel_lightning.tracking.models import ModelInfo
 
 # The demo champion's bf16 masks scored 0.9976 (test F1 within 0.0003), int8's 0.947 (HRF test F1 -0.009):
 # experiments/RESULTS.md, "CPU backends chosen at load".

@@ -28,9 +28,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from vessel_lightning.contract import ModelContract
 from vessel_lightning.digest import file_sha256, value_digest
-from vessel_lightning.inference.contract import ModelContract
-from vessel_lightning.inference.predictor import ModelInfo, Predictor
+from vessel_lightning.inference.predictor import Predictor
+from vessel_lightning.tracking.models import ModelInfo
 
 BACKENDS = ("auto", "torch", "onnx", "onnx-int8", "openvino", "openvino-bf16", "openvino-int8")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
@@ -238,7 +239,7 @@ def calibration_inputs(
     vessels are thinner and whose activation ranges differ from what the sliding window feeds it.
     """
     from vessel_lightning.data.images import read_rgb, resize_image
-    from vessel_lightning.inference.predictor import window_origins
+    from vessel_lightning.tiling import window_origins
 
     height, width = (int(v) for v in contract.size)
     for photo in photos:

@@ -148,11 +148,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from mlflow.exceptions import MlflowException
     from tqdm.auto import tqdm
 
+    from vessel_lightning.contract import ContractError
     from vessel_lightning.inference.backends import BackendError, use_backend
-    from vessel_lightning.inference.contract import ContractError
     from vessel_lightning.inference.device import resolve_device
     from vessel_lightning.inference.predictor import Predictor
-    from vessel_lightning.registry import RegistryError, connect
+    from vessel_lightning.tracking.registry import RegistryError, connect
 
     photos = expand_photos(args.photos)
     if not photos:
@@ -205,9 +205,9 @@ def predict_one(
     photo: Path, args: argparse.Namespace, predictor: Any, threshold: float, inputs: set[Path]
 ) -> dict[str, Any]:
     """Predict, write the chosen outputs and return the CSV row of one photo; ValueError names the photo."""
+    from vessel_lightning.data.fov import detect_fov, fov_diameter
     from vessel_lightning.data.geojson import mask_to_geojson
     from vessel_lightning.data.images import read_rgb
-    from vessel_lightning.inference.fov import detect_fov, fov_diameter
     from vessel_lightning.inference.measurements import measure_vessels, um_per_pixel_from_fov
     from vessel_lightning.inference.predictor import probability_png_values, served_mask
     from vessel_lightning.overlays import save_png, vessel_overlay

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from vessel_lightning.contract import ModelContract
 from vessel_lightning.digest import file_sha256
 from vessel_lightning.inference.backends import (
     FP32_TOLERANCE,
@@ -32,7 +33,6 @@ from vessel_lightning.inference.backends import (
     fp32_mismatch,
     int8_onnx,
 )
-from vessel_lightning.inference.contract import ModelContract
 
 PRECISIONS = {"openvino": "f32", "openvino-bf16": "bf16", "openvino-int8": "int8"}
 # bf16 keeps 8 bits of mantissa: a random-weight B0's probabilities moved by 0.002 at 512²; a move past 0.05

@@ -10,9 +10,6 @@ identity, horizontal and vertical flips. No training code is imported here.
 from __future__ import annotations
 
 import math
-import time
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,53 +17,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vessel_lightning.contract import ModelContract
+from vessel_lightning.data.fov import apply_fov, detect_fov, fov_diameter
 from vessel_lightning.data.images import resize_image
-from vessel_lightning.inference.contract import (
-    CONTRACT_FILE,
-    CONTRACT_KEY,
-    NETWORK_FILE,
-    ContractError,
-    ModelContract,
-)
-from vessel_lightning.inference.fov import apply_fov, detect_fov, fov_diameter
 from vessel_lightning.threshold import is_vessel
+from vessel_lightning.tiling import BLENDS, window_origins, window_weights
+from vessel_lightning.tracking.models import ModelInfo, load_logged_model
 
 AUTO = "auto"
-BLENDS = ("gaussian", "mean")
-# nnU-Net's and MONAI's importance map: a Gaussian with sigma 1/8 of the window side, so window borders (where the
-# network sees least context) count least where windows overlap.
-GAUSSIAN_SIGMA = 0.125
-
-
-def window_origins(length: int, window: int, overlap: float = 0.0) -> list[int]:
-    """Start offsets of windows of ``window`` px covering ``length`` px, evenly spaced, the last flush with the end.
-
-    Consecutive windows overlap by at least ``overlap`` (a fraction of the window).
-    """
-    if length <= window:
-        return [0]
-    stride = max(1, int(window * (1.0 - overlap)))
-    count = math.ceil((length - window) / stride) + 1
-    return [round(i * (length - window) / (count - 1)) for i in range(count)]
-
-
-def window_weights(height: int, width: int, blend: str = "gaussian") -> torch.Tensor:
-    """The weight of each pixel of an ``height`` × ``width`` window when overlapping windows are averaged.
-
-    ``"mean"``: all 1 (equal weight); ``"gaussian"``: a Gaussian centred on the window, sigma ``GAUSSIAN_SIGMA`` of
-    its side, 1 at the centre and above 1e-6 at the corners (a pixel covered by one window keeps that window's
-    probability exactly, whatever its weight).
-    """
-    if blend == "mean":
-        return torch.ones(height, width)
-    if blend != "gaussian":
-        raise ValueError(f"blend must be one of {', '.join(BLENDS)}, not {blend!r}")
-
-    def axis(n: int) -> torch.Tensor:
-        offset = torch.arange(n, dtype=torch.float64) - (n - 1) / 2
-        return torch.exp(-0.5 * (offset / (GAUSSIAN_SIGMA * n)) ** 2)
-
-    return (axis(height)[:, None] * axis(width)[None, :]).clamp_min(1e-6).float()
 
 
 def probability_png_values(prob: np.ndarray) -> np.ndarray:
@@ -81,86 +39,6 @@ def served_mask(prob: np.ndarray, threshold: float) -> np.ndarray:
     and the UI's in-browser thresholding of the probability PNG agree pixel for pixel at every threshold.
     """
     return is_vessel(probability_png_values(prob).astype(np.float64) / 255.0, threshold)
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """Where a loaded model came from (for the API's /model and the evaluation summary)."""
-
-    uri: str
-    name: str | None = None
-    version: str | None = None
-    alias: str | None = None
-    run_id: str | None = None
-    load_seconds: float = 0.0
-
-
-def load_logged_model(model_uri: str) -> tuple[nn.Module, ModelContract, ModelInfo]:
-    """Load an MLflow-logged network and its contract from ``models:/…``, ``runs:/…`` or a local model folder.
-
-    A folder holding ``network.pt`` and ``contract.json`` (a training job's ``artifacts/``, e.g. one trained with
-    ``logger=csv`` on a machine without a store) loads without MLflow. Raises :class:`ContractError` when the
-    model carries no contract; MLflow's own errors (unknown alias or version, unreachable store) propagate for
-    the caller to report.
-    """
-    start = time.perf_counter()
-    if is_exported_model(model_uri):
-        return _load_exported(Path(model_uri), start)
-    import mlflow.models
-    import mlflow.pytorch
-
-    info = mlflow.models.get_model_info(model_uri)
-    contract = require_contract(info.metadata, model_uri)
-    network = mlflow.pytorch.load_model(model_uri, map_location="cpu")
-    name, version, alias = parse_registry_uri(model_uri) or (None, None, None)
-    if alias:
-        version = alias_version(name, alias)
-    elapsed = time.perf_counter() - start
-    return (
-        network.eval(),
-        contract,
-        ModelInfo(model_uri, name, version, alias, info.run_id, round(elapsed, 3)),
-    )
-
-
-def is_exported_model(model_uri: str) -> bool:
-    """Whether ``model_uri`` is a folder holding an exported ``network.pt`` (loads without MLflow)."""
-    return (Path(model_uri) / NETWORK_FILE).is_file()
-
-
-def _load_exported(folder: Path, start: float) -> tuple[nn.Module, ModelContract, ModelInfo]:
-    """The network and contract a training job exported into ``folder`` (no MLflow, no training code)."""
-    import json
-
-    from vessel_lightning.models.networks import load_network
-
-    contract_path = folder / CONTRACT_FILE
-    try:
-        contract_data = json.loads(contract_path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ContractError(f"{contract_path}: no readable model contract ({exc})") from exc
-    contract = ModelContract.from_dict(contract_data, source=str(contract_path))
-    network = load_network(folder / NETWORK_FILE).float()  # float16 transfer copies load back as float32
-    elapsed = round(time.perf_counter() - start, 3)
-    return network.eval(), contract, ModelInfo(str(folder), name=folder.name, load_seconds=elapsed)
-
-
-def parse_registry_uri(model_uri: str) -> tuple[str, str | None, str | None] | None:
-    """``(name, version, alias)`` of ``models:/name/version`` or ``models:/name@alias``; None for other URIs."""
-    if not model_uri.startswith("models:/"):
-        return None
-    name, sep, alias = model_uri[len("models:/") :].partition("@")
-    if sep:
-        return (name, None, alias) if name and alias else None
-    name, _, version = name.partition("/")
-    return name, version or None, None
-
-
-def alias_version(name: str, alias: str, tracking_uri: str | None = None) -> str:
-    """The version number ``models:/name@alias`` points at now."""
-    from mlflow.tracking import MlflowClient
-
-    return str(MlflowClient(tracking_uri).get_model_version_by_alias(name, alias).version)
 
 
 class Predictor:
@@ -314,7 +192,7 @@ class Predictor:
         """Vessel probability per pixel of an ``(H, W, 3)`` uint8 RGB photo; returns float32 ``(H, W)`` in [0, 1].
 
         ``fov``: None (every pixel predicted), a boolean ``(H, W)`` field of view or ``"detect"``
-        (:func:`~vessel_lightning.inference.fov.detect_fov`); pixels outside the field are 0. ``scale``
+        (:func:`~vessel_lightning.data.fov.detect_fov`); pixels outside the field are 0. ``scale``
         overrides :meth:`scale_for` (a caller that already computed it).
         """
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
@@ -352,12 +230,3 @@ class Predictor:
         if self.device.type == "cuda":
             pixels = pixels.pin_memory().to(self.device, non_blocking=True)
         return pixels.permute(2, 0, 1).contiguous().float().div_(255.0)
-
-
-def require_contract(metadata: dict[str, Any] | None, source: str) -> ModelContract:
-    """The contract inside an MLmodel metadata dict, or :class:`ContractError` naming ``source``."""
-    if not metadata or CONTRACT_KEY not in metadata:
-        raise ContractError(
-            f"{source}: the model carries no '{CONTRACT_KEY}' metadata (not logged by vessel-train?)"
-        )
-    return ModelContract.from_dict(metadata[CONTRACT_KEY], source=source)

@@ -266,6 +266,12 @@ def build_network(
     )
 
 
+def plain_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``build_network`` keyword arguments that rebuild a trained network: ``config`` without the
+    pretrained-weight settings (the trained weights travel beside it)."""
+    return {k: v for k, v in dict(config).items() if k not in ("encoder_weights", "weights_path")}
+
+
 def save_network(
     path: str | os.PathLike, network: nn.Module | Mapping[str, torch.Tensor], config: Mapping[str, Any]
 ) -> Path:
@@ -274,7 +280,7 @@ def save_network(
     Takes the destination, the network (or its state dict) and the plain ``build_network`` keyword arguments
     that rebuild it; returns the path written. Pretrained-weight settings are dropped: the weights are saved.
     """
-    config = {k: v for k, v in dict(config).items() if k not in ("encoder_weights", "weights_path")}
+    config = plain_config(config)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state_dict = network.state_dict() if isinstance(network, nn.Module) else network

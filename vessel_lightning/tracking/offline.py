@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import math
 import sys
 from collections.abc import Sequence
@@ -23,9 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vessel_lightning.config import DEFAULT_EXPERIMENT
-from vessel_lightning.inference.contract import CONTRACT_FILE, NETWORK_FILE
-from vessel_lightning.registry import RegistryError
-from vessel_lightning.training.train import RESOLVED_CONFIG
+from vessel_lightning.contract import CONTRACT_FILE, NETWORK_FILE
+from vessel_lightning.tracking.registry import RegistryError
+from vessel_lightning.tracking.train import RESOLVED_CONFIG
 
 
 class ImportRunError(ValueError):
@@ -99,17 +98,16 @@ def import_job(
     from mlflow.tracking import MlflowClient
     from omegaconf import OmegaConf
 
-    from vessel_lightning import store
-    from vessel_lightning.inference.contract import ModelContract
+    from vessel_lightning.contract import ModelContract
     from vessel_lightning.models.networks import load_network
-    from vessel_lightning.registry import connect, log_network
-    from vessel_lightning.training import tracking
-    from vessel_lightning.training.train import default_run_name, run_tags
+    from vessel_lightning.tracking import runs, store
+    from vessel_lightning.tracking.registry import connect, log_network_file
+    from vessel_lightning.tracking.train import default_run_name, run_tags
 
     job = JobFolder.find(job_dir)
     cfg = OmegaConf.load(job.config)
-    contract = ModelContract.from_dict(json.loads(job.contract.read_text()), source=str(job.contract))
-    network = load_network(job.network)  # fails here, before a run exists, if the file is unreadable
+    contract = ModelContract.read(job.contract)
+    load_network(job.network)  # fails here, before a run exists, if the file is unreadable
     metrics = read_metrics(job.metrics)
 
     uri = tracking_uri or store.tracking_uri()
@@ -123,7 +121,7 @@ def import_job(
     run_id = run.info.run_id
     status = "FAILED"
     try:
-        tracking.log_params(client, run_id, tracking.flatten_config(cfg))
+        runs.log_params(client, run_id, runs.flatten_config(cfg))
         client.log_artifact(run_id, str(job.config), "config")
         timestamp = run.info.start_time
         batch = [Metric(key, value, timestamp, step) for key, value, step in metrics]
@@ -133,7 +131,7 @@ def import_job(
             client.log_artifact(run_id, str(figure), "figures")
         client.log_artifact(run_id, str(job.network), "network")
         client.log_artifact(run_id, str(job.contract), "network")
-        log_network(network, contract, run_id)
+        log_network_file(job.network, contract, run_id)
         status = "FINISHED"
     finally:
         client.set_terminated(run_id, status)
@@ -165,7 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_id = import_job(job_dir, args.tracking_uri, args.experiment, tags)
             print(f"{job_dir}: run {run_id} (model runs:/{run_id}/model)")
             if args.register:
-                from vessel_lightning.registry import register
+                from vessel_lightning.tracking.registry import register
 
                 version = register(run_id, alias=args.alias)
                 print(f"  registered version {version}{f' ({args.alias})' if args.alias else ''}")

@@ -3,6 +3,9 @@
 vessel-train data=chase_db1 data.root=/path/to/CHASE_DB1 model/encoder=b0
 vessel-train -m model/encoder=b0,b1 loss=dice_bce,dice
 vessel-train ckpt_path=last
+
+The tracked entry point: it composes the training stage (``vessel_lightning.training``) with the MLflow store
+(run start, resume id, ``init_from``, post-fit registration), so it sits in tracking, above training.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from vessel_lightning.config import CONFIG_DIR
-from vessel_lightning.training import tracking  # registers the MLflow resolvers the config uses
+from vessel_lightning.tracking import runs  # registers the MLflow resolvers the config uses
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +81,7 @@ def run_tags(cfg: DictConfig) -> dict[str, str]:
         "loss": "+".join(OmegaConf.select(cfg, "loss", default={}) or {}),
         "task": str(cfg.get("task_name", "")),
     }
-    tags.update(tracking.hydra_job_info())
+    tags.update(runs.hydra_job_info())
     tags.update({str(k): str(v) for k, v in (cfg.get("tags") or {}).items()})
     return tags
 
@@ -88,8 +91,8 @@ def _prepare_mlflow(cfg: DictConfig, run_id: str | None) -> None:
     mlflow_cfg = OmegaConf.select(cfg, "logger.mlflow")
     if mlflow_cfg is None:
         return
-    tracking.ensure_store(mlflow_cfg.tracking_uri)
-    tracking.ensure_experiment(mlflow_cfg.tracking_uri, mlflow_cfg.experiment_name)
+    runs.ensure_store(mlflow_cfg.tracking_uri)
+    runs.ensure_experiment(mlflow_cfg.tracking_uri, mlflow_cfg.experiment_name)
     tags = run_tags(cfg)
     with open_dict(cfg):
         mlflow_cfg.run_id = run_id
@@ -118,7 +121,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         torch.set_float32_matmul_precision(cfg.matmul_precision)
 
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.runs_dir, cfg.task_name)
-    run_id = tracking.run_id_from_checkpoint(ckpt_path) if ckpt_path else None
+    run_id = runs.run_id_from_checkpoint(ckpt_path) if ckpt_path else None
     if ckpt_path and OmegaConf.select(cfg, "callbacks.model_checkpoint") is not None:
         # Keep writing beside the checkpoint we resume from: ModelCheckpoint restores its best path only there.
         with open_dict(cfg):
@@ -131,7 +134,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     model = hydra.utils.instantiate(cfg.model)
     warm = None
     if cfg.get("init_from") and not ckpt_path:  # a resumed run takes its weights from the checkpoint
-        from vessel_lightning.training.warm_start import warm_start
+        from vessel_lightning.tracking.warm_start import warm_start
 
         warm = warm_start(model.net, str(cfg.init_from), OmegaConf.select(cfg, "logger.mlflow.tracking_uri"))
     callbacks = instantiate_group(cfg.get("callbacks"))
@@ -168,7 +171,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
             trainer.test(model=model, datamodule=datamodule, ckpt_path=best or None, weights_only=False)
             metric_dict.update(trainer.callback_metrics)
         if cfg.get("register") and mlflow_logger is not None:
-            from vessel_lightning.registry import register
+            from vessel_lightning.tracking.registry import register
 
             name, alias = cfg.registry.name, cfg.registry.get("alias")
             version = register(mlflow_logger.run_id, name, alias)
@@ -202,7 +205,7 @@ def _log_run_start(mlflow_logger: Any, config_yaml: str, cfg: DictConfig, resume
         client.set_tag(run_id, "resumed", "true")
         client.log_text(run_id, config_yaml, f"config/config_resumed_{time.strftime('%Y%m%d-%H%M%S')}.yaml")
         return
-    tracking.log_params(client, run_id, tracking.flatten_config(cfg))
+    runs.log_params(client, run_id, runs.flatten_config(cfg))
     client.log_text(run_id, config_yaml, "config/config.yaml")
 
 

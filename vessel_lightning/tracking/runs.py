@@ -1,6 +1,6 @@
 """MLflow tracking for training: the store made once per run or sweep, sweep parent runs, tags, params, resume ids.
 
-Where the store lives is ``vessel_lightning.store``'s answer (``<runs_dir>/mlflow/`` as absolute paths, or
+Where the store lives is ``vessel_lightning.tracking.store``'s answer (``<runs_dir>/mlflow/`` as absolute paths, or
 ``$MLFLOW_TRACKING_URI``); the ``${mlflow_tracking_uri:<runs_dir>}`` resolver puts it in the config.
 mlflow itself is imported only inside the functions that need it.
 """
@@ -20,7 +20,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from vessel_lightning.store import (
+from vessel_lightning.tracking.store import (
     ensure_experiment,
     ensure_store,
     optuna_storage_uri,
@@ -142,7 +142,7 @@ def finish_sweep_run(uri: str, parent_run_id: str, config: DictConfig) -> None:
     end it, and print where to see it."""
     from mlflow.tracking import MlflowClient
 
-    from vessel_lightning.sweep_summary import summarize_sweep
+    from vessel_lightning.tracking.sweep_summary import summarize_sweep
 
     client = MlflowClient(uri)
     metric = str(config.get("optimized_metric") or "val/f1_best")
@@ -234,3 +234,31 @@ def run_id_from_checkpoint(ckpt_path: str | os.PathLike) -> str | None:
 
     ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False, mmap=True)
     return ckpt.get("mlflow_run_id")
+
+
+def log_evaluation(
+    experiment: str,
+    run_name: str,
+    tags: Mapping[str, str],
+    params: Mapping[str, Any],
+    metrics: Mapping[str, float],
+    folder: str | os.PathLike,
+    model: tuple[str, str] | None = None,
+    version_tags: Mapping[str, str] | None = None,
+) -> str:
+    """Log an evaluation as a run of its own in ``experiment`` (created if needed) in the current store: tags,
+    params, metrics and ``folder``'s files under ``evaluation/``; with ``model`` (name, version) tag that
+    registered version with ``version_tags``. Returns the run id."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    mlflow.set_experiment(experiment_id=ensure_experiment(mlflow.get_tracking_uri(), experiment))
+    with mlflow.start_run(run_name=run_name, tags=dict(tags)) as run:
+        mlflow.log_params(dict(params))
+        mlflow.log_metrics(dict(metrics))
+        mlflow.log_artifacts(str(folder), artifact_path="evaluation")
+    if model is not None:
+        client = MlflowClient()
+        for key, value in (version_tags or {}).items():
+            client.set_model_version_tag(model[0], model[1], key, value)
+    return run.info.run_id

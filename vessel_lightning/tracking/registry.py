@@ -19,16 +19,20 @@ import operator
 import os
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from vessel_lightning import store
 from vessel_lightning.config import DEFAULT_ALIAS, DEFAULT_EXPERIMENT, DEFAULT_MODEL_NAME
-from vessel_lightning.inference.contract import CONTRACT_KEY, ModelContract
+from vessel_lightning.contract import CONTRACT_FILE, CONTRACT_KEY, ModelContract
+from vessel_lightning.tracking import store
+from vessel_lightning.tracking.models import BUNDLE_CONFIG, BUNDLE_FORMAT, BUNDLE_WEIGHTS, FORMAT_KEY
 
 MODEL_ARTIFACT = "model"
 MODEL_URI_TAG = "vessel.model_uri"  # set on a training run once its model is logged
+PYFUNC_MODULE = "vessel_lightning.inference.pyfunc_model"  # the file MLflow runs to load a registered model
+# A training run's exported network (weights + config): what vessel-relog reads.
+NETWORK_ARTIFACT = "network/network.pt"
 
 
 class RegistryError(RuntimeError):
@@ -66,7 +70,14 @@ def _requirements() -> list[str]:
     from importlib.metadata import PackageNotFoundError, version
 
     pins = []
-    for package in ("torch", "segmentation-models-pytorch", "timm", "vessel-lightning"):
+    for package in (
+        "torch",
+        "segmentation-models-pytorch",
+        "timm",
+        "safetensors",
+        "mlflow",
+        "vessel-lightning",
+    ):
         try:
             pins.append(f"{package}=={version(package)}")
         except PackageNotFoundError:
@@ -74,45 +85,88 @@ def _requirements() -> list[str]:
     return pins
 
 
-def log_network(network: Any, contract: ModelContract, run_id: str, name: str = MODEL_ARTIFACT) -> str:
-    """Log ``network`` (an ``nn.Module`` taking [N, 3, H, W] floats in [0, 1]) as an MLflow pytorch model.
+def pyfunc_code_path() -> str:
+    """The file MLflow runs to load a registered model (``vessel_lightning/inference/pyfunc_model.py``).
 
-    Uses the pickle format (MLflow 3's default ``pt2`` fixes the input shape), a signature with free height and
-    width, a 32×32 input example, explicit pip requirements (logging then takes well under a second) and the
-    contract as model metadata. Tags the run with the model URI; returns that URI (``models:/m-…``).
+    Named, not imported: the serving code sits in the inference stage above this one.
     """
-    import mlflow
-    import mlflow.pytorch
-    import numpy as np
-    from mlflow.models import ModelSignature
-    from mlflow.types import Schema, TensorSpec
+    import importlib.util
 
+    spec = importlib.util.find_spec(PYFUNC_MODULE)
+    if spec is None or spec.origin is None:
+        raise RegistryError(f"{PYFUNC_MODULE} is not installed")
+    return spec.origin
+
+
+def log_network_file(
+    network_file: str | os.PathLike, contract: ModelContract, run_id: str, name: str = MODEL_ARTIFACT
+) -> str:
+    """:func:`log_network` of a network file (``save_network``'s ``network.pt``: weights and config)."""
+    import torch
+
+    bundle = torch.load(network_file, map_location="cpu", weights_only=True)
+    if not isinstance(bundle, dict) or "config" not in bundle or "state_dict" not in bundle:
+        raise RegistryError(f"{network_file}: not a network file written by save_network")
+    return log_network(bundle["state_dict"], bundle["config"], contract, run_id, name)
+
+
+def log_network(
+    network: Any, config: Mapping[str, Any], contract: ModelContract, run_id: str, name: str = MODEL_ARTIFACT
+) -> str:
+    """Log a network (an ``nn.Module`` or its state dict) built by ``build_network(**config)`` to run ``run_id``
+    as a bundle-format MLflow model.
+
+    The model's files are the weights as a state dict (``weights.safetensors``), the network's plain
+    ``build_network`` config (``network.json``) and the contract (``contract.json``, also the model's metadata):
+    loading builds the network from the config, so no class import path is stored. It is an MLflow pyfunc model
+    ("models from code", :func:`pyfunc_code_path`) predicting vessel probabilities of an RGB array. Tags the run
+    with the model URI; returns that URI (``models:/m-…``).
+    """
+    import json
+    import tempfile
+    from pathlib import Path
+
+    import mlflow
+    import mlflow.pyfunc
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import ParamSchema, ParamSpec
+    from safetensors.torch import save_file
+
+    from vessel_lightning.models.networks import plain_config
+
+    state_dict = network.state_dict() if hasattr(network, "state_dict") else network
+    # Outputs only: inputs stay free so a photo may come as uint8 or as floats (the model converts both).
     signature = ModelSignature(
-        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, contract.in_channels, -1, -1))]),
-        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, 1, -1, -1))]),
+        inputs=None, params=ParamSchema([ParamSpec("output", "string", "probability")])
     )
-    example = np.full((1, contract.in_channels, 32, 32), 0.5, dtype=np.float32)
-    was_training = network.training
-    network.eval()
     active = mlflow.active_run()
     context = mlflow.start_run(run_id=run_id) if active is None or active.info.run_id != run_id else None
-    try:
-        if context is not None:
-            context.__enter__()
-        info = mlflow.pytorch.log_model(
-            network.cpu(),
-            name=name,
-            serialization_format="pickle",
-            pip_requirements=_requirements(),
-            signature=signature,
-            input_example=example,
-            metadata={CONTRACT_KEY: contract.to_dict()},
-        )
-        mlflow.set_tag(MODEL_URI_TAG, info.model_uri)
-    finally:
-        if context is not None:
-            context.__exit__(None, None, None)
-        network.train(was_training)
+    with tempfile.TemporaryDirectory(prefix="vessel-bundle-") as tmp:
+        files = {
+            "weights": Path(tmp) / BUNDLE_WEIGHTS,
+            "network_config": Path(tmp) / BUNDLE_CONFIG,
+            "contract": Path(tmp) / CONTRACT_FILE,
+        }
+        # safetensors refuses tensors sharing memory: each one is saved as its own copy.
+        state = {k: v.detach().cpu().clone().contiguous() for k, v in state_dict.items()}
+        save_file(state, str(files["weights"]), metadata={"format": BUNDLE_FORMAT})
+        files["network_config"].write_text(json.dumps(plain_config(config), indent=2))
+        files["contract"].write_text(json.dumps(contract.to_dict(), indent=2))
+        try:
+            if context is not None:
+                context.__enter__()
+            info = mlflow.pyfunc.log_model(
+                name=name,
+                python_model=pyfunc_code_path(),
+                artifacts={key: str(path) for key, path in files.items()},
+                pip_requirements=_requirements(),
+                signature=signature,
+                metadata={CONTRACT_KEY: contract.to_dict(), FORMAT_KEY: BUNDLE_FORMAT},
+            )
+            mlflow.set_tag(MODEL_URI_TAG, info.model_uri)
+        finally:
+            if context is not None:
+                context.__exit__(None, None, None)
     return info.model_uri
 
 
@@ -128,7 +182,8 @@ def register(run_id: str, name: str = DEFAULT_MODEL_NAME, alias: str | None = No
     model_uri = run.data.tags.get(MODEL_URI_TAG)
     if not model_uri:
         raise RegistryError(f"run {run_id} has no logged model (tag {MODEL_URI_TAG} missing)")
-    existing = [v for v in _versions(client, name) if v.run_id == run_id]
+    # A version of this run's current model is reused; a re-logged model (vessel-relog) gets a new version.
+    existing = [v for v in _versions(client, name) if v.run_id == run_id and v.source == model_uri]
     if existing:
         version = str(max(int(v.version) for v in existing))
     else:
@@ -371,7 +426,7 @@ def _print_sweep(experiment: str, sweep: str, metric: str) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from vessel_lightning.sweep_summary import child_runs, format_cell, sweep_table
+    from vessel_lightning.tracking.sweep_summary import child_runs, format_cell, sweep_table
 
     client = MlflowClient()
     parent = client.get_run(sweep_parent(experiment, sweep))
@@ -384,3 +439,67 @@ def _print_sweep(experiment: str, sweep: str, metric: str) -> int:
         out.add_row(*(format_cell(row[c]) for c in table.columns))
     Console(width=200).print(out)
     return 0
+
+
+def relog(model_uri: str) -> tuple[str, str]:
+    """Re-log a model logged before the bundle format (a pickled module) as a bundle, in the run that logged it.
+
+    Takes ``models:/name@alias``, ``models:/name/version`` or ``runs:/<id>/model``. The weights and config come
+    from the run's ``network/network.pt`` (every vessel-train and vessel-import-run run has it), the contract from
+    the model. Moves the run's model tag to the new model; returns ``(run id, new model URI)``. RegistryError when
+    the model is a bundle already or its run has no network file.
+    """
+    import tempfile
+
+    import mlflow
+    import mlflow.artifacts
+    import mlflow.models
+    from mlflow.exceptions import MlflowException
+
+    from vessel_lightning.tracking.models import is_bundle, require_contract
+
+    info = mlflow.models.get_model_info(model_uri)
+    if is_bundle(info.flavors):
+        raise RegistryError(f"{model_uri} is a bundle-format model already: nothing to re-log")
+    contract = require_contract(info.metadata, model_uri)
+    if not info.run_id:
+        raise RegistryError(f"{model_uri} names no run to re-log it in")
+    with tempfile.TemporaryDirectory(prefix="vessel-relog-") as tmp:
+        try:
+            network_file = mlflow.artifacts.download_artifacts(
+                run_id=info.run_id, artifact_path=NETWORK_ARTIFACT, dst_path=tmp
+            )
+        except (MlflowException, OSError) as exc:
+            raise RegistryError(
+                f"run {info.run_id} of {model_uri} has no {NETWORK_ARTIFACT} to re-log ({str(exc).splitlines()[0]})"
+            ) from exc
+        return info.run_id, log_network_file(network_file, contract, info.run_id)
+
+
+def relog_main(argv: Sequence[str] | None = None) -> int:
+    """``vessel-relog``: re-log a model registered before the bundle format as a bundle (weights, config, contract),
+    register the new model as a version and move an alias to it."""
+    from mlflow.exceptions import MlflowException
+
+    from vessel_lightning.tracking.models import parse_registry_uri
+
+    parser = argparse.ArgumentParser(prog="vessel-relog", description=relog_main.__doc__)
+    parser.add_argument("model_uri", help="models:/name@alias, models:/name/version or runs:/<id>/model")
+    parser.add_argument("--name", help="register the new model under this name (default: the URI's name)")
+    parser.add_argument("--alias", help="move this alias to the new version (e.g. champion)")
+    parser.add_argument("--tracking-uri", help="default: $MLFLOW_TRACKING_URI or the embedded store")
+    args = parser.parse_args(argv)
+    name = args.name or (parse_registry_uri(args.model_uri) or (None,))[0]
+    if args.alias and not name:
+        return _fail("--alias needs a registered model name: give --name")
+    try:
+        connect(args.tracking_uri)
+        run_id, new_uri = relog(args.model_uri)
+        print(f"{args.model_uri}: re-logged in run {run_id} as {new_uri}")
+        if name:
+            version = register(run_id, name, args.alias)
+            moved = f"; {args.alias} → version {version}" if args.alias else ""
+            print(f"{name} version {version} from run {run_id}{moved}")
+        return 0
+    except (RegistryError, MlflowException) as exc:
+        return _fail(str(exc).splitlines()[0])

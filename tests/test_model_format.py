@@ -1,0 +1,163 @@
+"""The registered-model format: a bundle (safetensors weights + plain network config + contract) served as an
+MLflow pyfunc model; versions logged the old way (a pickled whole module) keep loading and can be re-logged."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from vessel_lightning.contract import ModelContract
+from vessel_lightning.inference.predictor import Predictor
+from vessel_lightning.tracking.models import BUNDLE_CONFIG, BUNDLE_WEIGHTS
+from vessel_lightning.tracking.registry import (
+    MODEL_URI_TAG,
+    log_network,
+    register,
+    relog_main,
+)
+from vessel_lightning.tracking.store import ensure_experiment
+
+# A small network that needs no pretrained weights: fast to build, log and load.
+CONFIG = {"arch": "unet_plain", "width": 4, "depth": 2}
+CONTRACT = ModelContract(encoder="", arch="unet_plain", dataset="masks", size=(32, 32), threshold=0.45)
+
+
+@pytest.fixture(scope="module")
+def network():
+    from vessel_lightning.models.networks import build_network
+
+    torch.manual_seed(0)
+    return build_network(**CONFIG).eval()
+
+
+def _rgb(seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (40, 56, 3), dtype=np.uint8)
+
+
+def _experiment() -> None:
+    import mlflow
+
+    mlflow.set_experiment(experiment_id=ensure_experiment(mlflow.get_tracking_uri(), "format-test"))
+
+
+def _model_files(model_uri: str) -> list[str]:
+    import mlflow.artifacts
+
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri))
+    return sorted(str(p.relative_to(local)) for p in local.rglob("*") if p.is_file())
+
+
+def test_registered_model_is_a_bundle_that_loads_without_a_class_path(store: str, network) -> None:
+    import mlflow
+
+    _experiment()
+    with mlflow.start_run() as run:
+        model_uri = log_network(network, CONFIG, CONTRACT, run.info.run_id)
+    register(run.info.run_id, alias="champion")
+    info = mlflow.models.get_model_info("models:/vessel-unet@champion")
+    assert "pytorch" not in info.flavors  # no pickled module
+    files = _model_files(model_uri)
+    assert f"artifacts/{BUNDLE_WEIGHTS}" in files and f"artifacts/{BUNDLE_CONFIG}" in files
+    assert "artifacts/contract.json" in files
+    assert not [f for f in files if f.endswith((".pkl", ".pth", ".pt"))]
+    from safetensors.torch import load_file
+
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri))
+    weights = load_file(str(local / "artifacts" / BUNDLE_WEIGHTS))
+    assert weights.keys() == network.state_dict().keys()
+    assert json.loads((local / "artifacts" / BUNDLE_CONFIG).read_text()) == CONFIG
+
+    predictor = Predictor.from_uri("models:/vessel-unet@champion")
+    assert predictor.contract == CONTRACT and predictor.info.version == "1"
+    expected = Predictor(network, CONTRACT).predict_proba(_rgb())
+    np.testing.assert_allclose(predictor.predict_proba(_rgb()), expected, atol=1e-6)
+
+
+def test_mlflow_pyfunc_predicts_on_an_image_array(store: str, network) -> None:
+    import mlflow
+    import mlflow.pyfunc
+
+    _experiment()
+    with mlflow.start_run() as run:
+        log_network(network, CONFIG, CONTRACT, run.info.run_id)
+    register(run.info.run_id, alias="champion")
+    model = mlflow.pyfunc.load_model("models:/vessel-unet@champion")
+    rgb = _rgb(1)
+    expected = Predictor(network, CONTRACT).predict_proba(rgb)
+    prob = model.predict(rgb)
+    assert prob.shape == (40, 56) and prob.dtype == np.float32
+    np.testing.assert_allclose(prob, expected, atol=1e-6)
+    np.testing.assert_allclose(model.predict(rgb.astype(np.float32) / 255.0), expected, atol=1e-6)
+    mask = model.predict(rgb, params={"output": "mask"})
+    assert mask.dtype == np.uint8 and set(np.unique(mask)) <= {0, 1}
+    assert np.array_equal(mask.astype(bool), np.round(expected * 255) / 255 >= CONTRACT.threshold)
+    with pytest.raises(ValueError, match=r"\(H, W, 3\)"):
+        model.predict(np.zeros((4, 4), np.uint8))
+
+
+def _log_the_old_way(network, contract_dict: dict, tmp_path: Path) -> str:
+    """A run as vessel-train logged it before the bundle format: network/network.pt and a pickled pytorch model."""
+    import mlflow
+    import mlflow.pytorch
+
+    from vessel_lightning.models.networks import save_network
+
+    _experiment()
+    with mlflow.start_run() as run:
+        path = save_network(tmp_path / "network.pt", network, CONFIG)
+        mlflow.log_artifact(str(path), "network")
+        info = mlflow.pytorch.log_model(
+            network,
+            name="model",
+            serialization_format="pickle",
+            pip_requirements=["torch"],
+            metadata={"contract": contract_dict},
+        )
+        mlflow.set_tag(MODEL_URI_TAG, info.model_uri)
+    return run.info.run_id
+
+
+def test_a_version_registered_the_old_way_still_loads(store: str, network, tmp_path: Path) -> None:
+    old_contract = CONTRACT.to_dict()
+    old_contract.pop("version")  # contracts from before the field: version 1
+    run_id = _log_the_old_way(network, old_contract, tmp_path)
+    assert register(run_id, alias="champion") == "1"
+    predictor = Predictor.from_uri("models:/vessel-unet@champion")
+    assert predictor.contract == CONTRACT and predictor.contract.version == 1
+    np.testing.assert_allclose(
+        predictor.predict_proba(_rgb()), Predictor(network, CONTRACT).predict_proba(_rgb()), atol=1e-6
+    )
+
+
+def test_relog_turns_an_old_version_into_a_bundle_and_moves_the_alias(
+    store: str, network, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import mlflow
+
+    run_id = _log_the_old_way(network, CONTRACT.to_dict(), tmp_path)
+    register(run_id, alias="champion")
+    assert relog_main(["models:/vessel-unet@champion", "--alias", "champion"]) == 0
+    assert "version 2" in capsys.readouterr().out
+    info = mlflow.models.get_model_info("models:/vessel-unet@champion")
+    assert "pytorch" not in info.flavors and info.run_id == run_id
+    predictor = Predictor.from_uri("models:/vessel-unet@champion")
+    assert predictor.info.version == "2" and predictor.contract == CONTRACT
+    np.testing.assert_allclose(
+        predictor.predict_proba(_rgb()), Predictor(network, CONTRACT).predict_proba(_rgb()), atol=1e-6
+    )
+    assert relog_main(["models:/vessel-unet/2"]) == 1  # already a bundle: said, nothing logged
+    assert "already" in capsys.readouterr().err
+
+
+def test_a_model_whose_contract_has_an_unknown_field_does_not_load(
+    store: str, network, tmp_path: Path
+) -> None:
+    from vessel_lightning.contract import ContractError
+
+    run_id = _log_the_old_way(network, {**CONTRACT.to_dict(), "colour_space": "lab"}, tmp_path)
+    with pytest.raises(ContractError, match=r"unknown field 'colour_space'"):
+        Predictor.from_uri(f"runs:/{run_id}/model")

@@ -1,0 +1,47 @@
+"""The sliding-window grid shared by data preparation (tile sampling) and inference (window blending), and the
+weights with which overlapping windows are blended.
+
+A leaf module: it imports nothing of the project, so every stage may use it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+BLENDS = ("gaussian", "mean")
+# nnU-Net's and MONAI's importance map: a Gaussian with sigma 1/8 of the window side, so window borders (where the
+# network sees least context) count least where windows overlap.
+GAUSSIAN_SIGMA = 0.125
+
+
+def window_origins(length: int, window: int, overlap: float = 0.0) -> list[int]:
+    """Start offsets of windows of ``window`` px covering ``length`` px, evenly spaced, the last flush with the end.
+
+    Consecutive windows overlap by at least ``overlap`` (a fraction of the window).
+    """
+    if length <= window:
+        return [0]
+    stride = max(1, int(window * (1.0 - overlap)))
+    count = math.ceil((length - window) / stride) + 1
+    return [round(i * (length - window) / (count - 1)) for i in range(count)]
+
+
+def window_weights(height: int, width: int, blend: str = "gaussian") -> torch.Tensor:
+    """The weight of each pixel of an ``height`` × ``width`` window when overlapping windows are averaged.
+
+    ``"mean"``: all 1 (equal weight); ``"gaussian"``: a Gaussian centred on the window, sigma ``GAUSSIAN_SIGMA`` of
+    its side, 1 at the centre and above 1e-6 at the corners (a pixel covered by one window keeps that window's
+    probability exactly, whatever its weight).
+    """
+    if blend == "mean":
+        return torch.ones(height, width)
+    if blend != "gaussian":
+        raise ValueError(f"blend must be one of {', '.join(BLENDS)}, not {blend!r}")
+
+    def axis(n: int) -> torch.Tensor:
+        offset = torch.arange(n, dtype=torch.float64) - (n - 1) / 2
+        return torch.exp(-0.5 * (offset / (GAUSSIAN_SIGMA * n)) ** 2)
+
+    return (axis(height)[:, None] * axis(width)[None, :]).clamp_min(1e-6).float()
