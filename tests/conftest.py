@@ -119,3 +119,22 @@ def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     mlflow.set_tracking_uri(uri)
     yield uri
     mlflow.set_tracking_uri(previous)
+
+
+@pytest.fixture(scope="module")
+def network():
+    """A B0 U-Net (random weights, seed 0, eval mode), shared by a module's tests."""
+    import torch
+
+    from vessel_lightning.models.networks import build_network
+
+    torch.manual_seed(0)
+    return build_network(encoder_name="efficientnet-b0", encoder_weights=None).eval()
+
+
+@pytest.fixture
+def mlflow_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Point MLflow at a fresh SQLite store in ``tmp_path``; return its URI."""
+    uri = f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    return uri

@@ -105,3 +105,27 @@ def served(
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
+
+
+def request(
+    port: int,
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    headers: dict | None = None,
+    timeout: float = 60,
+):
+    """One HTTP request to 127.0.0.1:``port``; returns (status, headers, body)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        connection.request(method, path, body=body, headers=headers or {})
+        response = connection.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        connection.close()
+
+
+def predict(port: int, data: bytes, query: str = "format=json") -> tuple[int, dict, bytes]:
+    """POST ``data`` to /predict as multipart field ``file``."""
+    body, content_type = multipart(data)
+    return request(port, "POST", f"/predict?{query}", body, {"Content-Type": content_type})

@@ -7,7 +7,6 @@ the static UI mount.
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import threading
 from collections.abc import Iterator
@@ -21,8 +20,9 @@ from PIL import Image
 from app.model_manager import ModelManager
 from app.server import create_app, main
 from app.settings import Settings, SettingsError
-from tests.test_app_fixtures import (
+from tests.app_helpers import (
     SIZE,
+    app_settings,
     encode,
     make_registry,
     multi_frame,
@@ -48,19 +48,6 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     mlflow.set_tracking_uri(previous)
 
 
-def _settings(registry: str, tmp: Path, **kw) -> Settings:
-    base = Settings(
-        tracking_uri=registry,
-        backend="torch",
-        reload_interval_s=0,
-        max_upload_mb=1,
-        max_pixels=4_000_000,
-        ui_dir=tmp / "no-ui",
-        cache_dir=tmp / "onnx-cache",
-    )
-    return dataclasses.replace(base, **kw)
-
-
 def _client(settings: Settings) -> TestClient:
     client = TestClient(create_app(settings))
     client.__enter__()
@@ -74,7 +61,7 @@ def client(registry: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     from vessel_lightning.tracking.registry import set_alias
 
     set_alias("1")
-    client = _client(_settings(registry, tmp_path_factory.mktemp("serve")))
+    client = _client(app_settings(registry, tmp_path_factory.mktemp("serve")))
     yield client
     client.__exit__(None, None, None)
 
@@ -246,7 +233,7 @@ def test_api_key_on(registry: str, tmp_path: Path) -> None:
     from vessel_lightning.tracking.registry import set_alias
 
     set_alias("1")
-    client = _client(_settings(registry, tmp_path, api_key="s3cret"))
+    client = _client(app_settings(registry, tmp_path, api_key="s3cret"))
     try:
         assert _predict(client, png_bytes()).status_code == 401
         wrong = client.post("/predict", files={"file": ("a", png_bytes())}, headers={"X-API-Key": "nope"})
@@ -267,7 +254,7 @@ def test_api_key_off_by_default(client: TestClient) -> None:
 
 
 def test_no_model_answers_503_while_health_stays_up(registry: str, tmp_path: Path) -> None:
-    settings = _settings(registry, tmp_path, model_uri="models:/vessel-unet@nobody")
+    settings = app_settings(registry, tmp_path, model_uri="models:/vessel-unet@nobody")
     with TestClient(create_app(settings)) as client:
         manager: ModelManager = client.app.state.manager
         for _ in range(200):
@@ -326,7 +313,7 @@ def test_onnx_backend_is_exported_once_checked_and_matches_torch(registry: str, 
     rgb = encode(photo())
     expected = Predictor.from_uri("models:/vessel-unet/1").predict_proba(photo())
     for cached in (False, True):
-        client = _client(_settings(registry, tmp_path, backend="onnx"))
+        client = _client(app_settings(registry, tmp_path, backend="onnx"))
         try:
             model = client.get("/model").json()
             assert model["backend"] == "onnx"
@@ -340,7 +327,7 @@ def test_onnx_backend_is_exported_once_checked_and_matches_torch(registry: str, 
 
 
 def test_onnx_int8_without_calibration_falls_back_to_torch(registry: str, tmp_path: Path) -> None:
-    client = _client(_settings(registry, tmp_path, backend="onnx-int8"))
+    client = _client(app_settings(registry, tmp_path, backend="onnx-int8"))
     try:
         model = client.get("/model").json()
         assert (
@@ -362,7 +349,7 @@ def test_onnx_int8_is_calibrated_cached_and_close_to_torch(registry: str, tmp_pa
         Image.fromarray(photo(seed=seed)).save(photos / f"eye{seed}.png")
     expected = Predictor.from_uri("models:/vessel-unet/1").predict_proba(photo())
     for cached in (False, True):
-        client = _client(_settings(registry, tmp_path, backend="onnx-int8", calibration_dir=photos))
+        client = _client(app_settings(registry, tmp_path, backend="onnx-int8", calibration_dir=photos))
         try:
             model = client.get("/model").json()
             assert model["backend"] == "onnx-int8", model["backend_details"]
@@ -388,7 +375,7 @@ def test_openvino_backends_are_converted_once_checked_and_match_torch(registry: 
         ("openvino", True, "f32", 1),
         ("openvino-bf16", True, "bf16", 8),  # bf16 keeps 8 mantissa bits: a few 8-bit levels
     ]:
-        client = _client(_settings(registry, tmp_path, backend=backend))
+        client = _client(app_settings(registry, tmp_path, backend=backend))
         try:
             model = client.get("/model").json()
             assert model["backend"] == backend, model["backend_details"]
@@ -414,7 +401,7 @@ def test_auto_backend_times_gates_and_caches_its_choice(registry: str, tmp_path:
     for seed in range(3):
         Image.fromarray(photo(seed=seed)).save(photos / f"eye{seed}.png")
     for cached in (False, True):
-        client = _client(_settings(registry, tmp_path, backend="auto", calibration_dir=photos))
+        client = _client(app_settings(registry, tmp_path, backend="auto", calibration_dir=photos))
         try:
             model = client.get("/model").json()
             auto = model["backend_details"]["auto"]
@@ -446,7 +433,7 @@ def test_calibration_inputs_follow_the_contract(tmp_path: Path) -> None:
 def test_cors_off_by_default_and_configurable(client: TestClient, registry: str, tmp_path: Path) -> None:
     origin = {"Origin": "http://localhost:3000"}
     assert "access-control-allow-origin" not in client.get("/health", headers=origin).headers
-    settings = _settings(registry, tmp_path, cors_origins=("http://localhost:3000",), reload_interval_s=0)
+    settings = app_settings(registry, tmp_path, cors_origins=("http://localhost:3000",), reload_interval_s=0)
     with TestClient(create_app(settings)) as dev:
         response = dev.get("/health", headers=origin)
         assert response.headers["access-control-allow-origin"] == "http://localhost:3000"
@@ -456,7 +443,7 @@ def test_static_ui_is_mounted_after_the_api(registry: str, tmp_path: Path) -> No
     ui = tmp_path / "ui"
     ui.mkdir()
     (ui / "index.html").write_text("<html><body>vessel ui</body></html>")
-    with TestClient(create_app(_settings(registry, tmp_path, ui_dir=ui))) as client:
+    with TestClient(create_app(app_settings(registry, tmp_path, ui_dir=ui))) as client:
         assert "vessel ui" in client.get("/").text
         assert client.get("/health").json()["status"] == "ok"
 

@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from app.schemas import ErrorBody, Health, ModelInfo, PredictReadout, Readout, Ready
 from app.server import create_app, main
 from app.settings import Settings, SettingsError
-from tests.test_app_fixtures import encode, make_registry, png_bytes
+from tests.app_helpers import encode, make_registry, png_bytes
 
 REPO = Path(__file__).resolve().parents[1]
 

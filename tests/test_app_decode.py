@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from app.decode import DecodeError, decode_image, sniff_format
-from tests.test_app_fixtures import encode, multi_frame, photo, raw_png, with_exif_orientation
+from tests.app_helpers import encode, multi_frame, photo, raw_png, with_exif_orientation
 
 LIMIT = 10_000_000
 

@@ -16,8 +16,8 @@ from fastapi.testclient import TestClient
 from app.server import create_app
 from app.settings import Settings
 from app.upload import UploadError, read_file_field
+from tests.app_helpers import SIZE, make_registry, png_bytes, raw_png
 from tests.server_process import multipart
-from tests.test_app_fixtures import SIZE, make_registry, png_bytes, raw_png
 
 
 @pytest.fixture(scope="module")

@@ -18,9 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.server_process import HOST, flat_png, multipart, served
-from tests.test_app_fixtures import make_registry, png_bytes
-from tests.test_app_uvicorn import predict, request
+from tests.app_helpers import make_registry, png_bytes
+from tests.server_process import HOST, flat_png, multipart, predict, request, served
 
 pytestmark = pytest.mark.slow  # a server start plus several multi-second predictions on a 16 MP photo
 

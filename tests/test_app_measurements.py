@@ -19,8 +19,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from app.server import create_app
-from tests.test_app import _settings
-from tests.test_app_fixtures import encode, make_registry, png_bytes
+from tests.app_helpers import app_settings, encode, make_registry, png_bytes
 from vessel_lightning.data.fov import detect_fov, fov_diameter
 from vessel_lightning.data.geojson import mask_to_geojson
 from vessel_lightning.inference.measurements import measure_vessels, um_per_pixel_from_fov
@@ -49,7 +48,7 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
         root = tmp_path_factory.mktemp("measure-registry")
         uri = make_registry(root, versions=1)
         patch.setenv("MLFLOW_TRACKING_URI", uri)
-        with TestClient(create_app(_settings(uri, root))) as client:
+        with TestClient(create_app(app_settings(uri, root))) as client:
             assert client.app.state.manager.wait_ready(120), client.app.state.manager.error
             yield client
     mlflow.set_tracking_uri(previous)
@@ -249,7 +248,7 @@ def test_openapi_documents_every_query_parameter(client: TestClient) -> None:
 def test_map_endpoints_need_the_api_key_when_set(client: TestClient, tmp_path) -> None:
     import mlflow
 
-    settings = _settings(mlflow.get_tracking_uri(), tmp_path, api_key="s3cret")
+    settings = app_settings(mlflow.get_tracking_uri(), tmp_path, api_key="s3cret")
     with TestClient(create_app(settings)) as keyed:
         png = encode(np.zeros((8, 8), np.uint8))
         assert _map(keyed, "/measure", png).status_code == 401
@@ -274,7 +273,7 @@ def test_scale_auto_resamples_a_tile_model_by_the_field_diameters(client: TestCl
     contract = ModelContract(
         encoder="efficientnet-b0", mode="tiles", size=(64, 64), threshold=0.5, fov_diameter=44.0
     )
-    settings = _settings(mlflow.get_tracking_uri(), tmp_path, model_uri=str(tmp_path / "tile-model"))
+    settings = app_settings(mlflow.get_tracking_uri(), tmp_path, model_uri=str(tmp_path / "tile-model"))
     manager = ModelManager(settings, loader=lambda uri: Predictor(network, contract, info=ModelInfo(uri)))
     rgb = fundus()
     field = detect_fov(rgb)

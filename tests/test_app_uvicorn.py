@@ -14,34 +14,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.server_process import multipart, served
-from tests.test_app_fixtures import make_registry, png_bytes
+from tests.app_helpers import make_registry, png_bytes
+from tests.server_process import multipart, predict, request, served
 
 pytestmark = pytest.mark.slow  # the server start (imports, a tmp registry) alone takes ~25 s on 2 cores
-
-
-def request(
-    port: int,
-    method: str,
-    path: str,
-    body: bytes | None = None,
-    headers: dict | None = None,
-    timeout: float = 60,
-):
-    """One HTTP request to 127.0.0.1:``port``; returns (status, headers, body)."""
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        connection.request(method, path, body=body, headers=headers or {})
-        response = connection.getresponse()
-        return response.status, dict(response.getheaders()), response.read()
-    finally:
-        connection.close()
-
-
-def predict(port: int, data: bytes, query: str = "format=json") -> tuple[int, dict, bytes]:
-    """POST ``data`` to /predict as multipart field ``file``."""
-    body, content_type = multipart(data)
-    return request(port, "POST", f"/predict?{query}", body, {"Content-Type": content_type})
 
 
 @pytest.fixture(scope="module")

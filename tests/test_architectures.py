@@ -11,7 +11,6 @@ from omegaconf import DictConfig
 
 from tests.train_fixtures import (
     data_overrides,
-    mlflow_env,  # noqa: F401 (a fixture)
     run_train_cli,
     small_overrides,
     sweep_runs,
@@ -109,7 +108,7 @@ def test_onnx_export_matches_pytorch_at_two_sizes(name: str, tmp_path: Path) -> 
 def test_multirun_over_the_three_architectures_trains_registers_and_serves(
     tiny_prepared: DictConfig,
     tmp_path: Path,
-    mlflow_env: str,  # noqa: F811
+    mlflow_env: str,
 ) -> None:
     import mlflow
 

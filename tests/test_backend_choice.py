@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from tests.test_app_fixtures import photo
+from tests.app_helpers import photo
 from vessel_lightning.contract import ModelContract
 from vessel_lightning.inference.backend_choice import (
     MASK_F1_MIN,

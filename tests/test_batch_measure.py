@@ -1,7 +1,6 @@
 """``vessel-predict`` over folders: the field of view, one CSV row of measurements per photo, GeoJSON out, and the
 correct-and-retrain loop (exported GeoJSON + photos → ``vessel-prepare data=geojson`` → training)."""
 
-# ruff: noqa: F811  (pytest fixtures imported from test_registry are redefined as arguments)
 from __future__ import annotations
 
 import csv
@@ -12,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.test_fov import _fundus
-from tests.test_registry import _contract, _logged_run, network  # noqa: F401 (fixtures; store is in conftest)
+from tests.app_helpers import fundus_photo
+from tests.registry_helpers import eval_cfg, logged_run, tiny_contract
 from vessel_lightning.data.fov import detect_fov, fov_diameter
 from vessel_lightning.data.geojson import rasterize_geojson
 from vessel_lightning.inference.batch import main as predict_main
@@ -24,7 +23,7 @@ def _photos(folder: Path, count: int = 2) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for i in range(count):
-        rgb, _ = _fundus(96, 128, 44 + 4 * i, seed=i)
+        rgb, _ = fundus_photo(96, 128, 44 + 4 * i, seed=i)
         paths.append(folder / f"eye_{i}.png")
         Image.fromarray(rgb).save(paths[-1])
     return paths
@@ -33,7 +32,7 @@ def _photos(folder: Path, count: int = 2) -> list[Path]:
 def test_vessel_predict_over_a_folder_writes_field_csv_and_geojson(
     store: str, network, tmp_path: Path, capsys
 ) -> None:
-    register(_logged_run(network, _contract()), alias="champion")
+    register(logged_run(network, tiny_contract()), alias="champion")
     photos = _photos(tmp_path / "eyes")
     out = tmp_path / "res"
     args = ["--out", str(out), "--format", "png,geojson", "--fov-degrees", "30", "--threshold", "0.3"]
@@ -71,7 +70,7 @@ def test_vessel_predict_scale_auto_needs_and_uses_the_training_field(
     from vessel_lightning.data.fov import fov_diameter
 
     register(
-        _logged_run(network, _contract(mode="tiles")), alias="champion"
+        logged_run(network, tiny_contract(mode="tiles")), alias="champion"
     )  # a contract without fov_diameter
     photos = _photos(tmp_path / "eyes", count=1)
     out = tmp_path / "res"
@@ -117,7 +116,7 @@ def _export_and_prepare(tmp_path: Path, mode: str = "tiles"):
 def test_exported_geojson_prepares_back_to_the_predicted_masks(store: str, network, tmp_path: Path) -> None:
     from vessel_lightning.inference.predictor import Predictor, served_mask
 
-    register(_logged_run(network, _contract()), alias="champion")
+    register(logged_run(network, tiny_contract()), alias="champion")
     root, cfg, manifest = _export_and_prepare(tmp_path)
     assert len(manifest["samples"]) == 6
     predictor = Predictor.from_uri("models:/vessel-unet@champion")
@@ -134,14 +133,13 @@ def test_vessel_eval_scores_inside_the_detected_field_and_measures_prediction_an
     tmp_path: Path,
 ) -> None:
     from tests.conftest import make_masks_folder
-    from tests.test_registry import _eval_cfg
     from vessel_lightning.data.images import read_gray
     from vessel_lightning.evaluation.evaluate import AGREEMENT_KEYS, EvaluationError, evaluate
     from vessel_lightning.inference.measurements import measure_vessels
 
     root = make_masks_folder(tmp_path / "raw", count=6, size=(70, 90))
-    register(_logged_run(network, _contract(size=(64, 64))), alias="champion")
-    cfg = _eval_cfg(
+    register(logged_run(network, tiny_contract(size=(64, 64))), alias="champion")
+    cfg = eval_cfg(
         tmp_path, root, "models:/vessel-unet@champion", "fov=detect", "scale=auto", "log_to_mlflow=false"
     )
     summary = evaluate(cfg)
@@ -163,9 +161,7 @@ def test_vessel_eval_scores_inside_the_detected_field_and_measures_prediction_an
     mae = np.abs(pred_density - [float(r["label_area_density"]) for r in rows]).mean()
     assert agreement["area_density"]["mae"] == pytest.approx(mae, abs=1e-6)
     with pytest.raises(EvaluationError, match="fov must be one of"):
-        evaluate(
-            _eval_cfg(tmp_path, root, "models:/vessel-unet@champion", "fov=maybe", "log_to_mlflow=false")
-        )
+        evaluate(eval_cfg(tmp_path, root, "models:/vessel-unet@champion", "fov=maybe", "log_to_mlflow=false"))
 
 
 @pytest.mark.slow
@@ -173,7 +169,7 @@ def test_exported_geojson_and_photos_prepare_and_train(store: str, network, tmp_
     from tests.train_fixtures import compose_train, data_overrides, small_overrides
     from vessel_lightning.tracking.train import train
 
-    register(_logged_run(network, _contract()), alias="champion")
+    register(logged_run(network, tiny_contract()), alias="champion")
     _, cfg, manifest = _export_and_prepare(tmp_path)
     assert {s["split"] for s in manifest["samples"]} == {"train", "val", "test"}
     runs = tmp_path / "runs"

@@ -17,7 +17,7 @@ from torch import nn
 
 from app.server import create_app, main
 from app.settings import Settings, SettingsError
-from tests.test_app_fixtures import png_bytes
+from tests.app_helpers import png_bytes
 from vessel_lightning.contract import ModelContract
 from vessel_lightning.inference.backends import BackendError, build_backend, resolve_precision
 from vessel_lightning.inference.batching import DynamicBatcher

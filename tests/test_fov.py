@@ -8,24 +8,10 @@ import pytest
 import torch
 from torch import nn
 
+from tests.app_helpers import fundus_photo
 from vessel_lightning.contract import ModelContract
 from vessel_lightning.data.fov import FOVError, apply_fov, detect_fov, fov_diameter
 from vessel_lightning.inference.predictor import Predictor, served_mask
-
-
-def _fundus(
-    height: int, width: int, radius: float, seed: int = 0, dark: int = 3
-) -> tuple[np.ndarray, np.ndarray]:
-    """A reddish disc of ``radius`` (cut by the frame when larger than it) on a nearly black, noisy surround."""
-    rng = np.random.default_rng(seed)
-    rows, cols = np.mgrid[:height, :width]
-    disc = (rows - height / 2 + 0.5) ** 2 + (cols - width / 2 + 0.5) ** 2 <= radius**2
-    photo = rng.normal(dark, 2, (height, width, 3))
-    # Fundus photos darken towards the rim; the field must still reach it.
-    shade = 1 - 0.6 * np.hypot(rows - height / 2, cols - width / 2) / radius
-    inside = np.stack([170 * shade, 70 * shade, 30 * shade], axis=2) + rng.normal(0, 6, (height, width, 3))
-    photo[disc] = inside[disc]
-    return np.clip(photo, 0, 255).astype(np.uint8), disc
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -34,7 +20,7 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
 
 @pytest.mark.parametrize(("height", "width", "radius"), [(240, 250, 115), (234, 350, 163), (300, 300, 140)])
 def test_detects_the_disc_and_its_diameter(height: int, width: int, radius: float) -> None:
-    rgb, disc = _fundus(height, width, radius)
+    rgb, disc = fundus_photo(height, width, radius)
     fov = detect_fov(rgb)
     assert fov.shape == (height, width) and fov.dtype == bool
     assert _iou(fov, disc) >= 0.99
@@ -43,7 +29,7 @@ def test_detects_the_disc_and_its_diameter(height: int, width: int, radius: floa
 
 
 def test_a_dark_vessel_or_lesion_inside_the_disc_stays_in_the_field() -> None:
-    rgb, disc = _fundus(240, 250, 115)
+    rgb, disc = fundus_photo(240, 250, 115)
     rgb[100:140, 100:110] = 0  # darker than the threshold: a hole the field must fill
     assert _iou(detect_fov(rgb), disc) >= 0.99
 
@@ -76,7 +62,7 @@ class _Bright(nn.Module):
 
 
 def test_predictor_zeroes_probabilities_outside_the_field() -> None:
-    rgb, disc = _fundus(234, 350, 163)
+    rgb, disc = fundus_photo(234, 350, 163)
     predictor = Predictor(_Bright(), ModelContract(encoder="none", mode="tiles", size=(64, 64)))
     everywhere = predictor.predict_proba(rgb)
     assert everywhere.min() > 0.99
@@ -97,7 +83,7 @@ def test_scale_auto_resamples_by_the_ratio_of_field_diameters() -> None:
             seen.append(tuple(x.shape))
             return super().forward(x)
 
-    rgb, _ = _fundus(234, 350, 163)  # field diameter 326 px
+    rgb, _ = fundus_photo(234, 350, 163)  # field diameter 326 px
     tiles = ModelContract(encoder="none", mode="tiles", size=(64, 64), fov_diameter=163.0)
     predictor = Predictor(_Spy(), tiles, scale="auto", overlap=0.0, window=512)
     assert predictor.scale_for(rgb) == pytest.approx(0.5, rel=0.01)
@@ -130,7 +116,7 @@ def test_training_records_the_median_field_diameter_of_its_tile_photos(tmp_path)
 
     samples = []
     for i, radius in enumerate((40, 50, 60, 45)):
-        rgb, disc = _fundus(160, 170, radius, seed=i)
+        rgb, disc = fundus_photo(160, 170, radius, seed=i)
         Image.fromarray(rgb).save(tmp_path / f"{i}.png")
         entry = {"split": "val" if i == 3 else "train", "image": f"{i}.png"}
         if i != 0:  # sample 0 has no FOV file: its field is detected on the photo

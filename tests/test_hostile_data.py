@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from tests.app_helpers import raw_png
 from tests.conftest import REPO, data_config, make_masks_folder
-from tests.test_app_fixtures import raw_png
-from tests.test_prepare import prepare_process
+from tests.train_fixtures import prepare_process
 from vessel_lightning.data.geojson import AnnotationError, rasterize_geojson
 from vessel_lightning.data.images import ImageReadError
 from vessel_lightning.data.prepare import PrepareError, prepare, read_manifest

@@ -13,7 +13,6 @@ from tests.train_fixtures import (
     artifact_paths,
     compose_train,
     data_overrides,
-    mlflow_env,  # noqa: F401 (a fixture)
     mlflow_runs,
     small_overrides,
 )
@@ -35,7 +34,7 @@ def csv_job(tiny_prepared: DictConfig, tmp_path: Path) -> Path:
 
 def test_import_makes_a_run_with_params_metric_history_artifacts_and_model(
     csv_job: Path,
-    mlflow_env: str,  # noqa: F811
+    mlflow_env: str,
 ) -> None:
     assert not Path(mlflow_env.removeprefix("sqlite:///")).exists()  # the import creates the store
     assert main([str(csv_job), "--tag", "device=test-cpu", "--register", "--alias", "champion"]) == 0
@@ -81,7 +80,7 @@ def test_import_makes_a_run_with_params_metric_history_artifacts_and_model(
 def test_import_refuses_unfinished_or_broken_jobs_before_creating_a_run(
     csv_job: Path,
     tmp_path: Path,
-    mlflow_env: str,  # noqa: F811
+    mlflow_env: str,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     (csv_job / "artifacts" / "contract.json").unlink()

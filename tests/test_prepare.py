@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import REPO, data_config, make_masks_folder, synthetic_eye
+from tests.train_fixtures import prepare_process
 from vessel_lightning.data.geojson import AnnotationError
 from vessel_lightning.data.images import ImageReadError
 from vessel_lightning.data.prepare import PrepareError, prepare, read_manifest
@@ -154,22 +155,6 @@ def test_rerun_redoes_nothing_and_a_changed_input_is_redone(tmp_path: Path) -> N
     assert np.array_equal(image, resize_image(photo, (48, 48)))
     # a changed setting redoes every sample
     assert prepare(_cfg("masks", root, tmp_path / "out", "data.size=32"), progress=False).processed == 5
-
-
-def prepare_process(root: Path, out: Path, workers: int = 0) -> subprocess.Popen:
-    """``vessel-prepare`` of a ``masks`` folder at 256² in a child process (output discarded)."""
-    command = [
-        sys.executable,
-        "-m",
-        "vessel_lightning.data.prepare",
-        "data=masks",
-        f"data.root={root}",
-        f"data.prepared_dir={out}",
-        f"data.workers={workers}",
-        "data.size=256",
-        f"hydra.run.dir={out.parent / 'hydra'}",
-    ]
-    return subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def _kill_when_staging_fills(process: subprocess.Popen, out: Path, files: int) -> None:

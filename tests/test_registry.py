@@ -12,43 +12,18 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.conftest import compose, make_masks_folder
+from tests.conftest import make_masks_folder
+from tests.registry_helpers import eval_cfg, logged_run, tiny_contract
 from vessel_lightning.contract import ContractError, ModelContract
 from vessel_lightning.inference.predictor import Predictor
 from vessel_lightning.tiling import window_origins
-from vessel_lightning.tracking.registry import best_run, log_network, promote_main, register, runs_main
-from vessel_lightning.tracking.store import ensure_experiment
-
-
-@pytest.fixture(scope="module")
-def network():
-    from vessel_lightning.models.networks import build_network
-
-    torch.manual_seed(0)
-    return build_network(encoder_name="efficientnet-b0", encoder_weights=None).eval()
-
-
-def _logged_run(network, contract: ModelContract, metrics: dict[str, float] | None = None) -> str:
-    import mlflow
-
-    mlflow.set_experiment(experiment_id=ensure_experiment(mlflow.get_tracking_uri(), "registry-test"))
-    with mlflow.start_run() as run:
-        if metrics:
-            mlflow.log_metrics(metrics)
-        log_network(network, {"encoder_name": "efficientnet-b0"}, contract, run.info.run_id)
-    return run.info.run_id
-
-
-def _contract(**kw) -> ModelContract:
-    return ModelContract(
-        **{"encoder": "efficientnet-b0", "dataset": "masks", "size": (64, 64), "threshold": 0.4} | kw
-    )
+from vessel_lightning.tracking.registry import best_run, promote_main, register, runs_main
 
 
 def test_register_alias_load_predict_round_trip(store: str, network) -> None:
     from vessel_lightning.tracking.models import load_logged_model
 
-    run_id = _logged_run(network, _contract())
+    run_id = logged_run(network, tiny_contract())
     assert register(run_id, alias="champion") == "1"
     assert register(run_id, alias="champion") == "1"  # the same run is not registered twice
     loaded, _, _ = load_logged_model("models:/vessel-unet@champion")
@@ -60,7 +35,7 @@ def test_register_alias_load_predict_round_trip(store: str, network) -> None:
             assert torch.allclose(out, network(x), atol=1e-5)
     predictor = Predictor.from_uri("models:/vessel-unet@champion")
     assert predictor.info.version == "1" and predictor.info.alias == "champion"
-    assert predictor.contract == _contract() and predictor.threshold == 0.4
+    assert predictor.contract == tiny_contract() and predictor.threshold == 0.4
     rgb = np.random.default_rng(0).integers(0, 255, (70, 90, 3), dtype=np.uint8)
     prob = predictor.predict_proba(rgb)
     assert prob.shape == (70, 90) and prob.dtype == np.float32 and 0 <= prob.min() <= prob.max() <= 1
@@ -70,10 +45,10 @@ def test_predictor_runs_at_the_contract_size(network) -> None:
     seen: list[tuple[int, ...]] = []
     hook = network.register_forward_hook(lambda _m, args, _o: seen.append(tuple(args[0].shape)))
     try:
-        Predictor(network, _contract(size=(256, 256))).predict_proba(np.zeros((100, 130, 3), np.uint8))
+        Predictor(network, tiny_contract(size=(256, 256))).predict_proba(np.zeros((100, 130, 3), np.uint8))
         assert seen == [(1, 3, 256, 256)]
         seen.clear()
-        tiles = Predictor(network, _contract(size=(64, 64), mode="tiles"), overlap=0.25, batch_windows=16)
+        tiles = Predictor(network, tiny_contract(size=(64, 64), mode="tiles"), overlap=0.25, batch_windows=16)
         prob = tiles.predict_proba(np.zeros((100, 130, 3), np.uint8))
         assert prob.shape == (100, 130)
         assert seen and all(s[2:] == (64, 64) for s in seen)
@@ -86,14 +61,14 @@ def test_tile_predictor_window_trades_calls_for_context(network) -> None:
     hook = network.register_forward_hook(lambda _m, args, _o: seen.append(tuple(args[0].shape)))
     rgb = np.random.default_rng(1).integers(0, 255, (200, 330, 3), dtype=np.uint8)
     try:
-        tiles = Predictor(network, _contract(size=(64, 64), mode="tiles"), overlap=0.25, batch_windows=64)
+        tiles = Predictor(network, tiny_contract(size=(64, 64), mode="tiles"), overlap=0.25, batch_windows=64)
         small = tiles.predict_proba(rgb)
         assert [s[2:] for s in seen] == [(64, 64)]
         assert seen[0][0] == len(window_origins(224, 64, 0.25)) * len(
             window_origins(352, 64, 0.25)
         )  # padded to /32
         seen.clear()
-        wide = Predictor(network, _contract(size=(64, 64), mode="tiles"), overlap=0.25, window=128)
+        wide = Predictor(network, tiny_contract(size=(64, 64), mode="tiles"), overlap=0.25, window=128)
         assert wide.window_size(200, 330) == (128, 128) and wide.window_size(40, 100) == (64, 128)
         large = wide.predict_proba(rgb)
         assert all(s[2:] == (128, 128) for s in seen) and sum(s[0] for s in seen) == 2 * 4
@@ -105,7 +80,7 @@ def test_tile_predictor_window_trades_calls_for_context(network) -> None:
     with pytest.raises(
         ValueError, match="window 100 must be a positive multiple of the model's input divisor 32"
     ):
-        Predictor(network, _contract(size=(64, 64), mode="tiles"), window=100)
+        Predictor(network, tiny_contract(size=(64, 64), mode="tiles"), window=100)
 
 
 def test_tile_predictor_scale_resamples_the_photo_and_scores_at_native_size(network) -> None:
@@ -116,7 +91,7 @@ def test_tile_predictor_scale_resamples_the_photo_and_scores_at_native_size(netw
     seen: list[tuple[int, ...]] = []
     hook = network.register_forward_hook(lambda _m, args, _o: seen.append(tuple(args[0].shape)))
     rgb = np.random.default_rng(2).integers(0, 255, (200, 330, 3), dtype=np.uint8)
-    tiles = _contract(size=(64, 64), mode="tiles")
+    tiles = tiny_contract(size=(64, 64), mode="tiles")
     try:
         half = Predictor(network, tiles, overlap=0.25, scale=0.5, batch_windows=64).predict_proba(rgb)
         # 100×165 after resampling, padded to 128×192: the window grid of the smaller photo
@@ -130,13 +105,13 @@ def test_tile_predictor_scale_resamples_the_photo_and_scores_at_native_size(netw
     np.testing.assert_allclose(half, expected.numpy(), atol=1e-6)
     assert np.abs(half - native.predict_proba(rgb)).mean() > 1e-3  # the network did see another photo
     with pytest.raises(ValueError, match=r"scale 0\.5 applies to tile models only"):
-        Predictor(network, _contract(size=(64, 64)), scale=0.5)
+        Predictor(network, tiny_contract(size=(64, 64)), scale=0.5)
     with pytest.raises(ValueError, match=r"scale 0 must be in \(0, 4\]"):
         Predictor(network, tiles, scale=0)
 
 
 def test_promote_best_by_picks_the_best_of_three(store: str, network, capsys) -> None:
-    ids = {f1: _logged_run(network, _contract(), {"val/f1_best": f1}) for f1 in (0.61, 0.83, 0.72)}
+    ids = {f1: logged_run(network, tiny_contract(), {"val/f1_best": f1}) for f1 in (0.61, 0.83, 0.72)}
     assert best_run("registry-test", "val/f1_best").run_id == ids[0.83]
     assert promote_main(["--experiment", "registry-test", "--best-by", "val/f1_best"]) == 0
     assert "version 1 from run " + ids[0.83] in capsys.readouterr().out
@@ -175,23 +150,15 @@ def test_missing_store_is_reported_not_created(tmp_path: Path, capsys, monkeypat
     assert not missing.exists()
 
 
-def _eval_cfg(tmp_path: Path, root: Path, model_uri: str, *extra: str):
-    return compose(
-        "eval",
-        [f"model_uri={model_uri}", "data=masks", f"data.root={root}", f"output_dir={tmp_path / 'eval'}",
-         "data.test_fraction=0.5", *extra],
-    )  # fmt: skip
-
-
 def test_vessel_eval_writes_every_output_at_native_resolution(store: str, network, tmp_path: Path) -> None:
     import mlflow
 
     from vessel_lightning.evaluation.evaluate import evaluate
 
     root = make_masks_folder(tmp_path / "raw", count=6, size=(70, 90))
-    run_id = _logged_run(network, _contract(size=(64, 64)))
+    run_id = logged_run(network, tiny_contract(size=(64, 64)))
     register(run_id, alias="champion")
-    summary = evaluate(_eval_cfg(tmp_path, root, "models:/vessel-unet@champion"))
+    summary = evaluate(eval_cfg(tmp_path, root, "models:/vessel-unet@champion"))
     out = tmp_path / "eval"
     written = json.loads((out / "summary.json").read_text())
     assert written == summary
@@ -220,7 +187,7 @@ def test_vessel_eval_bad_inputs_exit_with_one_line(store: str, network, tmp_path
     from vessel_lightning.evaluation.evaluate import _main
 
     root = make_masks_folder(tmp_path / "raw", count=3, size=(40, 40))
-    register(_logged_run(network, _contract()), alias="champion")
+    register(logged_run(network, tiny_contract()), alias="champion")
     with mlflow.start_run() as bare:  # a model logged without a contract
         mlflow.pytorch.log_model(
             network, name="model", serialization_format="pickle", pip_requirements=["torch"]
@@ -233,12 +200,12 @@ def test_vessel_eval_bad_inputs_exit_with_one_line(store: str, network, tmp_path
     for uri, expected in cases.items():
         caplog.clear()
         with caplog.at_level(logging.ERROR), pytest.raises(SystemExit) as exit_info:
-            _main(_eval_cfg(tmp_path, root, uri))
+            _main(eval_cfg(tmp_path, root, uri))
         assert exit_info.value.code == 1
         assert expected in caplog.text and "Traceback" not in caplog.text
     caplog.clear()
     with caplog.at_level(logging.ERROR), pytest.raises(SystemExit):
-        _main(_eval_cfg(tmp_path, root, "models:/vessel-unet@champion", "data.test_fraction=0"))
+        _main(eval_cfg(tmp_path, root, "models:/vessel-unet@champion", "data.test_fraction=0"))
     assert "the 'test' split of masks" in caplog.text and "is empty" in caplog.text
 
 
@@ -252,7 +219,7 @@ def test_contract_rejects_garbage() -> None:
 def test_vessel_predict_writes_masks_and_overlays(store: str, network, tmp_path: Path, capsys) -> None:
     from vessel_lightning.inference.batch import main as predict_main
 
-    register(_logged_run(network, _contract()), alias="champion")
+    register(logged_run(network, tiny_contract()), alias="champion")
     photos = []
     for i, size in enumerate(((50, 60), (64, 64))):
         photos.append(tmp_path / f"p{i}.png")
@@ -282,11 +249,11 @@ def test_eval_and_predict_run_on_a_chosen_backend(
 
     monkeypatch.setenv("VESSEL_CACHE_DIR", str(tmp_path / "cache"))
     root = make_masks_folder(tmp_path / "raw", count=4, size=(70, 90))
-    register(_logged_run(network, _contract(size=(64, 64))), alias="champion")
+    register(logged_run(network, tiny_contract(size=(64, 64))), alias="champion")
     uri = "models:/vessel-unet@champion"
-    reference = evaluate(_eval_cfg(tmp_path, root, uri, "log_to_mlflow=false", "overlays=false"))
+    reference = evaluate(eval_cfg(tmp_path, root, uri, "log_to_mlflow=false", "overlays=false"))
     fast = evaluate(
-        _eval_cfg(tmp_path, root, uri, "log_to_mlflow=false", "overlays=false", "backend=openvino")
+        eval_cfg(tmp_path, root, uri, "log_to_mlflow=false", "overlays=false", "backend=openvino")
     )
     assert reference["protocol"]["backend"] == "torch" and fast["protocol"]["backend"] == "openvino"
     assert abs(fast["f1"] - reference["f1"]) < 1e-3 and abs(fast["auc"] - reference["auc"]) < 1e-3

@@ -13,7 +13,6 @@ from tests.train_fixtures import (
     artifact_paths,
     compose_train,
     data_overrides,
-    mlflow_env,  # noqa: F401 (a fixture)
     mlflow_runs,
     quiet_trainer,
     run_train_cli,
@@ -30,7 +29,7 @@ REQUIRED_KEYS = {"train/loss", "val/loss", "val/f1", "val/iou", "val/precision",
 def test_train_logs_run_metrics_and_artifacts(
     tiny_prepared: DictConfig,
     tmp_path: Path,
-    mlflow_env: str,  # noqa: F811
+    mlflow_env: str,
 ) -> None:
     runs = tmp_path / "runs"
     model_overrides = [
@@ -96,7 +95,7 @@ def test_train_logs_run_metrics_and_artifacts(
 def test_resume_after_crash_continues_the_same_mlflow_run(
     tiny_prepared: DictConfig,
     tmp_path: Path,
-    mlflow_env: str,  # noqa: F811
+    mlflow_env: str,
 ) -> None:
     runs = tmp_path / "runs"
     base = [*data_overrides(tiny_prepared), *small_overrides(runs), "trainer.max_epochs=3", "test=false"]
@@ -264,7 +263,7 @@ def test_checkpoint_reloads_without_the_pretrained_weights_file(tmp_path: Path) 
 
 
 @pytest.mark.parametrize("name", ["fdr", "overfit"])
-def test_debug_configs_train(tiny_prepared: DictConfig, tmp_path: Path, mlflow_env: str, name: str) -> None:  # noqa: F811
+def test_debug_configs_train(tiny_prepared: DictConfig, tmp_path: Path, mlflow_env: str, name: str) -> None:
     runs = tmp_path / "runs"
     overrides = [*data_overrides(tiny_prepared), f"paths.runs_dir={runs}", f"debug={name}"]
     overrides += ["model.encoder_weights=null", "trainer.max_epochs=1"]

@@ -11,7 +11,6 @@ from omegaconf import DictConfig
 from tests.train_fixtures import (
     compose_train,
     data_overrides,
-    mlflow_env,  # noqa: F401 (a fixture)
     mlflow_runs,
     small_overrides,
 )
@@ -78,7 +77,7 @@ def test_a_source_that_shares_nothing_or_is_missing_is_an_error(tmp_path: Path) 
 def test_train_starts_from_a_logged_model_and_tags_the_run(
     tiny_prepared: DictConfig,
     tmp_path: Path,
-    mlflow_env: str,  # noqa: F811
+    mlflow_env: str,
 ) -> None:
     import mlflow
 

@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
@@ -113,14 +112,6 @@ def run_train_cli(
     )
 
 
-@pytest.fixture
-def mlflow_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Point MLflow at a fresh SQLite store in ``tmp_path``; return its URI."""
-    uri = f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    return uri
-
-
 class CrashAfterSteps(Callback):
     """Raises after ``steps`` optimizer steps: stands in for a training killed mid-way."""
 
@@ -189,3 +180,19 @@ def quiet_trainer(root: Path, **kwargs: object) -> Trainer:
         default_root_dir=root,
         **kwargs,
     )
+
+
+def prepare_process(root: Path, out: Path, workers: int = 0) -> subprocess.Popen:
+    """``vessel-prepare`` of a ``masks`` folder at 256² in a child process (output discarded)."""
+    command = [
+        sys.executable,
+        "-m",
+        "vessel_lightning.data.prepare",
+        "data=masks",
+        f"data.root={root}",
+        f"data.prepared_dir={out}",
+        f"data.workers={workers}",
+        "data.size=256",
+        f"hydra.run.dir={out.parent / 'hydra'}",
+    ]
+    return subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

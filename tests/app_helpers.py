@@ -5,6 +5,7 @@ No tests here; the serving test modules import these helpers.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import struct
 import zlib
@@ -13,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from app.settings import Settings
 from vessel_lightning.contract import ModelContract
 
 SIZE = (70, 90)  # (height, width) of the standard test photo, not the model's 64×64
@@ -103,3 +105,33 @@ def make_registry(root: Path, versions: int = 2, mode: str = "resize") -> str:
             log_network(network, {"encoder_name": "efficientnet-b0"}, contract, run.info.run_id)
         register(run.info.run_id, alias="champion" if seed == 0 else None)
     return uri
+
+
+def app_settings(registry: str, tmp: Path, **kw) -> Settings:
+    """Settings for a test service on ``registry``: PyTorch backend, no polling, small limits, no UI; ``kw``
+    overrides any field."""
+    base = Settings(
+        tracking_uri=registry,
+        backend="torch",
+        reload_interval_s=0,
+        max_upload_mb=1,
+        max_pixels=4_000_000,
+        ui_dir=tmp / "no-ui",
+        cache_dir=tmp / "onnx-cache",
+    )
+    return dataclasses.replace(base, **kw)
+
+
+def fundus_photo(
+    height: int, width: int, radius: float, seed: int = 0, dark: int = 3
+) -> tuple[np.ndarray, np.ndarray]:
+    """A reddish disc of ``radius`` (cut by the frame when larger than it) on a nearly black, noisy surround."""
+    rng = np.random.default_rng(seed)
+    rows, cols = np.mgrid[:height, :width]
+    disc = (rows - height / 2 + 0.5) ** 2 + (cols - width / 2 + 0.5) ** 2 <= radius**2
+    photo = rng.normal(dark, 2, (height, width, 3))
+    # Fundus photos darken towards the rim; the field must still reach it.
+    shade = 1 - 0.6 * np.hypot(rows - height / 2, cols - width / 2) / radius
+    inside = np.stack([170 * shade, 70 * shade, 30 * shade], axis=2) + rng.normal(0, 6, (height, width, 3))
+    photo[disc] = inside[disc]
+    return np.clip(photo, 0, 255).astype(np.uint8), disc
