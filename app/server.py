@@ -223,7 +223,7 @@ def create_app(settings: Settings | None = None, manager: ModelManager | None = 
         log.exception("unhandled error")
         return _error(500, f"internal error: {type(exc).__name__}")
 
-    def require_api_key(request: Request) -> None:
+    async def require_api_key(request: Request) -> None:  # async: no worker-thread hop per request
         if settings.api_key is None:
             return
         given = request.headers.get(API_KEY_HEADER, "")

@@ -225,6 +225,8 @@ def run_worker(args: argparse.Namespace) -> None:
             for name, value in times.items():
                 samples[name].append([round(v * 1000, 3) for v in value])
         digest = hashlib.sha256(served).hexdigest()
+        if args.body_out:
+            args.body_out.write_bytes(served)
         print(json.dumps({"samples": samples, "sha256": digest, "bytes": len(served)}), flush=True)
     manager.stop()
 
@@ -233,6 +235,7 @@ def start_worker(tree: Path, args: argparse.Namespace, env: dict[str, str], log:
     """A worker process running ``tree``'s code (cwd and PYTHONPATH), stdout a JSON-lines pipe."""
     command = [sys.executable, str(REPO / "experiments" / "profile_predict.py"), "--worker"]
     command += ["--requests", str(args.requests), "--threads", str(args.threads)]
+    command += ["--body-out", str(log.with_suffix(".png"))]
     if args.png:
         command += ["--png", str(args.png)]
     full = os.environ | env | {"PYTHONPATH": str(tree)}
@@ -284,6 +287,7 @@ def profile_trees(trees: dict[str, Path], args: argparse.Namespace, scratch: Pat
                 for stage, values in answer["samples"].items():
                     results[name]["samples"][stage] += values
                 results[name]["sha256"], results[name]["bytes"] = answer["sha256"], answer["bytes"]
+                results[name]["body"] = log.with_suffix(".png").read_bytes()
     finally:
         for process, _ in workers.values():
             process.stdin.close()  # type: ignore[union-attr]
@@ -345,6 +349,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--body-out", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI", ""))
     parser.add_argument("--model-uri", default="models:/vessel-unet@champion")
     parser.add_argument("--backend", default="openvino-bf16")
@@ -398,7 +403,11 @@ def main() -> None:
             f"{n}: asgi / bare {asgi / bare:.2f} (wall), {table['asgi'][n][1] / table['bare'][n][1]:.2f} (CPU)"
         )
     if len(names) == 2:
-        print("response bodies identical:", results["new"]["sha256"] == results["old"]["sha256"])
+        new, old = results["new"], results["old"]
+        print(
+            f"response PNG: {new['bytes']} vs {old['bytes']} bytes, same bytes {new['sha256'] == old['sha256']}, "
+            f"same pixels {same_image(new['body'], old['body'])}"
+        )
     for n, found in http.items():
         wall, inference = median(found["wall_ms"]), median(found["inference_ms"])
         print(
@@ -414,7 +423,7 @@ def main() -> None:
         )
     print(f"load average at end {os.getloadavg()}")
     if args.out:
-        for found in http.values():
+        for found in (*http.values(), *results.values()):
             found.pop("body", None)
         args.out.write_text(json.dumps({"table": table, "http": http, "raw": results}, indent=1))
 

@@ -47,7 +47,9 @@ def window_origins(length: int, window: int, overlap: float = 0.0) -> list[int]:
 
 def probability_png_values(prob: np.ndarray) -> np.ndarray:
     """Probabilities as the 8-bit values of a probability PNG: ``round(p · 255)``."""
-    return np.round(np.clip(prob, 0.0, 1.0) * 255.0).astype(np.uint8)
+    scaled = np.clip(prob, 0.0, 1.0)  # a new array: the steps below reuse it rather than allocate three more
+    scaled *= 255.0
+    return np.round(scaled, out=scaled).astype(np.uint8)
 
 
 def served_mask(prob: np.ndarray, threshold: float) -> np.ndarray:
