@@ -113,3 +113,20 @@ def test_a_tie_for_the_largest_region_goes_to_the_first_in_raster_order() -> Non
     mask[2:5, 15:18] = True  # 9 pixels, upper right: first
     region = fov._largest_region(mask)
     assert region[3, 16] and not region[13, 2]
+
+
+def test_response_png_holds_the_array_exactly() -> None:
+    import io
+
+    from PIL import Image
+
+    from app.measure import encode_png
+
+    rng = np.random.default_rng(4)
+    values = rng.integers(0, 256, (37, 53), dtype=np.uint8)
+    values[:10] = 0  # runs, as outside the field of view
+    mask = rng.random((20, 31)) < 0.3
+    for array, expected in ((values, values), (mask, mask.astype(np.uint8) * 255), (values.T, values.T)):
+        decoded = Image.open(io.BytesIO(encode_png(array)))
+        assert decoded.format == "PNG" and decoded.mode == "L"
+        assert np.array_equal(np.asarray(decoded), expected)
