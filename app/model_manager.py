@@ -19,7 +19,13 @@ from typing import Any
 import torch
 
 from app.settings import Settings
-from vessel_lightning.inference.backends import BackendError, CudaNetwork, build_backend, torch_threads
+from vessel_lightning.inference.backends import (
+    BackendError,
+    CudaNetwork,
+    build_backend,
+    torch_threads,
+    window_batch,
+)
 from vessel_lightning.inference.batching import DynamicBatcher
 from vessel_lightning.inference.device import describe_device, resolve_device
 from vessel_lightning.inference.predictor import (
@@ -237,10 +243,11 @@ class ModelManager:
         core, batcher = network, None
         if settings.batching_on(device.type):
             network = batcher = DynamicBatcher(core, settings.batch_max, settings.batch_wait_ms)
+        cpu = device.type == "cpu"
         threads = torch_threads(backend, settings.threads or self.torch_threads)
         served = Predictor(
             network, predictor.contract, info=info, window=settings.window, device=device,
-            threads=threads if device.type == "cpu" else None,
+            threads=threads if cpu else None, batch_windows=window_batch(backend) if cpu else None,
         )  # fmt: skip
         if isinstance(core, CudaNetwork):  # the largest window shape, every batch size up to the batch limit
             size = served.window_size(1 << 16, 1 << 16) if predictor.contract.mode == "tiles" else None

@@ -12,7 +12,7 @@ from scipy import ndimage as ndi
 from torch import nn
 
 from vessel_lightning.inference import fov
-from vessel_lightning.inference.backends import torch_threads
+from vessel_lightning.inference.backends import torch_threads, window_batch
 from vessel_lightning.inference.contract import ModelContract
 from vessel_lightning.inference.predictor import Predictor
 
@@ -83,6 +83,16 @@ def test_torch_threads_only_when_pytorch_runs_the_network() -> None:
     assert torch_threads("torch", None) is None
     for backend in ("onnx", "onnx-int8", "openvino", "openvino-bf16", "openvino-int8"):
         assert torch_threads(backend, 4) == 1
+
+
+def test_openvino_serves_one_window_per_call_and_the_values_stay() -> None:
+    assert window_batch("openvino") == window_batch("openvino-bf16") == window_batch("openvino-int8") == 1
+    assert window_batch("onnx") is None and window_batch("torch") is None
+    rgb = photo(150, 170)  # 9 windows of 64²
+    one, four = (
+        Predictor(NumpyNetwork(), contract(), window=64, batch_windows=n).predict_proba(rgb) for n in (1, 4)
+    )
+    assert np.array_equal(one, four)
 
 
 @pytest.mark.parametrize("size", [1, 2, 7, 8, 1000, 1001])

@@ -88,6 +88,16 @@ def torch_threads(backend: str, threads: int | None) -> int | None:
     return threads if backend == "torch" else 1
 
 
+def window_batch(backend: str) -> int | None:
+    """Windows per forward call for a Predictor serving ``backend`` on the CPU (None: the Predictor's default).
+
+    1 for OpenVINO: a compiled network and its buffers per input shape, so batches of 4 (and the last, shorter
+    one) held ~200 MB more after a 999×960 photo for the same values and speed (``experiments/RESULTS.md``).
+    ONNX Runtime keeps the default: one window per call ran up to 13 % slower on a busy machine.
+    """
+    return 1 if backend.startswith("openvino") else None
+
+
 def resolve_precision(precision: str, device: torch.device) -> str:
     """The GPU precision for ``precision`` on ``device``: ``auto`` is fp16 on a GPU, fp32 on the CPU.
 
