@@ -140,3 +140,32 @@ def test_response_png_holds_the_array_exactly() -> None:
         decoded = Image.open(io.BytesIO(encode_png(array)))
         assert decoded.format == "PNG" and decoded.mode == "L"
         assert np.array_equal(np.asarray(decoded), expected)
+
+
+def test_plain_png_fast_path_gives_pillows_pixels_and_leaves_the_rest_to_pillow() -> None:
+    import io
+
+    from PIL import Image
+
+    from app.decode import _plain_png, decode_image
+
+    rgb = photo(45, 67)
+
+    def png(image: Image.Image, **options: object) -> bytes:
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG", **options)
+        return buffer.getvalue()
+
+    plain = png(Image.fromarray(rgb))
+    assert np.array_equal(_plain_png(plain, 67, 45), rgb)
+    assert np.array_equal(decode_image(plain, 10_000), rgb)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90° clockwise to display
+    rotated = png(Image.fromarray(rgb), exif=exif.tobytes())
+    assert _plain_png(rotated, 67, 45) is None
+    assert decode_image(rotated, 10_000).shape == (67, 45, 3)
+    with_transparency = png(Image.fromarray(rgb), transparency=(1, 2, 3))
+    expected = np.asarray(Image.open(io.BytesIO(with_transparency)).convert("RGB"))
+    assert np.array_equal(decode_image(with_transparency, 10_000), expected)
+    assert _plain_png(png(Image.fromarray(rgb).convert("RGBA")), 67, 45) is None
+    assert _plain_png(plain[: len(plain) // 2], 67, 45) is None
