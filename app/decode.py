@@ -140,10 +140,11 @@ def _plain_png(data: bytes, width: int, height: int) -> np.ndarray | None:
         return None
     import cv2
 
-    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    if bgr is None or bgr.dtype != np.uint8 or bgr.shape != (height, width, 3):
+    # Straight to RGB (no BGR pass); orientation is not OpenCV's to apply (no eXIf here, Pillow's rule elsewhere).
+    rgb = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR_RGB | cv2.IMREAD_IGNORE_ORIENTATION)
+    if rgb is None or rgb.dtype != np.uint8 or rgb.shape != (height, width, 3):
         return None
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    return rgb
 
 
 def _to_rgb(image: Image.Image) -> np.ndarray:
