@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
-import io
 import json
 import os
 import statistics
@@ -59,21 +58,10 @@ STAGES = (
 
 def worker_env(args: argparse.Namespace, scratch: Path) -> dict[str, str]:
     """The ``vessel-serve`` environment both the in-process app and the loopback servers run with."""
-    env = {
-        "MLFLOW_TRACKING_URI": args.tracking_uri,
-        "VESSEL_MODEL_URI": args.model_uri,
-        "VESSEL_BACKEND": args.backend,
-        "VESSEL_CACHE_DIR": str(args.cache_dir),
-        "VESSEL_RELOAD_INTERVAL_S": "0",
-        "VESSEL_THREADS": str(args.threads),
-        "VESSEL_WINDOW": str(args.window),
-        "VESSEL_UI_DIR": str(scratch / "no-ui"),
-        "VESSEL_MAX_UPLOAD_MB": "100",
-        "HF_HUB_OFFLINE": "1",
-    }
-    if args.calibration_dir:
-        env["VESSEL_CALIBRATION_DIR"] = str(args.calibration_dir)
-    return env
+    sys.path.insert(0, str(REPO / "experiments"))
+    from bench_serve import serve_env
+
+    return serve_env(args.backend, args, args.tracking_uri, scratch) | {"HF_HUB_OFFLINE": "1"}
 
 
 def upload_png(args: argparse.Namespace) -> bytes:
@@ -335,12 +323,11 @@ def http_trees(
 
 
 def same_image(first: bytes, second: bytes) -> bool:
-    """Whether two PNG bodies hold the same pixels."""
-    import numpy as np
-    from PIL import Image
+    """Whether two PNG bodies hold the same pixels (bench_serve's check)."""
+    sys.path.insert(0, str(REPO / "experiments"))
+    from bench_serve import same_pixels
 
-    a, b = (np.asarray(Image.open(io.BytesIO(x))) for x in (first, second))
-    return a.shape == b.shape and bool((a == b).all())
+    return same_pixels(first, second)
 
 
 def main() -> None:
