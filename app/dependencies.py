@@ -47,7 +47,9 @@ ManagerDep = Annotated[ModelManager, Depends(get_manager)]
 PoolsDep = Annotated[Pools, Depends(get_pools)]
 
 
-def require_api_key(settings: SettingsDep, given: Annotated[str | None, Security(_api_key)] = None) -> None:
+async def require_api_key(
+    settings: SettingsDep, given: Annotated[str | None, Security(_api_key)] = None
+) -> None:
     """401 unless the request carries the server's API key (nothing to check when it has none)."""
     if settings.api_key is None:
         return

@@ -19,7 +19,13 @@ from typing import Any
 import torch
 
 from app.settings import Settings
-from vessel_lightning.inference.backends import BackendError, CudaNetwork, build_backend
+from vessel_lightning.inference.backends import (
+    BackendError,
+    CudaNetwork,
+    build_backend,
+    torch_threads,
+    window_batch,
+)
 from vessel_lightning.inference.batching import DynamicBatcher
 from vessel_lightning.inference.device import describe_device, resolve_device
 from vessel_lightning.inference.predictor import Predictor
@@ -125,6 +131,7 @@ class ModelManager:
         self._ready = threading.Event()
         self._thread: threading.Thread | None = None
         self.tracking_uri = ""
+        self.torch_threads = torch.get_num_threads()  # before any predictor sets its own
 
     def start(self) -> None:
         """Connect to the tracking store and load in a background thread that then polls the alias."""
@@ -140,6 +147,7 @@ class ModelManager:
         current = self.current
         if current is not None and current.batcher is not None:
             current.batcher.close(timeout)
+        torch.set_num_threads(self.torch_threads)  # predictors set it for their threads, and globally
 
     def wait_ready(self, timeout: float | None = None) -> bool:
         """Block until a model is loaded; returns whether one is."""
@@ -236,7 +244,12 @@ class ModelManager:
         core, batcher = network, None
         if settings.batching_on(device.type):
             network = batcher = DynamicBatcher(core, settings.batch_max, settings.batch_wait_ms)
-        served = Predictor(network, predictor.contract, info=info, window=settings.window, device=device)
+        cpu = device.type == "cpu"
+        threads = torch_threads(backend, settings.threads or self.torch_threads)
+        served = Predictor(
+            network, predictor.contract, info=info, window=settings.window, device=device,
+            threads=threads if cpu else None, batch_windows=window_batch(backend) if cpu else None,
+        )  # fmt: skip
         if isinstance(core, CudaNetwork):  # the largest window shape, every batch size up to the batch limit
             size = served.window_size(1 << 16, 1 << 16) if predictor.contract.mode == "tiles" else None
             details["warm_up"] = core.warm_up(size or predictor.contract.size, settings.batch_max)

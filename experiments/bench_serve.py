@@ -215,6 +215,100 @@ def bench_bare(
     return results
 
 
+def serve_env(backend: str, args: argparse.Namespace, tracking_uri: str, scratch: Path) -> dict[str, str]:
+    """The environment of a ``vessel-serve`` for ``backend`` in this benchmark."""
+    env = {
+        "MLFLOW_TRACKING_URI": tracking_uri,
+        "VESSEL_MODEL_URI": args.model_uri,
+        "VESSEL_BACKEND": backend,
+        "VESSEL_CACHE_DIR": str(args.cache_dir),
+        "VESSEL_RELOAD_INTERVAL_S": "0",
+        "VESSEL_THREADS": str(args.threads),
+        "VESSEL_WINDOW": str(args.window),
+        "VESSEL_UI_DIR": str(scratch / "no-ui"),
+        "VESSEL_MAX_UPLOAD_MB": "100",
+    }
+    if args.calibration_dir:
+        env["VESSEL_CALIBRATION_DIR"] = str(args.calibration_dir)
+    return env
+
+
+def post(port: int, data: bytes, answers: dict[int, bytes] | None = None) -> Callable[[], None]:
+    """A call that sends ``data`` to ``POST /predict`` on ``port`` (asserting 200); the body goes to
+    ``answers[port]`` when given."""
+    import http.client
+
+    from tests.server_process import HOST, multipart
+
+    body, content_type = multipart(data)
+
+    def call() -> None:
+        connection = http.client.HTTPConnection(HOST, port, timeout=600)
+        connection.request("POST", "/predict", body, {"Content-Type": content_type})
+        response = connection.getresponse()
+        answer = response.read()
+        connection.close()
+        assert response.status == 200, response.status
+        if answers is not None:
+            answers[port] = answer
+
+    return call
+
+
+def same_pixels(first: bytes, second: bytes) -> bool:
+    """Whether two image bodies decode to the same pixels."""
+    a, b = (np.asarray(Image.open(io.BytesIO(x))) for x in (first, second))
+    return a.shape == b.shape and bool((a == b).all())
+
+
+def bench_trees(
+    backends: list[str], args: argparse.Namespace, tracking_uri: str, large_png: bytes, scratch: Path
+) -> dict[str, dict[str, dict[str, object]]]:
+    """Before/after per backend: a ``vessel-serve`` of this checkout (``new``) and one of ``--baseline``
+    (``old``) started together; RSS when ready and after the first full-resolution photo (VmHWM), then
+    ``POST /predict`` medians of a 512² PNG and of the photo, requests alternating between the two, and the
+    peak RSS at the end. One backend's pair at a time (memory); the photo's answers must hold the same pixels."""
+    import contextlib
+
+    from tests.server_process import served
+
+    trees = {"new": Path(__file__).resolve().parents[1], "old": args.baseline.resolve()}
+    results: dict[str, dict[str, dict[str, object]]] = {}
+    for backend in backends:
+        results[backend] = found = {}
+        with contextlib.ExitStack() as stack:
+            servers = {}
+            for name, tree in trees.items():
+                env = serve_env(backend, args, tracking_uri, scratch) | {"PYTHONPATH": str(tree)}
+                log = scratch / f"serve-{backend}-{name}.log"
+                try:
+                    port, process = stack.enter_context(served(env, log, 1800, cwd=tree))
+                except RuntimeError as exc:
+                    found[name] = {"error": str(exc).splitlines()[0]}
+                    continue
+                servers[name] = (port, process.pid)
+                found[name] = {"ready_rss_mb": peak_rss_mb(process.pid)["VmRSS"]}
+            answers: dict[int, bytes] = {}
+            for name, (port, pid) in servers.items():
+                start = time.perf_counter()
+                post(port, large_png, answers)()
+                found[name]["first_photo_ms"] = round((time.perf_counter() - start) * 1000, 1)
+                found[name]["first_photo_rss_mb"] = peak_rss_mb(pid)["VmHWM"]
+            if len(servers) == 2:
+                found["photo_same_pixels"] = same_pixels(*(answers[port] for port, _ in servers.values()))
+            for label, data, repeats in (
+                ("512_png", synthetic_png(512, 512), args.repeats),
+                ("photo", large_png, args.large_repeats),
+            ):
+                times = timed({n: post(port, data) for n, (port, _) in servers.items()}, repeats, warmup=1)
+                for name, values in times.items():
+                    found[name][f"predict_{label}"] = summary(values)
+            for name, (_, pid) in servers.items():
+                found[name]["peak_rss_mb"] = peak_rss_mb(pid)["VmHWM"]
+        print(json.dumps({backend: found}), flush=True)
+    return results
+
+
 def bench_end_to_end(
     backends: list[str], args: argparse.Namespace, tracking_uri: str, large_png: bytes, scratch: Path
 ) -> dict[str, dict[str, object]]:
@@ -222,25 +316,13 @@ def bench_end_to_end(
     import contextlib
     import http.client
 
-    from tests.server_process import HOST, multipart, served
+    from tests.server_process import HOST, served
 
     results: dict[str, dict[str, object]] = {}
     ports: dict[str, tuple[int, int]] = {}
     with contextlib.ExitStack() as stack:
         for backend in backends:
-            env = {
-                "MLFLOW_TRACKING_URI": tracking_uri,
-                "VESSEL_MODEL_URI": args.model_uri,
-                "VESSEL_BACKEND": backend,
-                "VESSEL_CACHE_DIR": str(args.cache_dir),
-                "VESSEL_RELOAD_INTERVAL_S": "0",
-                "VESSEL_THREADS": str(args.threads),
-                "VESSEL_WINDOW": str(args.window),
-                "VESSEL_UI_DIR": str(scratch / "no-ui"),
-                "VESSEL_MAX_UPLOAD_MB": "100",
-            }
-            if args.calibration_dir:
-                env["VESSEL_CALIBRATION_DIR"] = str(args.calibration_dir)
+            env = serve_env(backend, args, tracking_uri, scratch)
             try:
                 port, process = stack.enter_context(served(env, scratch / f"serve-{backend}.log", 900))
             except RuntimeError as exc:
@@ -257,19 +339,6 @@ def bench_end_to_end(
             if "auto" in model["backend_details"]:
                 results[backend]["auto"] = model["backend_details"]["auto"]
             ports[backend] = (port, process.pid)
-
-        def post(port: int, data: bytes) -> Callable[[], None]:
-            body, content_type = multipart(data)
-
-            def call() -> None:
-                connection = http.client.HTTPConnection(HOST, port, timeout=600)
-                connection.request("POST", "/predict", body, {"Content-Type": content_type})
-                response = connection.getresponse()
-                response.read()
-                connection.close()
-                assert response.status == 200, response.status
-
-            return call
 
         small = synthetic_png(512, 512)
         for name, data, repeats in (
@@ -312,6 +381,11 @@ def main() -> None:
         type=int,
         default=512,
         help="sliding window of tile models, as vessel-serve (0: the tile size)",
+    )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="a checkout of the old code: the end-to-end phase becomes before/after per backend (bench_trees)",
     )
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     args = parser.parse_args()
@@ -364,7 +438,11 @@ def main() -> None:
         print(json.dumps({"bare": bare}), flush=True)  # kept if the end-to-end phase fails
         chosen = args.e2e_backends
         served = backends if chosen is None else [b for b in chosen.split(",") if b and b != "none"]
-        end = bench_end_to_end(served, args, tracking_uri, large_png, Path(scratch)) if served else {}
+        end, trees = {}, {}
+        if served and args.baseline:
+            trees = bench_trees(served, args, tracking_uri, large_png, Path(scratch))
+        elif served:
+            end = bench_end_to_end(served, args, tracking_uri, large_png, Path(scratch))
     machine |= {
         "model": f"{info.uri} (version {info.version}, {contract.arch} {contract.encoder}, {contract.mode} "
         f"{contract.size[0]}x{contract.size[1]})"
@@ -415,8 +493,33 @@ def main() -> None:
         if "auto" in row or "e2e_auto" in row:
             auto = row.get("e2e_auto") or row["auto"]
             print(f"auto chose {auto['backend']}: {auto['why']}; load-time timings {auto['timings_ms']}")
+    if trees:
+        print_trees(trees, bare)
     if args.out:
-        args.out.write_text(json.dumps({"machine": machine, "results": rows}, indent=2))
+        args.out.write_text(json.dumps({"machine": machine, "results": rows, "trees": trees}, indent=2))
+
+
+def print_trees(trees: dict[str, dict[str, dict[str, object]]], bare: dict[str, dict[str, object]]) -> None:
+    """The before/after table of :func:`bench_trees`, with this checkout's bare forward as the yardstick."""
+    print(
+        f"{'backend':14} {'code':4} {'RSS ready':>9} {'after photo':>11} {'peak':>6} {'1st photo ms':>12} "
+        f"{'/predict 512 med/p95':>21} {'e2e/bare':>8} {'photo med':>9} {'same px':>7}"
+    )
+    for backend, found in trees.items():
+        ms = bare.get(backend, {}).get("bare_512", {}).get("median_ms")
+        for name in ("old", "new"):
+            row = found.get(name, {})
+            if "ready_rss_mb" not in row:
+                print(f"{backend:14} {name:4} error: {row.get('error')}")
+                continue
+            e2e = row.get("predict_512_png", {})
+            ratio = round(e2e["median_ms"] / ms, 2) if ms and e2e else "-"
+            print(
+                f"{backend:14} {name:4} {row['ready_rss_mb']:>9} {row['first_photo_rss_mb']:>11} "
+                f"{row['peak_rss_mb']:>6} {row['first_photo_ms']:>12} {e2e.get('median_ms', '-'):>10}/"
+                f"{e2e.get('p95_ms', '-'):<10} {ratio:>8} {row.get('predict_photo', {}).get('median_ms', '-'):>9} "
+                f"{found.get('photo_same_pixels', '-')!s:>7}"
+            )
 
 
 if __name__ == "__main__":

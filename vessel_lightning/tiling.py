@@ -6,6 +6,7 @@ A leaf module: it imports nothing of the project, so every stage may use it.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -28,6 +29,7 @@ def window_origins(length: int, window: int, overlap: float = 0.0) -> list[int]:
     return [round(i * (length - window) / (count - 1)) for i in range(count)]
 
 
+@functools.lru_cache(maxsize=16)  # one per window shape: computed once, never modified in place
 def window_weights(height: int, width: int, blend: str = "gaussian") -> torch.Tensor:
     """The weight of each pixel of an ``height`` × ``width`` window when overlapping windows are averaged.
 

@@ -33,8 +33,6 @@ def detect_fov(rgb: np.ndarray) -> np.ndarray:
     """
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise ValueError(f"expected an (H, W, 3) uint8 RGB array, got {rgb.shape} {rgb.dtype}")
-    from scipy import ndimage as ndi
-
     height, width = rgb.shape[:2]
     full = np.ones((height, width), dtype=bool)
     if min(height, width) < 16:
@@ -49,36 +47,66 @@ def detect_fov(rgb: np.ndarray) -> np.ndarray:
             value[-patch:, -patch:].ravel(),
         ]
     )
-    dark = float(np.median(corners))
-    inner = float(np.median(value[height // 4 : 3 * height // 4, width // 4 : 3 * width // 4]))
+    dark = _median_uint8(corners)
+    inner = _median_uint8(value[height // 4 : 3 * height // 4, width // 4 : 3 * width // 4])
     if inner - dark < MIN_CONTRAST:
         return full
     field = value > dark + THRESHOLD_FRACTION * (inner - dark)
-    labels, count = ndi.label(field)
-    if count == 0:
+    field = _largest_region(field)
+    if field is None:
         return full
-    if count > 1:
-        sizes = np.bincount(labels.ravel())
-        sizes[0] = 0
-        field = labels == sizes.argmax()
     field = _fill_holes(field)
-    if field.mean() >= FULL_FRAME or not _is_disc(field):
+    if np.count_nonzero(field) / field.size >= FULL_FRAME or not _is_disc(field):
         return full
     return field
 
 
-def _fill_holes(mask: np.ndarray) -> np.ndarray:
-    """``mask`` with every background region that does not touch the frame filled (faster than ndi's on 8 MP)."""
-    from scipy import ndimage as ndi
+def _median_uint8(values: np.ndarray) -> float:
+    """``float(np.median(values))`` of uint8 values, from their histogram (one pass, no sort)."""
+    counts = np.cumsum(np.bincount(values.ravel(), minlength=256))
+    size = int(counts[-1])
+    low = int(np.searchsorted(counts, (size - 1) // 2, side="right"))  # the two middle order statistics
+    high = int(np.searchsorted(counts, size // 2, side="right"))
+    return (low + high) / 2
 
-    labels, count = ndi.label(~mask)
-    if count == 0:
+
+def _labels(mask: np.ndarray) -> tuple[int, np.ndarray]:
+    """4-connected regions of a boolean mask (scipy's default structure): their count with the background and an
+    int32 label image (OpenCV's labelling, ~2× faster than scipy's)."""
+    import cv2
+
+    return cv2.connectedComponents(mask.view(np.uint8), connectivity=4, ltype=cv2.CV_32S)
+
+
+def _largest_region(mask: np.ndarray) -> np.ndarray | None:
+    """The largest 4-connected region of ``mask`` (the first in raster order among equals, as scipy's labels and
+    ``argmax`` chose); None when the mask is empty."""
+    count, labels = _labels(mask)
+    if count <= 1:
+        return None
+    if count == 2:
         return mask
-    edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
-    keep = np.zeros(count + 1, dtype=bool)
-    keep[edge] = True
-    keep[0] = False
-    return ~keep[labels]
+    sizes = np.bincount(labels.ravel(), minlength=count)
+    sizes[0] = 0
+    largest = np.flatnonzero(sizes == sizes.max())
+    if len(largest) > 1:  # a tie: OpenCV does not promise scipy's raster-order numbering, so ask scipy
+        from scipy import ndimage as ndi
+
+        labels, _ = ndi.label(mask)
+        sizes = np.bincount(labels.ravel())
+        sizes[0] = 0
+        return labels == sizes.argmax()
+    return labels == largest[0]
+
+
+def _fill_holes(mask: np.ndarray) -> np.ndarray:
+    """``mask`` with every background region that does not touch the frame filled: the background is flooded
+    (4-connected) from a one-pixel frame around it, and what the flood did not reach is a hole."""
+    import cv2
+
+    outside = np.pad(~mask, 1, constant_values=True).view(np.uint8)
+    cv2.floodFill(outside, None, (0, 0), 2, flags=4)
+    return outside[1:-1, 1:-1] != 2
 
 
 def _rim(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -116,8 +144,9 @@ def _is_disc(field: np.ndarray) -> bool:
     rows = np.arange(0, field.shape[0] * step, step)[:, None] - cy
     cols = np.arange(0, field.shape[1] * step, step)[None, :] - cx
     disc = rows * rows + cols * cols <= radius * radius
-    overlap = float((disc & field).sum())
-    return overlap / max(1.0, float(disc.sum())) >= DISC_FILL and overlap / float(field.sum()) >= DISC_FILL
+    overlap = float(np.count_nonzero(disc & field))
+    inside = float(np.count_nonzero(disc))
+    return overlap / max(1.0, inside) >= DISC_FILL and overlap / float(np.count_nonzero(field)) >= DISC_FILL
 
 
 def fov_diameter(fov: np.ndarray) -> float:

@@ -78,6 +78,27 @@ class OnnxNetwork(nn.Module):
         return torch.from_numpy(self.session.run(None, {self.input_name: array})[0])
 
 
+def torch_threads(backend: str, threads: int | None) -> int | None:
+    """PyTorch's intra-op threads for a Predictor serving ``backend`` on the CPU: ``threads`` (None: PyTorch's
+    default) when PyTorch runs the network, 1 when ONNX Runtime or OpenVINO does.
+
+    The Predictor's own PyTorch work beside such a network (uint8 to float, sigmoid, blending) is elementwise, so
+    its values do not depend on the count, but a 2-thread OpenMP region waits for a core the runtime's pool (or a
+    neighbour) holds: a 512² sigmoid took 7.9 ms on 2 threads and 0.1 ms on 1 on a busy 2-core machine.
+    """
+    return threads if backend == "torch" else 1
+
+
+def window_batch(backend: str) -> int | None:
+    """Windows per forward call for a Predictor serving ``backend`` on the CPU (None: the Predictor's default).
+
+    1 for OpenVINO: a compiled network and its buffers per input shape, so batches of 4 (and the last, shorter
+    one) held ~200 MB more after a 999×960 photo for the same values and speed (``experiments/RESULTS.md``).
+    ONNX Runtime keeps the default: one window per call ran up to 13 % slower on a busy machine.
+    """
+    return 1 if backend.startswith("openvino") else None
+
+
 def resolve_precision(precision: str, device: torch.device) -> str:
     """The GPU precision for ``precision`` on ``device``: ``auto`` is fp16 on a GPU, fp32 on the CPU.
 

@@ -29,7 +29,9 @@ AUTO = "auto"
 
 def probability_png_values(prob: np.ndarray) -> np.ndarray:
     """Probabilities as the 8-bit values of a probability PNG: ``round(p · 255)``."""
-    return np.round(np.clip(prob, 0.0, 1.0) * 255.0).astype(np.uint8)
+    scaled = np.clip(prob, 0.0, 1.0)  # a new array: the steps below reuse it rather than allocate three more
+    scaled *= 255.0
+    return np.round(scaled, out=scaled).astype(np.uint8)
 
 
 def served_mask(prob: np.ndarray, threshold: float) -> np.ndarray:
@@ -54,7 +56,10 @@ class Predictor:
     field-of-view diameter (the contract's ``fov_diameter``, or ``reference_diameter``) to the photo's detected
     one (photos that fill the frame, and resize models, at 1); ``batch_windows`` how many windows run through
     the network at once (None: 4 on the CPU, all windows of the photo in one batch on a GPU); ``blend`` how
-    overlapping windows are averaged (:func:`window_weights`: ``"gaussian"``, the default, or ``"mean"``). On a GPU the photo
+    overlapping windows are averaged (:func:`~vessel_lightning.tiling.window_weights`: ``"gaussian"``, the
+    default, or ``"mean"``); ``threads`` PyTorch's intra-op threads for the calling thread during
+    :meth:`predict_proba` (None: as they are; 1 when ONNX Runtime or OpenVINO runs the network, see
+    :func:`~vessel_lightning.inference.backends.torch_threads`). On a GPU the photo
     is uploaded once (pinned, as uint8) and windows, blending and resampling stay on the device until the
     probabilities come back.
     """
@@ -73,6 +78,7 @@ class Predictor:
         batch_windows: int | None = None,
         blend: str = "gaussian",
         info: ModelInfo | None = None,
+        threads: int | None = None,
     ) -> None:
         if blend not in BLENDS:
             raise ValueError(f"blend must be one of {', '.join(BLENDS)}, not {blend!r}")
@@ -110,6 +116,7 @@ class Predictor:
         self.scale = scale
         self.batch_windows = batch_windows or (4 if self.device.type == "cpu" else 1024)
         self.info = info or ModelInfo(uri="<in memory>")
+        self.threads = threads
 
     @classmethod
     def from_uri(cls, model_uri: str, **kwargs: Any) -> Predictor:
@@ -158,12 +165,14 @@ class Predictor:
         full_h, full_w = padded.shape[-2:]
         total = torch.zeros(full_h, full_w, device=padded.device)
         weight = torch.zeros(full_h, full_w, device=padded.device)
-        weights = window_weights(tile_h, tile_w, self.blend).to(padded.device)
         origins = [
             (top, left)
             for top in window_origins(full_h, tile_h, self.overlap)
             for left in window_origins(full_w, tile_w, self.overlap)
         ]
+        if len(origins) == 1:  # one window (a 512² upload): no stacking or blending, the same values
+            return self._forward(padded[None, :, :tile_h, :tile_w])[0, 0, :height, :width]
+        weights = window_weights(tile_h, tile_w, self.blend).to(padded.device)
         for start in range(0, len(origins), self.batch_windows):
             chunk = origins[start : start + self.batch_windows]
             windows = torch.stack(
@@ -197,6 +206,8 @@ class Predictor:
         """
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise ValueError(f"expected an (H, W, 3) uint8 RGB array, got {rgb.shape} {rgb.dtype}")
+        if self.threads and torch.get_num_threads() != self.threads:  # OpenMP's count is per calling thread
+            torch.set_num_threads(self.threads)
         if isinstance(fov, str):
             if fov != "detect":
                 raise ValueError(f"fov must be a mask, 'detect' or None, not {fov!r}")
@@ -218,7 +229,7 @@ class Predictor:
                 prob = self._forward(self._pad(image[None], *size))[:, :, : size[0], : size[1]]
             if (height, width) != size:
                 prob = F.interpolate(prob, size=(height, width), mode="bilinear", align_corners=False)
-            return prob[0, 0].clamp(0, 1).cpu().numpy().astype(np.float32)
+            return prob[0, 0].clamp(0, 1).cpu().numpy().astype(np.float32, copy=False)
 
     def _upload(self, rgb: np.ndarray) -> torch.Tensor:
         """A uint8 ``(H, W, 3)`` photo as a float [3, H, W] tensor in [0, 1] on the predictor's device.

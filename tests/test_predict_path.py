@@ -1,0 +1,171 @@
+"""The request path's shortcuts give the values of the long way: one window, PyTorch's thread count, the FOV's
+OpenCV labelling and histogram medians."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage as ndi
+from torch import nn
+
+from vessel_lightning.contract import ModelContract
+from vessel_lightning.data import fov
+from vessel_lightning.inference.backends import torch_threads, window_batch
+from vessel_lightning.inference.predictor import Predictor
+
+
+class NumpyNetwork(nn.Module):
+    """A network outside PyTorch (as ONNX Runtime or OpenVINO): fixed random 1×1 mixing of the channels."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weights = np.random.default_rng(0).normal(size=3).astype(np.float32) * 4
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        array = batch.numpy()
+        return torch.from_numpy(np.einsum("nchw,c->nhw", array, self.weights)[:, None] - 2)
+
+
+def contract(size: int = 32) -> ModelContract:
+    return ModelContract(encoder="efficientnet-b0", size=(size, size), threshold=0.5, mode="tiles")
+
+
+def photo(height: int, width: int) -> np.ndarray:
+    return np.random.default_rng(1).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+def test_one_window_is_the_sigmoid_of_the_network_on_the_photo() -> None:
+    network = NumpyNetwork()
+    rgb = photo(64, 64)
+    prob = Predictor(network, contract(), window=64).predict_proba(rgb)
+    upload = torch.from_numpy(rgb).permute(2, 0, 1).float().div(255.0)[None]
+    expected = torch.sigmoid(network(upload))[0, 0].clamp(0, 1).numpy()
+    assert prob.dtype == np.float32 and prob.shape == (64, 64)
+    assert np.array_equal(prob, expected)
+
+
+def test_one_window_with_padding_is_cut_back_to_the_photo() -> None:
+    rgb = photo(50, 61)  # padded to 64×64: one window, cut back to 50×61
+    predictor = Predictor(NumpyNetwork(), contract(), window=64)
+    prob = predictor.predict_proba(rgb)
+    assert prob.shape == (50, 61)
+    with torch.inference_mode():
+        padded = predictor._pad(predictor._upload(rgb)[None], 64, 64)
+        expected = torch.sigmoid(predictor.network(padded))[0, 0, :50, :61].numpy()
+    assert np.array_equal(prob, expected)
+
+
+def test_threads_apply_to_the_predicting_thread_and_leave_the_values_alone() -> None:
+    rgb = photo(96, 80)  # several windows: blending and the float upload run in PyTorch
+    reference = Predictor(NumpyNetwork(), contract(), window=64).predict_proba(rgb)
+    seen: dict[str, object] = {}
+
+    def predict() -> None:
+        seen["prob"] = Predictor(NumpyNetwork(), contract(), window=64, threads=1).predict_proba(rgb)
+        seen["threads"] = torch.get_num_threads()
+
+    before = torch.get_num_threads()
+    try:
+        worker = threading.Thread(target=predict)
+        worker.start()
+        worker.join()
+    finally:
+        torch.set_num_threads(before)
+    assert seen["threads"] == 1
+    assert np.array_equal(seen["prob"], reference)
+
+
+def test_torch_threads_only_when_pytorch_runs_the_network() -> None:
+    assert torch_threads("torch", 4) == 4
+    assert torch_threads("torch", None) is None
+    for backend in ("onnx", "onnx-int8", "openvino", "openvino-bf16", "openvino-int8"):
+        assert torch_threads(backend, 4) == 1
+
+
+def test_openvino_serves_one_window_per_call_and_the_values_stay() -> None:
+    assert window_batch("openvino") == window_batch("openvino-bf16") == window_batch("openvino-int8") == 1
+    assert window_batch("onnx") is None and window_batch("torch") is None
+    rgb = photo(150, 170)  # 9 windows of 64²
+    one, four = (
+        Predictor(NumpyNetwork(), contract(), window=64, batch_windows=n).predict_proba(rgb) for n in (1, 4)
+    )
+    assert np.array_equal(one, four)
+
+
+@pytest.mark.parametrize("size", [1, 2, 7, 8, 1000, 1001])
+def test_histogram_median_is_numpys(size: int) -> None:
+    rng = np.random.default_rng(size)
+    for values in (rng.integers(0, 256, size, dtype=np.uint8), np.full(size, 7, np.uint8)):
+        assert fov._median_uint8(values) == float(np.median(values))
+
+
+def test_largest_region_and_holes_are_scipys() -> None:
+    rng = np.random.default_rng(3)
+    for _ in range(40):
+        mask = rng.random((int(rng.integers(2, 60)), int(rng.integers(2, 60)))) < rng.uniform(0.2, 0.8)
+        labels, count = ndi.label(mask)
+        largest = fov._largest_region(mask)
+        if count == 0:
+            assert largest is None
+            continue
+        sizes = np.bincount(labels.ravel())
+        sizes[0] = 0
+        assert np.array_equal(largest, labels == sizes.argmax())
+        assert np.array_equal(fov._fill_holes(mask), ndi.binary_fill_holes(mask))
+
+
+def test_a_tie_for_the_largest_region_goes_to_the_first_in_raster_order() -> None:
+    mask = np.zeros((20, 20), dtype=bool)
+    mask[12:15, 1:4] = True  # 9 pixels, lower left: second in raster order
+    mask[2:5, 15:18] = True  # 9 pixels, upper right: first
+    region = fov._largest_region(mask)
+    assert region[3, 16] and not region[13, 2]
+
+
+def test_response_png_holds_the_array_exactly() -> None:
+    import io
+
+    from PIL import Image
+
+    from app.measure import encode_png
+
+    rng = np.random.default_rng(4)
+    values = rng.integers(0, 256, (37, 53), dtype=np.uint8)
+    values[:10] = 0  # runs, as outside the field of view
+    mask = rng.random((20, 31)) < 0.3
+    for array, expected in ((values, values), (mask, mask.astype(np.uint8) * 255), (values.T, values.T)):
+        decoded = Image.open(io.BytesIO(encode_png(array)))
+        assert decoded.format == "PNG" and decoded.mode == "L"
+        assert np.array_equal(np.asarray(decoded), expected)
+
+
+def test_plain_png_fast_path_gives_pillows_pixels_and_leaves_the_rest_to_pillow() -> None:
+    import io
+
+    from PIL import Image
+
+    from app.decode import _plain_png, decode_image
+
+    rgb = photo(45, 67)
+
+    def png(image: Image.Image, **options: object) -> bytes:
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG", **options)
+        return buffer.getvalue()
+
+    plain = png(Image.fromarray(rgb))
+    assert np.array_equal(_plain_png(plain, 67, 45), rgb)
+    assert np.array_equal(decode_image(plain, 10_000), rgb)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90° clockwise to display
+    rotated = png(Image.fromarray(rgb), exif=exif.tobytes())
+    assert _plain_png(rotated, 67, 45) is None
+    assert decode_image(rotated, 10_000).shape == (67, 45, 3)
+    with_transparency = png(Image.fromarray(rgb), transparency=(1, 2, 3))
+    expected = np.asarray(Image.open(io.BytesIO(with_transparency)).convert("RGB"))
+    assert np.array_equal(decode_image(with_transparency, 10_000), expected)
+    assert _plain_png(png(Image.fromarray(rgb).convert("RGBA")), 67, 45) is None
+    assert _plain_png(plain[: len(plain) // 2], 67, 45) is None
