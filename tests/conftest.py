@@ -22,6 +22,13 @@ def real_data_dir() -> Path | None:
     return None
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that read a real data set (the ``data_dir`` fixture) are slow: ``make test-fast`` leaves them out."""
+    for item in items:
+        if "data_dir" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     found = real_data_dir()

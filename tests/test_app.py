@@ -339,6 +339,7 @@ def test_onnx_int8_without_calibration_falls_back_to_torch(registry: str, tmp_pa
         client.__exit__(None, None, None)
 
 
+@pytest.mark.slow  # ~6 s: exports and calibrates an int8 model
 def test_onnx_int8_is_calibrated_cached_and_close_to_torch(registry: str, tmp_path: Path) -> None:
     from vessel_lightning.tracking.registry import set_alias
 
@@ -363,6 +364,7 @@ def test_onnx_int8_is_calibrated_cached_and_close_to_torch(registry: str, tmp_pa
     assert len(list((tmp_path / "onnx-cache").glob("*/model.int8-*.onnx"))) == 1
 
 
+@pytest.mark.slow  # ~6 s: converts and compiles OpenVINO models
 def test_openvino_backends_are_converted_once_checked_and_match_torch(registry: str, tmp_path: Path) -> None:
     pytest.importorskip("openvino")
     from vessel_lightning.tracking.registry import set_alias

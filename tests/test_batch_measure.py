@@ -29,6 +29,7 @@ def _photos(folder: Path, count: int = 2) -> list[Path]:
     return paths
 
 
+@pytest.mark.slow  # ~8 s: predicts, measures and writes a folder
 def test_vessel_predict_over_a_folder_writes_field_csv_and_geojson(
     store: str, network, tmp_path: Path, capsys
 ) -> None:
@@ -64,6 +65,7 @@ def test_vessel_predict_over_a_folder_writes_field_csv_and_geojson(
     assert "2 photo(s)" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # ~6 s: two prediction runs
 def test_vessel_predict_scale_auto_needs_and_uses_the_training_field(
     store: str, network, tmp_path: Path, capsys
 ) -> None:
@@ -113,6 +115,7 @@ def _export_and_prepare(tmp_path: Path, mode: str = "tiles"):
     return root, cfg, read_manifest(cfg.prepared_dir)
 
 
+@pytest.mark.slow  # ~7 s: predicts, exports and prepares again
 def test_exported_geojson_prepares_back_to_the_predicted_masks(store: str, network, tmp_path: Path) -> None:
     from vessel_lightning.inference.predictor import Predictor, served_mask
 

@@ -225,6 +225,7 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc; the death signal is Linux's")
+@pytest.mark.slow  # starts and kills vessel-prepare processes
 def test_sigkill_of_a_prepare_leaves_no_workers_and_no_blocking_lock(tmp_path: Path) -> None:
     root = make_masks_folder(tmp_path / "raw", count=40, size=(600, 600))
     out = tmp_path / "out"

@@ -20,6 +20,8 @@ from vessel_lightning.models import load_network
 from vessel_lightning.tracking.offline import ImportRunError, JobFolder, main, read_metrics
 from vessel_lightning.tracking.train import train
 
+pytestmark = pytest.mark.slow  # each test trains the job it imports
+
 
 @pytest.fixture
 def csv_job(tiny_prepared: DictConfig, tmp_path: Path) -> Path:

@@ -170,6 +170,7 @@ def _kill_when_staging_fills(process: subprocess.Popen, out: Path, files: int) -
     raise AssertionError("prepare never started writing")
 
 
+@pytest.mark.slow  # starts and kills vessel-prepare processes
 def test_prepare_killed_midway_leaves_previous_or_nothing(tmp_path: Path) -> None:
     root = make_masks_folder(tmp_path / "raw", count=30, size=(600, 600))
     out = tmp_path / "out"

@@ -240,6 +240,7 @@ def test_vessel_predict_writes_masks_and_overlays(store: str, network, tmp_path:
     assert Image.open(tmp_path / "res" / "p1.overlay.png").size == (64, 64)
 
 
+@pytest.mark.slow  # ~6 s: exports a backend, evaluates and predicts
 def test_eval_and_predict_run_on_a_chosen_backend(
     store: str, network, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:

@@ -468,6 +468,7 @@ def test_mlflow_ui_shows_the_sweep_as_one_group_with_its_summary(parallel_sweep)
         server.wait(timeout=30)
 
 
+@pytest.mark.slow  # runs the vessel-train CLI in a process
 def test_a_sweep_that_cannot_start_leaves_its_parent_run_failed(tmp_path: Path) -> None:
     # The sweeper raises before any job (nothing to search): Hydra skips on_multirun_end.
     args = ["-m", "hparams_search=chase_optuna", "~hydra.sweeper.params", "paths.runs_dir=runs"]

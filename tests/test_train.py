@@ -25,6 +25,10 @@ from vessel_lightning.tracking.train import resolve_ckpt_path, train
 
 REQUIRED_KEYS = {"train/loss", "val/loss", "val/f1", "val/iou", "val/precision", "val/recall", "val/f1_best"}
 
+pytestmark = (
+    pytest.mark.slow
+)  # every test here trains (tiny, but real steps), so `make test-fast` leaves them out
+
 
 def test_train_logs_run_metrics_and_artifacts(
     tiny_prepared: DictConfig,

@@ -74,6 +74,7 @@ def test_a_source_that_shares_nothing_or_is_missing_is_an_error(tmp_path: Path) 
         warm_start(plain, str(tmp_path / "other.ckpt"))
 
 
+@pytest.mark.slow  # trains
 def test_train_starts_from_a_logged_model_and_tags_the_run(
     tiny_prepared: DictConfig,
     tmp_path: Path,
