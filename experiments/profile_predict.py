@@ -21,7 +21,7 @@ table gives medians side by side and their ratio. ``--http`` adds real loopback 
 and pixel for pixel.
 
     python experiments/profile_predict.py --tracking-uri sqlite:///<store> --backend openvino-bf16 \\
-        --baseline /tmp/old-tree --requests 10 --rounds 6 --http
+        --baseline ../old-tree --requests 10 --rounds 6 --http
 """
 
 from __future__ import annotations
