@@ -29,6 +29,13 @@ def window_origins(length: int, window: int, overlap: float = 0.0) -> list[int]:
     return [round(i * (length - window) / (count - 1)) for i in range(count)]
 
 
+def require_blend(blend: str) -> str:
+    """``blend`` itself when it is one of ``BLENDS``; ValueError naming the choices otherwise."""
+    if blend not in BLENDS:
+        raise ValueError(f"blend must be one of {', '.join(BLENDS)}, not {blend!r}")
+    return blend
+
+
 @functools.lru_cache(maxsize=16)  # one per window shape: computed once, never modified in place
 def window_weights(height: int, width: int, blend: str = "gaussian") -> torch.Tensor:
     """The weight of each pixel of an ``height`` × ``width`` window when overlapping windows are averaged.
@@ -37,10 +44,8 @@ def window_weights(height: int, width: int, blend: str = "gaussian") -> torch.Te
     its side, 1 at the centre and above 1e-6 at the corners (a pixel covered by one window keeps that window's
     probability exactly, whatever its weight).
     """
-    if blend == "mean":
+    if require_blend(blend) == "mean":
         return torch.ones(height, width)
-    if blend != "gaussian":
-        raise ValueError(f"blend must be one of {', '.join(BLENDS)}, not {blend!r}")
 
     def axis(n: int) -> torch.Tensor:
         offset = torch.arange(n, dtype=torch.float64) - (n - 1) / 2

@@ -21,7 +21,7 @@ from vessel_lightning.contract import ModelContract
 from vessel_lightning.data.fov import apply_fov, detect_fov, fov_diameter
 from vessel_lightning.data.images import resize_image
 from vessel_lightning.threshold import is_vessel
-from vessel_lightning.tiling import BLENDS, window_origins, window_weights
+from vessel_lightning.tiling import require_blend, window_origins, window_weights
 from vessel_lightning.tracking.models import ModelInfo, load_logged_model
 
 AUTO = "auto"
@@ -80,8 +80,6 @@ class Predictor:
         info: ModelInfo | None = None,
         threads: int | None = None,
     ) -> None:
-        if blend not in BLENDS:
-            raise ValueError(f"blend must be one of {', '.join(BLENDS)}, not {blend!r}")
         if scale == AUTO:
             reference = reference_diameter or contract.fov_diameter
             if contract.mode == "tiles" and not reference:
@@ -111,7 +109,7 @@ class Predictor:
         self.contract = contract
         self.tta = tta
         self.overlap = overlap
-        self.blend = blend
+        self.blend = require_blend(blend)  # at construction, not at the first photo
         self.window = window
         self.scale = scale
         self.batch_windows = batch_windows or (4 if self.device.type == "cpu" else 1024)
