@@ -111,6 +111,11 @@ def manifest_of(cfg: Any) -> dict[str, Any]:
     return read_manifest(cfg.prepared_dir)
 
 
+def store_uri(tmp_path: Path) -> str:
+    """The URI of the embedded MLflow store a test keeps in ``tmp_path`` (not created here)."""
+    return f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}"
+
+
 @pytest.fixture
 def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """A fresh embedded MLflow store in tmp (its URI; also $MLFLOW_TRACKING_URI and MLflow's global tracking URI,
@@ -119,7 +124,7 @@ def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 
     from vessel_lightning.tracking.store import ensure_store
 
-    uri = f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}"
+    uri = store_uri(tmp_path)
     ensure_store(uri)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     previous = mlflow.get_tracking_uri()
@@ -142,6 +147,6 @@ def network():
 @pytest.fixture
 def mlflow_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     """Point MLflow at a fresh SQLite store in ``tmp_path``; return its URI."""
-    uri = f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}"
+    uri = store_uri(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     return uri
