@@ -13,7 +13,7 @@ from torch import nn
 
 from vessel_lightning.contract import ModelContract
 from vessel_lightning.data import fov
-from vessel_lightning.inference.backends import torch_threads, window_batch
+from vessel_lightning.inference.backends import torch_threads, use_backend, window_batch
 from vessel_lightning.inference.predictor import Predictor
 
 
@@ -93,6 +93,25 @@ def test_openvino_serves_one_window_per_call_and_the_values_stay() -> None:
         Predictor(NumpyNetwork(), contract(), window=64, batch_windows=n).predict_proba(rgb) for n in (1, 4)
     )
     assert np.array_equal(one, four)
+
+
+@pytest.mark.slow  # ~10 s: exports a B0 to ONNX and compiles it in OpenVINO
+def test_the_clis_backends_follow_the_servers_thread_and_window_rules(network, tmp_path) -> None:
+    """vessel-eval and vessel-predict swap the network with use_backend: the predictor then takes the server's
+    PyTorch threads and windows per call for the backend it got, and its probabilities stay PyTorch's."""
+    rgb = photo(150, 170)  # 9 windows of 64²
+    reference = Predictor(network, contract(64), window=64).predict_proba(rgb)
+    before = torch.get_num_threads()  # a predictor sets the count of the thread it predicts in
+    try:
+        for backend, windows in (("torch", 4), ("onnx", 4), ("openvino", 1)):
+            predictor = Predictor(network, contract(64), window=64, threads=2)
+            result = use_backend(predictor, backend, cache_dir=tmp_path, threads=2)
+            assert result.backend == backend
+            assert predictor.threads == (2 if backend == "torch" else 1)
+            assert predictor.batch_windows == windows
+            assert np.abs(predictor.predict_proba(rgb) - reference).max() < 1e-4
+    finally:
+        torch.set_num_threads(before)
 
 
 @pytest.mark.parametrize("size", [1, 2, 7, 8, 1000, 1001])

@@ -478,11 +478,17 @@ def use_backend(
 ) -> BackendResult:
     """Swap ``predictor``'s network for ``backend``'s on the predictor's device (for ``vessel-eval`` and
     ``vessel-predict``); returns what :func:`build_backend` returned. On a GPU ``auto`` and ``torch`` give the
-    GPU backend in ``precision`` and CPU backends are refused with :class:`BackendError`."""
+    GPU backend in ``precision`` and CPU backends are refused with :class:`BackendError`.
+
+    On the CPU the predictor then follows ``vessel-serve``'s rules for the backend it got (``auto`` included):
+    PyTorch's threads (:func:`torch_threads`) and windows per call (:func:`window_batch`)."""
     result = build_backend(
         backend, predictor.network, predictor.contract, predictor.info, tracking_uri=tracking_uri,
         cache_dir=cache_dir, calibration_dir=calibration_dir, threads=threads, window=predictor.window,
         device=predictor.device, precision=precision,
     )  # fmt: skip
     predictor.network = result.network
+    if predictor.device.type == "cpu":
+        predictor.threads = torch_threads(result.backend, threads or predictor.threads)
+        predictor.batch_windows = window_batch(result.backend) or predictor.batch_windows
     return result
