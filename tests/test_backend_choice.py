@@ -210,3 +210,14 @@ def test_fp32_check_scales_logit_rounding_with_their_magnitude() -> None:
     diff = compare(big, Slow(big, 0), (8, 8))
     assert diff == {"logits": 0.0, "logits_relative": 0.0, "probability": 0.0}
     assert compare(big, Corrupted(), (8, 8))["logits_relative"] > 0.1
+
+
+def test_the_bf16_load_check_refuses_a_broken_conversion_not_rounding() -> None:
+    from vessel_lightning.inference.openvino_backend import bf16_mismatch
+
+    # Measured (2026-12-03, run 4): the demo champion in OpenVINO bf16 on the check batch; its served masks differ
+    # from fp32's in 0.04 % of the pixels, yet single probabilities moved by 0.066 (the old max-based check refused it).
+    rounding = {"logits": 0.270, "logits_relative": 0.040, "probability": 0.066, "probability_mean": 0.0052}
+    assert not bf16_mismatch(rounding)
+    # A conversion that lost the weights: probabilities off by tenths on average.
+    assert bf16_mismatch(rounding | {"probability": 0.9, "probability_mean": 0.21})

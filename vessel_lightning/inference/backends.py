@@ -90,11 +90,12 @@ def torch_threads(backend: str, threads: int | None) -> int | None:
 
 
 def window_batch(backend: str) -> int | None:
-    """Windows per forward call for a Predictor serving ``backend`` on the CPU (None: the Predictor's default).
+    """Windows per forward call for a Predictor serving ``backend`` on the CPU (None: the Predictor's rule by
+    pixels per call, :func:`~vessel_lightning.inference.predictor.cpu_windows_per_call`).
 
-    1 for OpenVINO: a compiled network and its buffers per input shape, so batches of 4 (and the last, shorter
-    one) held ~200 MB more after a 999×960 photo for the same values and speed (``experiments/RESULTS.md``).
-    ONNX Runtime keeps the default: one window per call ran up to 13 % slower on a busy machine.
+    1 for OpenVINO at every window size: a compiled network and its buffers per input shape, so batches of 4 (and
+    the last, shorter one) held ~200 MB more after a 999×960 photo for the same values and speed
+    (``experiments/RESULTS.md``).
     """
     return 1 if backend.startswith("openvino") else None
 
@@ -221,18 +222,20 @@ def export_onnx(network: nn.Module, path: Path, size: Sequence[int]) -> None:
 
 def compare(network: nn.Module, candidate: nn.Module, size: Sequence[int], seed: int = 0) -> dict[str, float]:
     """Max abs difference of logits and probabilities between a reference network and a candidate backend
-    (ONNX, int8, OpenVINO, half precision on a GPU) on a fixed random batch, and of the logits relative to their
-    largest magnitude (float32 rounding grows with it)."""
+    (ONNX, int8, OpenVINO, half precision on a GPU) on a fixed random batch, of the logits relative to their
+    largest magnitude (float32 rounding grows with it), and the mean abs difference of the probabilities."""
     generator = torch.Generator().manual_seed(seed)
     batch = torch.rand(2, 3, *size, generator=generator)
     with torch.inference_mode():
         expected = network(batch).float()
         got = candidate(batch).float().to(expected.device)
     logits = float((expected - got).abs().max())
+    probability = (torch.sigmoid(expected) - torch.sigmoid(got)).abs()
     return {
         "logits": logits,
         "logits_relative": logits / max(1.0, float(expected.abs().max())),
-        "probability": float((torch.sigmoid(expected) - torch.sigmoid(got)).abs().max()),
+        "probability": float(probability.max()),
+        "probability_mean": float(probability.mean()),
     }
 
 

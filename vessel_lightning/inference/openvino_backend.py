@@ -5,7 +5,8 @@ The ONNX file is converted once per model version into OpenVINO IR in the backen
 networks are kept per input shape (static shapes run ~20 % faster than one dynamic compile) and OpenVINO's own
 compiled-blob cache sits beside them. At load the network is compared with PyTorch on a fixed random batch:
 f32 must agree as the ONNX export does (:func:`~vessel_lightning.inference.backends.fp32_mismatch`), bf16 to
-:data:`BF16_PROBABILITY_TOLERANCE` in probability; int8 is recorded only (its masks are judged by ``auto``'s gate).
+:data:`BF16_PROBABILITY_TOLERANCE` in mean probability (:func:`bf16_mismatch`); int8 is recorded only (its masks
+are judged by ``auto``'s gate).
 """
 
 from __future__ import annotations
@@ -35,9 +36,13 @@ from vessel_lightning.inference.backends import (
 )
 
 PRECISIONS = {"openvino": "f32", "openvino-bf16": "bf16", "openvino-int8": "int8"}
-# bf16 keeps 8 bits of mantissa: a random-weight B0's probabilities moved by 0.002 at 512²; a move past 0.05
-# means a broken conversion, not rounding.
-BF16_PROBABILITY_TOLERANCE = 0.05
+# bf16 keeps 8 bits of mantissa. On the check batch (uniform noise) rounding moved a trained B0's probabilities by
+# 0.0052 on average, single pixels by up to 0.066 (a crop of a real photo: 0.0004 and 0.072; the demo champion of
+# 2026-12-03 run 4, whose served masks differ from fp32's in 0.04 % of the pixels), a random-weight B0's by 0.002 at
+# most. So the largest move is no criterion (it refused that model); the mean is: a broken conversion (another
+# network's weights, a wrong layout) moves probabilities by tenths on average. What a user's mask loses is judged by
+# ``auto``'s mask gate on real photos.
+BF16_PROBABILITY_TOLERANCE = 0.02  # mean absolute probability difference
 MAX_SHAPES = 8  # compiled shapes kept per network (window batches, resize inputs); least recently used goes
 
 
@@ -135,6 +140,12 @@ def convert_to_ir(onnx_path: Path, folder: Path) -> tuple[Path, dict[str, Any]]:
     return target, record | {"cached": False}
 
 
+def bf16_mismatch(diff: dict[str, float]) -> bool:
+    """Whether a bf16 network's :func:`~vessel_lightning.inference.backends.compare` result shows a broken
+    conversion: a mean probability move over :data:`BF16_PROBABILITY_TOLERANCE` (rounding stays far below)."""
+    return diff["probability_mean"] > BF16_PROBABILITY_TOLERANCE
+
+
 def build_openvino(
     backend: str,
     network: nn.Module,
@@ -161,7 +172,7 @@ def build_openvino(
         raise BackendError(f"OpenVINO {precision} failed: {type(exc).__name__}: {exc}") from exc
     limit = {"f32": FP32_TOLERANCE, "bf16": BF16_PROBABILITY_TOLERANCE}.get(precision)
     # int8 is judged by its masks (auto's gate), not by a tensor tolerance.
-    refused = {"f32": fp32_mismatch(diff), "bf16": diff["probability"] > BF16_PROBABILITY_TOLERANCE}
+    refused = {"f32": fp32_mismatch(diff), "bf16": bf16_mismatch(diff)}
     if refused.get(precision, False):
         raise BackendError(f"OpenVINO {precision} differs from PyTorch by {diff} (> {limit}); not used")
     check = {"max_abs_diff_vs_torch": diff, "tolerance": limit}
