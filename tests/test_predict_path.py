@@ -88,7 +88,7 @@ def test_torch_threads_only_when_pytorch_runs_the_network() -> None:
 def test_openvino_serves_one_window_per_call_and_the_values_stay() -> None:
     assert window_batch("openvino") == window_batch("openvino-bf16") == window_batch("openvino-int8") == 1
     assert window_batch("onnx") is None and window_batch("torch") is None
-    rgb = photo(150, 170)  # 9 windows of 64²
+    rgb = photo(150, 170)  # 12 windows of 64²
     one, four = (
         Predictor(NumpyNetwork(), contract(), window=64, batch_windows=n).predict_proba(rgb) for n in (1, 4)
     )
@@ -99,19 +99,34 @@ def test_openvino_serves_one_window_per_call_and_the_values_stay() -> None:
 def test_the_clis_backends_follow_the_servers_thread_and_window_rules(network, tmp_path) -> None:
     """vessel-eval and vessel-predict swap the network with use_backend: the predictor then takes the server's
     PyTorch threads and windows per call for the backend it got, and its probabilities stay PyTorch's."""
-    rgb = photo(150, 170)  # 9 windows of 64²
+    rgb = photo(150, 170)  # 12 windows of 64²
     reference = Predictor(network, contract(64), window=64).predict_proba(rgb)
     before = torch.get_num_threads()  # a predictor sets the count of the thread it predicts in
     try:
-        for backend, windows in (("torch", 4), ("onnx", 4), ("openvino", 1)):
+        for backend, windows in (("torch", 64), ("onnx", 64), ("openvino", 1)):  # 64 windows of 64² = 512²
             predictor = Predictor(network, contract(64), window=64, threads=2)
             result = use_backend(predictor, backend, cache_dir=tmp_path, threads=2)
             assert result.backend == backend
             assert predictor.threads == (2 if backend == "torch" else 1)
-            assert predictor.batch_windows == windows
+            assert predictor.windows_per_call(64, 64) == windows
             assert np.abs(predictor.predict_proba(rgb) - reference).max() < 1e-4
     finally:
         torch.set_num_threads(before)
+
+
+def test_cpu_calls_hold_about_512_squared_pixels_and_an_explicit_batch_wins() -> None:
+    predictor = Predictor(NumpyNetwork(), contract())
+    assert [predictor.windows_per_call(s, s) for s in (512, 384, 256, 128, 1024)] == [1, 1, 4, 16, 1]
+    assert Predictor(NumpyNetwork(), contract(), batch_windows=3).windows_per_call(512, 512) == 3
+    calls: list[int] = []
+
+    class Counting(NumpyNetwork):
+        def forward(self, batch: torch.Tensor) -> torch.Tensor:
+            calls.append(batch.shape[0])
+            return super().forward(batch)
+
+    Predictor(Counting(), contract(), window=64).predict_proba(photo(150, 170))
+    assert calls == [12]  # 3 × 4 windows of 64², up to 64 per call: one call (4 per call before)
 
 
 @pytest.mark.parametrize("size", [1, 2, 7, 8, 1000, 1001])

@@ -43,6 +43,19 @@ def served_mask(prob: np.ndarray, threshold: float) -> np.ndarray:
     return is_vessel(probability_png_values(prob).astype(np.float64) / 255.0, threshold)
 
 
+# CPU forward calls hold about this many pixels: 4 windows of 256², 1 of 512². Measured in one interleaved run
+# (experiments/bench_window_batch.py, a 999×960 photo, 2 threads; experiments/RESULTS.md): PyTorch at 512² windows
+# took 0.62× the CPU time and 430 MB less peak memory at 1 per call than at 4, ONNX Runtime 0.96× and 570 MB less;
+# PyTorch at 256² windows took 1.22× the time at 1 per call than at 4. The values do not depend on it (1e-6).
+CPU_PIXELS_PER_CALL = 512 * 512
+
+
+def cpu_windows_per_call(tile_h: int, tile_w: int) -> int:
+    """Windows of ``tile_h`` × ``tile_w`` per CPU forward call: as many as hold :data:`CPU_PIXELS_PER_CALL`, at
+    least one."""
+    return max(1, CPU_PIXELS_PER_CALL // (tile_h * tile_w))
+
+
 class Predictor:
     """Vessel probabilities for RGB photos of any size, following the model's contract.
 
@@ -55,7 +68,8 @@ class Predictor:
     of their pixels per degree of field of view), or ``"auto"``: each photo by the ratio of the training set's
     field-of-view diameter (the contract's ``fov_diameter``, or ``reference_diameter``) to the photo's detected
     one (photos that fill the frame, and resize models, at 1); ``batch_windows`` how many windows run through
-    the network at once (None: 4 on the CPU, all windows of the photo in one batch on a GPU); ``blend`` how
+    the network at once (None: on the CPU as many as make ~512² pixels, :func:`cpu_windows_per_call`; all windows
+    of the photo in one batch on a GPU); ``blend`` how
     overlapping windows are averaged (:func:`~vessel_lightning.tiling.window_weights`: ``"gaussian"``, the
     default, or ``"mean"``); ``threads`` PyTorch's intra-op threads for the calling thread during
     :meth:`predict_proba` (None: as they are; 1 when ONNX Runtime or OpenVINO runs the network, see
@@ -112,7 +126,7 @@ class Predictor:
         self.blend = require_blend(blend)  # at construction, not at the first photo
         self.window = window
         self.scale = scale
-        self.batch_windows = batch_windows or (4 if self.device.type == "cpu" else 1024)
+        self.batch_windows = batch_windows  # None: windows_per_call's rule for the device and window size
         self.info = info or ModelInfo(uri="<in memory>")
         self.threads = threads
 
@@ -171,8 +185,9 @@ class Predictor:
         if len(origins) == 1:  # one window (a 512² upload): no stacking or blending, the same values
             return self._forward(padded[None, :, :tile_h, :tile_w])[0, 0, :height, :width]
         weights = window_weights(tile_h, tile_w, self.blend).to(padded.device)
-        for start in range(0, len(origins), self.batch_windows):
-            chunk = origins[start : start + self.batch_windows]
+        per_call = self.windows_per_call(tile_h, tile_w)
+        for start in range(0, len(origins), per_call):
+            chunk = origins[start : start + per_call]
             windows = torch.stack(
                 [padded[:, top : top + tile_h, left : left + tile_w] for top, left in chunk]
             )
@@ -180,6 +195,13 @@ class Predictor:
                 total[top : top + tile_h, left : left + tile_w] += prob * weights
                 weight[top : top + tile_h, left : left + tile_w] += weights
         return (total / weight)[:height, :width]
+
+    def windows_per_call(self, tile_h: int, tile_w: int) -> int:
+        """Windows of ``tile_h`` × ``tile_w`` per forward call: ``batch_windows`` when set, else on the CPU
+        :func:`cpu_windows_per_call` and on a GPU 1024 (every window of a photo at once)."""
+        if self.batch_windows:
+            return self.batch_windows
+        return cpu_windows_per_call(tile_h, tile_w) if self.device.type == "cpu" else 1024
 
     def scale_for(self, rgb: np.ndarray, fov: np.ndarray | None = None) -> float:
         """The resampling factor this predictor applies to ``rgb``: the fixed ``scale``, or with ``"auto"`` the
