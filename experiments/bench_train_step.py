@@ -10,7 +10,12 @@ on CPU (each configuration runs in its own subprocess, so peaks do not carry ove
         --formats channels_last --precisions bf16        # the GPU sweep's memory claim (trainer=gpu: bf16-mixed)
 
 ``--precisions bf16`` runs forward and loss under ``torch.autocast(dtype=bfloat16)``, as Lightning's
-``bf16-mixed`` does; the machine (CPU model and flags, GPU) is printed first.
+``bf16-mixed`` does, with the depthwise convolutions in bf16; ``bf16-dwfp32`` the same with the depthwise
+convolutions computing in float32 on the CPU, as the training module does (``fp32_depthwise_on_cpu``,
+``model.cpu_fp32_depthwise``). The machine (CPU model and flags, GPU) is printed first.
+
+    python experiments/bench_train_step.py --encoders b0 --batch 8 --size 256 --steps 6 --rounds 2 \
+        --formats channels_last --precisions fp32 bf16 bf16-dwfp32           # the demo's step, side by side
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ def run_one(
     import torch
 
     from vessel_lightning.models import build_network
+    from vessel_lightning.models.networks import fp32_depthwise_on_cpu
     from vessel_lightning.training.losses import build_loss
 
     torch.manual_seed(0)
@@ -61,6 +67,8 @@ def run_one(
     loss_fn = build_loss({"dice": 1.0, "bce": 1.0})
     memory_format = torch.contiguous_format if fmt == "eager" else torch.channels_last
     net = net.to(memory_format=memory_format)
+    if precision == "bf16-dwfp32":
+        fp32_depthwise_on_cpu(net)
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
     model = torch.compile(net) if fmt == "compiled" else net
     image = torch.rand(batch, 3, size, size, device=dev).contiguous(memory_format=memory_format)
@@ -75,7 +83,7 @@ def run_one(
     for step in range(steps + 1):
         sync()
         start = time.perf_counter()
-        train_step(model, loss_fn, optimizer, image, mask, fov, precision == "bf16")
+        train_step(model, loss_fn, optimizer, image, mask, fov, precision.startswith("bf16"))
         sync()
         if step > 0:  # the first step pays for allocations and kernel selection (and compilation)
             times.append(time.perf_counter() - start)
@@ -125,7 +133,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--formats", nargs="+", default=["eager", "channels_last"], choices=FORMATS)
-    parser.add_argument("--precisions", nargs="+", default=["fp32"], choices=["fp32", "bf16"])
+    parser.add_argument("--precisions", nargs="+", default=["fp32"], choices=["fp32", "bf16", "bf16-dwfp32"])
     parser.add_argument("--rounds", type=int, default=1, help="repeat every configuration, alternating")
     parser.add_argument("--json", action="store_true", help="also print one JSON line per configuration")
     parser.add_argument("--one", nargs=3, metavar=("ENCODER", "FORMAT", "PRECISION"), help=argparse.SUPPRESS)

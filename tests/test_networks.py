@@ -225,3 +225,48 @@ def test_recalibrate_batchnorm_sets_the_average_batch_statistics() -> None:
     hook.remove()
     torch.testing.assert_close(first.running_mean, torch.stack(seen_means).mean(0), atol=1e-5, rtol=1e-4)
     assert first.momentum == 0.01 and not net.training  # restored
+
+
+def test_depthwise_convolutions_compute_in_fp32_under_cpu_autocast_only(network) -> None:
+    import copy
+    import pickle
+
+    from vessel_lightning.models.networks import fp32_depthwise_on_cpu
+
+    patched = copy.deepcopy(network)
+    keys = list(patched.state_dict())
+    assert fp32_depthwise_on_cpu(patched) == 16  # B0's MBConv blocks
+    assert fp32_depthwise_on_cpu(patched) == 16  # idempotent
+    assert list(patched.state_dict()) == keys
+    layer = next(m for m in patched.modules() if isinstance(m, torch.nn.Conv2d) and m.groups > 1)
+    original = next(m for m in network.modules() if isinstance(m, torch.nn.Conv2d) and m.groups > 1)
+    x = torch.randn(2, layer.in_channels, 24, 24)
+    with torch.no_grad():
+        assert torch.equal(layer(x), original(x))  # outside autocast: the same layer
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            fast, slow = layer(x), original(x)
+        exact = original(x)
+    assert fast.dtype == slow.dtype == torch.bfloat16  # what autocast would give the next layer
+    assert torch.equal(fast, exact.to(torch.bfloat16))  # computed in fp32, rounded once
+    assert not torch.equal(slow, fast)  # bf16 inputs and weights: another result
+    # A whole network: the same outputs outside autocast, and it survives pickling (module-level classes).
+    image = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(pickle.loads(pickle.dumps(patched))(image), network(image))
+
+
+def test_the_training_module_keeps_depthwise_convolutions_fp32_unless_told() -> None:
+    from vessel_lightning.models.networks import _Fp32DepthwiseOnCpu
+    from vessel_lightning.training.module import VesselSegmenter
+
+    def depthwise(**kwargs) -> list[bool]:
+        module = VesselSegmenter(
+            net={"encoder_name": "efficientnet-b0"}, loss={"dice": 1.0, "bce": 1.0}, optimizer=torch.optim.Adam,
+            **kwargs,
+        )  # fmt: skip
+        return [
+            isinstance(m, _Fp32DepthwiseOnCpu) for m in module.net.modules() if getattr(m, "groups", 1) > 1
+        ]
+
+    assert depthwise() == [True] * 16
+    assert depthwise(cpu_fp32_depthwise=False) == [False] * 16

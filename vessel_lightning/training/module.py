@@ -10,7 +10,7 @@ from lightning import LightningModule
 from torchmetrics import MaxMetric, MetricCollection
 from torchmetrics.classification import BinaryF1Score, BinaryJaccardIndex, BinaryPrecision, BinaryRecall
 
-from vessel_lightning.models.networks import build_network
+from vessel_lightning.models.networks import build_network, fp32_depthwise_on_cpu
 from vessel_lightning.threshold import best_f1_threshold, is_vessel, probability_histograms
 from vessel_lightning.training.losses import build_loss
 
@@ -65,12 +65,15 @@ class VesselSegmenter(LightningModule):
         num_samples: int = 4,
         encoder_weights: str | None = None,
         weights_path: str | None = None,
+        cpu_fp32_depthwise: bool = True,
     ) -> None:
         """Take the ``build_network`` kwargs, the ``build_loss`` spec, an optimizer partial (called with
         ``params``), an optional scheduler partial (called with ``optimizer``) and its monitor/interval, the
         metric threshold, whether to use the channels_last memory format, how many validation samples to
         keep for figures, and the encoder's pretrained weights (``"imagenet"`` or None, optionally from a
-        local ``weights_path``; they override the same keys in ``net``)."""
+        local ``weights_path``; they override the same keys in ``net``). ``cpu_fp32_depthwise``: under CPU
+        bf16 autocast (``trainer=cpu`` on CPUs with bf16 units) depthwise convolutions compute in float32, which
+        is faster there (:func:`~vessel_lightning.models.networks.fp32_depthwise_on_cpu`)."""
         super().__init__()
         self.save_hyperparameters(logger=False)
         self.net = build_network(
@@ -79,6 +82,8 @@ class VesselSegmenter(LightningModule):
         self.criterion = build_loss(loss)
         if channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
+        if cpu_fp32_depthwise:
+            fp32_depthwise_on_cpu(self.net)
 
         base = segmentation_metrics()
         self.train_metrics = base.clone(prefix="train/")
