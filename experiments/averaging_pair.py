@@ -11,7 +11,7 @@ step: the average (``state_dict``, what the run exports) and the weights the opt
 and prints both rows side by side.
 
     python experiments/averaging_pair.py --job runs/train/<date>_<time> --data-dir ../shared/data \\
-        --out /tmp/averaging-pair [--checkpoint best|last]
+        --out <folder> [--checkpoint best|last]
 """
 
 from __future__ import annotations

@@ -191,7 +191,7 @@ class _Fp32DepthwiseOnCpu:
 
     oneDNN's bf16 depthwise convolutions are slow on the CPU, in the backward pass above all: in a B0 training step
     (batch 8 of 256², bf16 autocast, channels_last) the 16 depthwise convolutions' backward took 355 of the step's
-    ~950 ms; computed in float32 the step took 0.72 s instead of 0.92 s (``experiments/bench_train_step.py
+    ~950 ms; computed in float32 the step took 0.80 s instead of 0.97 s (``experiments/bench_train_step.py
     --precisions bf16 bf16-dwfp32``). The output goes back to the autocast dtype, so every other layer sees what it
     saw before. GPU autocast and plain float32 are left alone (cuDNN's half-precision depthwise kernels are fast).
     """
