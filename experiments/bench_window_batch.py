@@ -26,10 +26,10 @@ from pathlib import Path
 
 
 def vm_hwm_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    """This process's peak resident memory (VmHWM), in MB (``bench_serve.peak_rss_mb``)."""
+    from bench_serve import peak_rss_mb  # beside this script in experiments/
+
+    return peak_rss_mb(os.getpid())["VmHWM"]
 
 
 def worker(args: argparse.Namespace) -> None:
