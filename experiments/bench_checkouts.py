@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_serve import percentile, synthetic_png  # a sibling script, not a package
 
-from tests.server_process import HOST, multipart, served
+from tests.helpers.server import HOST, multipart, served
 from vessel_lightning.inference.device import cpu_name
 
 

@@ -238,7 +238,7 @@ def post(port: int, data: bytes, answers: dict[int, bytes] | None = None) -> Cal
     ``answers[port]`` when given."""
     import http.client
 
-    from tests.server_process import HOST, multipart
+    from tests.helpers.server import HOST, multipart
 
     body, content_type = multipart(data)
 
@@ -270,7 +270,7 @@ def bench_trees(
     peak RSS at the end. One backend's pair at a time (memory); the photo's answers must hold the same pixels."""
     import contextlib
 
-    from tests.server_process import served
+    from tests.helpers.server import served
 
     trees = {"new": Path(__file__).resolve().parents[1], "old": args.baseline.resolve()}
     results: dict[str, dict[str, dict[str, object]]] = {}
@@ -316,7 +316,7 @@ def bench_end_to_end(
     import contextlib
     import http.client
 
-    from tests.server_process import HOST, served
+    from tests.helpers.server import HOST, served
 
     results: dict[str, dict[str, object]] = {}
     ports: dict[str, tuple[int, int]] = {}

@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_serve import percentile, synthetic_png  # a sibling script, not a package
 
-from tests.server_process import HOST, REPO, multipart, served
+from tests.helpers.server import HOST, REPO, multipart, served
 
 ENCODERS = ["b0", "b1", "b2", "b3", "b4", "b5", "b6", "b7"]
 

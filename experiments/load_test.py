@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_serve import percentile, synthetic_png, temporary_registry  # a sibling script, not a package
 
-from tests.server_process import HOST, multipart, served
+from tests.helpers.server import HOST, multipart, served
 
 
 def rss_mb(pid: int) -> float:

@@ -103,7 +103,7 @@ def run_worker(args: argparse.Namespace) -> None:
 
     try:  # this tree
         from app.pipeline import run_prediction
-        from tests.server_process import multipart
+        from tests.helpers.server import multipart
     except (
         ImportError
     ):  # a --baseline tree from before the service moved into routers and the harness into tests/
@@ -299,7 +299,7 @@ def http_trees(
     import contextlib
     import http.client
 
-    from tests.server_process import HOST, multipart, served
+    from tests.helpers.server import HOST, multipart, served
 
     body, content_type = multipart(png)
     env = worker_env(args, scratch)

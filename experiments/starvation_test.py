@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_serve import synthetic_png, temporary_registry  # a sibling script, not a package
 
-from tests.server_process import HOST, flat_png, multipart, served
+from tests.helpers.server import HOST, flat_png, multipart, served
 
 
 def post(port: int, data: bytes) -> tuple[int, float]:

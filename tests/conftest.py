@@ -1,25 +1,14 @@
-"""Shared fixtures: the real data folder (skip when absent), synthetic data sets, composed configs."""
+"""Shared fixtures: the real data folder (skip when absent), a prepared synthetic data set, a tmp MLflow store,
+a B0 network. The builders they use live in ``tests/helpers/``."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import pytest
-from omegaconf import DictConfig, OmegaConf
-from PIL import Image, ImageDraw
+from omegaconf import DictConfig
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def real_data_dir() -> Path | None:
-    """``VESSEL_DATA_DIR``, else ``../shared/data`` beside the repository; None when neither exists."""
-    for candidate in (os.environ.get("VESSEL_DATA_DIR"), REPO.parent / "shared" / "data"):
-        if candidate and Path(candidate).is_dir():
-            return Path(candidate).resolve()
-    return None
+from tests.helpers.data import data_config, make_masks_folder, real_data_dir, store_uri
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -35,49 +24,6 @@ def data_dir() -> Path:
     if found is None:
         pytest.skip("real data not found: set VESSEL_DATA_DIR (CI sets it)")
     return found
-
-
-def compose(config_name: str, overrides: list[str]) -> DictConfig:
-    """Compose a root config from ``conf/`` the way the CLI does (no Hydra run, no chdir)."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-
-    from vessel_lightning.config import CONFIG_DIR
-
-    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        return hydra_compose(config_name, overrides=overrides)
-
-
-def data_config(overrides: list[str]) -> DictConfig:
-    """The resolved ``data`` node of ``prepare.yaml`` with ``overrides`` applied (detached from the root)."""
-    cfg = compose("prepare", overrides)
-    return OmegaConf.create(OmegaConf.to_container(cfg.data, resolve=True))
-
-
-def synthetic_eye(rng: np.random.Generator, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """A reddish photo with darker random curved vessels of 1-4 px, and their binary mask."""
-    mask_img = Image.new("L", (width, height), 0)
-    draw = ImageDraw.Draw(mask_img)
-    for _ in range(int(rng.integers(4, 8))):
-        points = [(float(rng.uniform(0, width)), float(rng.uniform(0, height))) for _ in range(4)]
-        draw.line(points, fill=255, width=int(rng.integers(1, 5)))
-    mask = (np.asarray(mask_img) > 0).astype(np.uint8)
-    base = np.array([190, 90, 60], dtype=np.float32)
-    photo = base + rng.normal(0, 8, size=(height, width, 3))
-    photo[mask > 0] *= 0.55
-    return np.clip(photo, 0, 255).astype(np.uint8), mask
-
-
-def make_masks_folder(root: Path, count: int = 6, size: tuple[int, int] = (64, 80), seed: int = 0) -> Path:
-    """A generic ``masks`` layout (images/*.png + masks/*.png) with synthetic vessels; returns ``root``."""
-    rng = np.random.default_rng(seed)
-    (root / "images").mkdir(parents=True, exist_ok=True)
-    (root / "masks").mkdir(parents=True, exist_ok=True)
-    for i in range(count):
-        photo, mask = synthetic_eye(rng, *size)
-        Image.fromarray(photo).save(root / "images" / f"eye_{i:02d}.png")
-        Image.fromarray(mask * 255).save(root / "masks" / f"eye_{i:02d}.png")
-    return root
 
 
 @pytest.fixture
@@ -103,17 +49,6 @@ def tiny_prepared(tmp_path: Path) -> DictConfig:
     )
     prepare(cfg, progress=False)
     return cfg
-
-
-def manifest_of(cfg: Any) -> dict[str, Any]:
-    from vessel_lightning.data.prepare import read_manifest
-
-    return read_manifest(cfg.prepared_dir)
-
-
-def store_uri(tmp_path: Path) -> str:
-    """The URI of the embedded MLflow store a test keeps in ``tmp_path`` (not created here)."""
-    return f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}"
 
 
 @pytest.fixture
