@@ -20,8 +20,8 @@ from fastapi import Depends, HTTPException, Query
 from app.decode import DecodeError, decode_image
 from vessel_lightning.data.fov import detect_fov, fov_diameter
 from vessel_lightning.data.geojson import mask_to_geojson
-from vessel_lightning.inference.measurements import measure_vessels, um_per_pixel_from_fov
 from vessel_lightning.inference.predictor import Predictor, served_mask
+from vessel_lightning.measurements import measure_vessels, um_per_pixel_from_fov
 
 GEOJSON_MEDIA_TYPE = "application/geo+json"
 

@@ -16,20 +16,25 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
-
+from app.batching import DynamicBatcher
 from app.settings import Settings
 from vessel_lightning.inference.backends import (
-    BackendError,
-    CudaNetwork,
     build_backend,
-    torch_threads,
+    describe_device,
+    needs_module,
+    resolve_device,
     window_batch,
 )
-from vessel_lightning.inference.batching import DynamicBatcher
-from vessel_lightning.inference.device import describe_device, resolve_device
 from vessel_lightning.inference.predictor import Predictor
-from vessel_lightning.tracking.models import alias_version, is_exported_model, parse_registry_uri
+from vessel_lightning.inference.settings import BackendError, BackendResult, BackendSettings
+from vessel_lightning.tracking.bundle import (
+    ModelInfo,
+    alias_version,
+    describe_logged_model,
+    is_exported_model,
+    load_logged_model,
+    parse_registry_uri,
+)
 
 log = logging.getLogger(__name__)
 
@@ -39,17 +44,19 @@ class LoadedModel:
     """One ready-to-serve model version: its predictor, backend and what ``GET /model`` reports."""
 
     predictor: Predictor
-    backend: str
+    result: BackendResult
     metrics: dict[str, float] = field(default_factory=dict)
-    backend_details: dict[str, Any] = field(default_factory=dict)
     batcher: DynamicBatcher | None = None
+    threads: int | None = None
+
+    @property
+    def backend(self) -> str:
+        return self.result.backend
 
     @property
     def precision(self) -> str:
-        """The precision the network runs in: the GPU backend's, else the CPU backend's by its name."""
-        if "precision" in self.backend_details:
-            return str(self.backend_details["precision"])
-        return next((p for p in ("bf16", "int8") if p in self.backend), "fp32")
+        """The precision the network runs in (fp32, fp16, bf16 or int8)."""
+        return self.result.precision
 
     @property
     def version(self) -> str:
@@ -67,9 +74,9 @@ class LoadedModel:
             "run_id": info.run_id,
             "backend": self.backend,
             "precision": self.precision,
-            "device": describe_device(self.predictor.device),
+            "device": describe_device(self.predictor.device, self.threads),
             "batching": self.batcher.stats() if self.batcher else None,
-            "backend_details": self.backend_details,
+            "backend_details": self.result.describe(),
             "load_seconds": info.load_seconds,
             "metrics": self.metrics,
             "contract": self.predictor.contract.to_dict(),
@@ -122,16 +129,16 @@ class ModelManager:
 
     def __init__(self, settings: Settings, loader: Callable[[str], Predictor] | None = None) -> None:
         self.settings = settings
-        self.device: torch.device = resolve_device(settings.device, "VESSEL_DEVICE")
+        self.device = resolve_device(settings.device, "VESSEL_DEVICE")
+        self.device_type = "cuda" if self.device.startswith("cuda") else "cpu"
         self.current: LoadedModel | None = None
         self.error: str | None = None
-        self._loader = loader or Predictor.from_uri
+        self._loader = loader
         self._reload_lock = threading.Lock()
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._thread: threading.Thread | None = None
         self.tracking_uri = ""
-        self.torch_threads = torch.get_num_threads()  # before any predictor sets its own
 
     def start(self) -> None:
         """Connect to the tracking store and load in a background thread that then polls the alias."""
@@ -147,7 +154,6 @@ class ModelManager:
         current = self.current
         if current is not None and current.batcher is not None:
             current.batcher.close(timeout)
-        torch.set_num_threads(self.torch_threads)  # predictors set it for their threads, and globally
 
     def wait_ready(self, timeout: float | None = None) -> bool:
         """Block until a model is loaded; returns whether one is."""
@@ -207,55 +213,61 @@ class ModelManager:
             )
             return loaded
 
+    def _source(self, uri: str) -> tuple[Any, Any, ModelInfo]:
+        """The network as a PyTorch module (None where the backend runs the bundle's ONNX export), the contract and
+        where it came from."""
+        if self._loader is not None:
+            predictor = self._loader(uri)
+            return predictor.module or predictor.network, predictor.contract, predictor.info
+        backend = self.settings.backend
+        if needs_module(backend, self.device) or (self.settings.fallback_to_torch and backend != "torch"):
+            try:
+                return load_logged_model(uri)
+            except ImportError:  # no PyTorch here (the CPU image): the bundle's ONNX export serves
+                pass
+        contract, info = describe_logged_model(uri)
+        return None, contract, info
+
     def _load(self, version: str | None) -> LoadedModel:
         uri = self.settings.model_uri
         name, _, alias = parse_registry_uri(uri) or (None, None, None)
         # Load the resolved version, not the alias, so a move during the load cannot mix two versions.
         source = f"models:/{name}/{version}" if alias and version else uri
         start = time.perf_counter()
-        predictor = self._loader(source)
-        info = predictor.info
+        module, contract, info = self._source(source)
         if alias:
             info = dataclasses.replace(info, uri=uri, name=name, alias=alias)
         settings, device = self.settings, self.device
+        gpu = self.device_type == "cuda"
         # On a GPU the backend is PyTorch (VESSEL_BACKEND picks among the CPU backends).
-        backend = "torch" if device.type == "cuda" else settings.backend
+        backend = "torch" if gpu else settings.backend
+        built = BackendSettings(
+            tracking_uri=self.tracking_uri, cache_dir=settings.cache_dir, calibration_dir=settings.calibration_dir,
+            threads=settings.threads, precision=settings.precision, compile=settings.compile, window=settings.window,
+        )  # fmt: skip
         try:
-            result = build_backend(
-                backend,
-                predictor.network,
-                predictor.contract,
-                info,
-                tracking_uri=self.tracking_uri,
-                cache_dir=settings.cache_dir,
-                calibration_dir=settings.calibration_dir,
-                threads=settings.threads,
-                device=device,
-                precision=settings.precision,
-                compile=settings.compile,
-                window=settings.window,
-            )
-            network, backend, details = result.network, result.backend, result.details
+            result = build_backend(backend, module, contract, info, built, device)
         except BackendError as exc:
-            if not settings.fallback_to_torch or device.type == "cuda":
+            if not settings.fallback_to_torch or gpu or module is None:
                 raise
             log.warning("backend %s unavailable, serving with torch: %s", settings.backend, exc)
-            network, backend, details = predictor.network, "torch", {"fallback_reason": str(exc)}
-        core, batcher = network, None
-        if settings.batching_on(device.type):
-            network = batcher = DynamicBatcher(core, settings.batch_max, settings.batch_wait_ms)
-        cpu = device.type == "cpu"
-        threads = torch_threads(backend, settings.threads or self.torch_threads)
+            result = build_backend("torch", module, contract, info, built)
+            result.fallback_reason = str(exc)
+        network, batcher = result.network, None
+        if settings.batching_on(self.device_type):
+            network = batcher = DynamicBatcher(result.network, settings.batch_max, settings.batch_wait_ms)
         served = Predictor(
-            network, predictor.contract, info=info, window=settings.window, device=device,
-            threads=threads if cpu else None, batch_windows=window_batch(backend) if cpu else None,
+            network, contract, info=info, window=settings.window, device=device,
+            batch_windows=None if gpu else window_batch(result.backend),
         )  # fmt: skip
-        if isinstance(core, CudaNetwork):  # the largest window shape, every batch size up to the batch limit
-            size = served.window_size(1 << 16, 1 << 16) if predictor.contract.mode == "tiles" else None
-            details["warm_up"] = core.warm_up(size or predictor.contract.size, settings.batch_max)
+        served.module = module
+        warm_up = getattr(result.network, "warm_up", None)
+        if gpu and warm_up is not None:  # the largest window shape, every batch size up to the batch limit
+            size = served.window_size(1 << 16, 1 << 16) if contract.mode == "tiles" else None
+            result.warm_up = warm_up(size or contract.size, settings.batch_max)
         served.info = dataclasses.replace(info, load_seconds=round(time.perf_counter() - start, 3))
-        metrics = predictor.contract.metrics | _run_metrics(info.run_id, self.tracking_uri)
-        loaded = LoadedModel(served, backend, metrics, details, batcher)
+        metrics = contract.metrics | _run_metrics(info.run_id, self.tracking_uri)
+        loaded = LoadedModel(served, result, metrics, batcher, settings.threads)
         if batcher is not None:  # the batching thread ends once no request holds this version any more
             weakref.finalize(loaded, batcher.close, 0).atexit = False  # stop() closes the one current at exit
         return loaded

@@ -25,8 +25,8 @@ from app.pool import InferencePool, Pools
 from app.routes import maps, model, predict, ui
 from app.schemas import MODEL_HEADERS
 from app.settings import Settings, SettingsError
-from vessel_lightning.inference.backends import BACKENDS
-from vessel_lightning.inference.device import DEVICE_CHOICES, DeviceError, resolve_device
+from vessel_lightning.inference.backends import resolve_device
+from vessel_lightning.inference.settings import BACKENDS, DEVICE_CHOICES, DeviceError
 
 log = logging.getLogger("vessel_serve")
 
@@ -37,7 +37,7 @@ def create_app(settings: Settings | None = None, manager: ModelManager | None = 
     settings = settings or Settings.from_env()
     manager = manager or ModelManager(settings)
     pools = Pools(
-        predict=InferencePool(settings.resolved_workers(manager.device.type), settings.max_queue),
+        predict=InferencePool(settings.resolved_workers(manager.device_type), settings.max_queue),
         measure=InferencePool(1, settings.max_queue),  # measurements never wait behind the model
         # One thread for photos over the large-image threshold: they wait for each other, never the small ones.
         large=InferencePool(1, settings.large_queue) if settings.large_image_pixels else None,
@@ -125,10 +125,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", flush=True)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if settings.threads:
-        import torch
-
-        torch.set_num_threads(settings.threads)
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info", workers=1)
     return 0

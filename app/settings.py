@@ -17,8 +17,7 @@ from pydantic.dataclasses import dataclass
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from vessel_lightning.config import DEFAULT_MODEL_URI
-from vessel_lightning.inference.backends import BACKENDS, PRECISIONS
-from vessel_lightning.inference.device import DEVICE_CHOICES, is_device_spec
+from vessel_lightning.inference.settings import BACKENDS, DEVICE_CHOICES, PRECISIONS, is_device_spec
 
 # The Next.js static export, when built in the repository; VESSEL_UI_DIR points elsewhere.
 DEFAULT_UI_DIR = Path(__file__).resolve().parents[1] / "ui" / "out"
@@ -89,7 +88,7 @@ class Settings:
     reload_interval_s: Annotated[float, Field(ge=0)] = (
         30.0  # 0 disables polling (POST /model/reload still works)
     )
-    # The fastest backend this CPU runs accurately (inference.backend_choice), or one by name.
+    # The fastest backend this CPU runs accurately (inference.auto), or one by name.
     backend: Annotated[Literal[BACKENDS], BeforeValidator(_lower)] = "auto"  # type: ignore[valid-type]
     cors_origins: Annotated[tuple[str, ...], NoDecode, BeforeValidator(_origins)] = ()
     ui_dir: Path = DEFAULT_UI_DIR

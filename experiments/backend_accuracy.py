@@ -7,7 +7,7 @@ Protocol: the model's own contract (size, mode, threshold), each data set's test
 inside the FOV, pooled F1 at the contract threshold, 512² sliding window as ``vessel-serve``. int8 is calibrated
 on CHASE_DB1 training-split photos only (never on a split it is scored on); the same photos feed ``auto``'s mask
 gate, whose number (pixel F1 of the backend's masks against fp32 PyTorch's on the first
-``backend_choice.GATE_PHOTOS`` of them) is printed beside the test F1, so the gate's threshold can be read
+``auto.GATE_PHOTOS`` of them) is printed beside the test F1, so the gate's threshold can be read
 against the test drop. Also printed: the pixel F1 between each backend's and PyTorch's masks on the test photos,
 and the median time per photo.
 """
@@ -52,11 +52,14 @@ def main() -> None:
     from vessel_lightning.config import CONFIG_DIR
     from vessel_lightning.data.prepare import load_sample
     from vessel_lightning.evaluation.evaluate import evaluation_samples
-    from vessel_lightning.inference.backend_choice import GATE_PHOTOS, gate_masks, mask_f1
-    from vessel_lightning.inference.backends import build_backend, calibration_inputs, calibration_photos
+    from vessel_lightning.inference.auto import GATE_PHOTOS, gate_masks, mask_f1
+    from vessel_lightning.inference.backends import build_backend
+    from vessel_lightning.inference.cache import calibration_inputs, calibration_photos
     from vessel_lightning.inference.predictor import Predictor
+    from vessel_lightning.inference.settings import BackendSettings
     from vessel_lightning.metrics import Counts, confusion
-    from vessel_lightning.tracking.models import load_logged_model
+    from vessel_lightning.models.onnx import TorchArrays
+    from vessel_lightning.tracking.bundle import load_logged_model
     from vessel_lightning.tracking.registry import connect
 
     uri = connect(args.tracking_uri)
@@ -89,12 +92,14 @@ def main() -> None:
         for sample in train:  # calibration photos: CHASE_DB1 training split only
             (calibration / sample.image.name).symlink_to(sample.image.resolve())
         gate_batches = list(calibration_inputs(calibration_photos(calibration, GATE_PHOTOS), contract))
-        gate_reference = gate_masks(network, gate_batches, contract.threshold)
+        gate_reference = gate_masks(TorchArrays(network), gate_batches, contract.threshold)
         for backend in args.backends.split(","):
-            built = build_backend(
-                backend, network, contract, info, tracking_uri=uri, calibration_dir=calibration,
+            settings = BackendSettings(
+                tracking_uri=uri,
+                calibration_dir=calibration,
                 cache_dir=args.cache_dir or Path(scratch) / "cache",
-            )  # fmt: skip
+            )
+            built = build_backend(backend, network, contract, info, settings)
             gate = mask_f1(gate_masks(built.network, gate_batches, contract.threshold), gate_reference)
             for name, (loaded, scale) in sets.items():
                 predictor = Predictor(built.network, contract, window=args.window or None, scale=scale)

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_serve import percentile, synthetic_png  # a sibling script, not a package
 
 from tests.helpers.server import HOST, multipart, served
-from vessel_lightning.inference.device import cpu_name
+from vessel_lightning.hardware import cpu_features
 
 
 def one_round(
@@ -71,7 +71,7 @@ def main() -> None:
     body, content_type = multipart(synthetic_png(args.size, args.size))
     checkouts = [args.before.resolve(), args.after.resolve()]
     print(
-        f"CPU {cpu_name()}; {args.size}² PNG, backend {args.backend}, {args.rounds} rounds × {args.requests}"
+        f"CPU {cpu_features().model}; {args.size}² PNG, backend {args.backend}, {args.rounds} rounds × {args.requests}"
     )
     times: dict[Path, list[float]] = {c: [] for c in checkouts}
     for round_ in range(args.rounds):

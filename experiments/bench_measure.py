@@ -22,8 +22,8 @@ import numpy as np
 from vessel_lightning.data.fov import detect_fov
 from vessel_lightning.data.geojson import mask_to_geojson, rasterize_geojson
 from vessel_lightning.data.images import read_gray, read_rgb
-from vessel_lightning.inference.measurements import measure_vessels
 from vessel_lightning.inference.predictor import Predictor, served_mask
+from vessel_lightning.measurements import measure_vessels
 
 CHASE_TEST = [f"Image_{n}{side}" for n in (11, 12, 13, 14) for side in "LR"]
 TOLERANCES = (0.0, 0.5, 0.75, 1.0)

@@ -1,6 +1,6 @@
 """Serving speed per backend × precision, side by side in one run: the bare network and end-to-end ``POST /predict``.
 
-Every backend this CPU offers (``auto``'s candidates, see ``vessel_lightning.inference.backend_choice``, plus
+Every backend this CPU offers (``auto``'s candidates, see ``vessel_lightning.inference.auto``, plus
 ``auto`` itself) is built once into a shared cache. Bare: each network's forward on 1×3×512² and the forward
 calls the Predictor makes on a full-resolution photo (``--photo``, default a synthetic 999×960 CHASE_DB1-sized
 one), timed in one process, variants interleaved round by round. End to end: one ``vessel-serve`` process per
@@ -36,7 +36,7 @@ import numpy as np
 from PIL import Image
 
 if TYPE_CHECKING:
-    import torch
+    pass
 
 FMA_UNITS = 2  # per core, as on Xeon Scalable and EPYC server parts; stated with the figures
 
@@ -48,7 +48,8 @@ def temporary_registry(root: Path, size: int = 512) -> str:
 
     from vessel_lightning.contract import ModelContract
     from vessel_lightning.models.networks import build_network
-    from vessel_lightning.tracking.registry import log_network, register
+    from vessel_lightning.tracking.model_logging import log_network
+    from vessel_lightning.tracking.registry import register
     from vessel_lightning.tracking.store import ensure_experiment, ensure_store
 
     uri = f"sqlite:///{root / 'mlflow.db'}"
@@ -110,7 +111,7 @@ class TimedNetwork:
         self.ms = 0.0
         self.windows = 0
 
-    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
         start = time.perf_counter()
         out = self.network(batch)
         self.ms += (time.perf_counter() - start) * 1000
@@ -164,20 +165,20 @@ def bench_bare(
     backends: list[str], args: argparse.Namespace, tracking_uri: str, photo: np.ndarray
 ) -> dict[str, dict[str, object]]:
     """Bare forward times of every backend, interleaved: 1×3×512² and the Predictor's windows on ``photo``."""
-    import torch
-
     from vessel_lightning.inference.backends import build_backend
     from vessel_lightning.inference.predictor import Predictor
-    from vessel_lightning.tracking.models import load_logged_model
+    from vessel_lightning.inference.settings import BackendSettings
+    from vessel_lightning.tracking.bundle import load_logged_model
 
     network, contract, info = load_logged_model(args.model_uri)
     built, results = {}, {}
     for backend in backends:
         try:
-            result = build_backend(
-                backend, network, contract, info, tracking_uri=tracking_uri, cache_dir=args.cache_dir,
-                calibration_dir=args.calibration_dir, threads=args.threads, window=args.window or None,
+            settings = BackendSettings(
+                tracking_uri=tracking_uri, cache_dir=args.cache_dir, calibration_dir=args.calibration_dir,
+                threads=args.threads, window=args.window or None,
             )  # fmt: skip
+            result = build_backend(backend, network, contract, info, settings)
         except Exception as exc:  # a backend this machine cannot build is reported, not fatal
             results[backend] = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0]}"}
             continue
@@ -186,14 +187,13 @@ def bench_bare(
         predictor.network = timer
         built[backend] = (timer, predictor)
         results[backend] = {"served_backend": result.backend}
-        if "auto" in result.details:
-            results[backend]["auto"] = result.details["auto"]
-    batch = torch.rand(1, 3, 512, 512)
+        if result.auto is not None:
+            results[backend]["auto"] = result.auto
+    batch = np.random.default_rng(0).random((1, 3, 512, 512), dtype=np.float32)
 
     def forward(timer: TimedNetwork) -> Callable[[], object]:
         def call() -> object:
-            with torch.inference_mode():
-                return timer.network(batch)
+            return timer.network(batch)
 
         return call
 
@@ -393,10 +393,11 @@ def main() -> None:
     import torch
 
     from vessel_lightning.data.images import read_rgb
-    from vessel_lightning.inference.backend_choice import candidate_backends, read_cpu_features
-    from vessel_lightning.inference.openvino_backend import openvino_available
+    from vessel_lightning.hardware import read_cpu_features
+    from vessel_lightning.inference.auto import candidate_backends
+    from vessel_lightning.inference.openvino_runtime import openvino_available
     from vessel_lightning.models.architectures import gflop
-    from vessel_lightning.tracking.models import load_logged_model
+    from vessel_lightning.tracking.bundle import load_logged_model
 
     torch.set_num_threads(args.threads)
     features = read_cpu_features()

@@ -55,8 +55,7 @@ def run_one(
 
     import torch
 
-    from vessel_lightning.models import build_network
-    from vessel_lightning.models.networks import fp32_depthwise_on_cpu
+    from vessel_lightning.models.networks import build_network, fp32_depthwise_on_cpu
     from vessel_lightning.training.losses import build_loss
 
     torch.manual_seed(0)

@@ -39,11 +39,12 @@ def worker(args: argparse.Namespace) -> None:
 
     from vessel_lightning.inference.backends import use_backend
     from vessel_lightning.inference.predictor import Predictor
+    from vessel_lightning.inference.settings import BackendSettings
 
     os.environ["MLFLOW_TRACKING_URI"] = args.tracking_uri
     rgb = np.asarray(Image.open(args.photo).convert("RGB"))
     predictor = Predictor.from_uri(args.model_uri, window=args.window)
-    use_backend(predictor, args.backend, cache_dir=args.cache_dir, threads=args.threads)
+    use_backend(predictor, args.backend, BackendSettings(cache_dir=args.cache_dir, threads=args.threads))
     predictor.batch_windows = args.batch
     prob = predictor.predict_proba(rgb)
     first = {"batch": args.batch, "rss_after_first_mb": vm_hwm_mb(), "windows": args.window}

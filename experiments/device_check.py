@@ -56,14 +56,14 @@ def environment() -> dict[str, Any]:
     """Python, torch, CUDA, GPU and CPU of this machine."""
     import torch
 
-    from vessel_lightning.inference.device import cpu_name
+    from vessel_lightning.hardware import cpu_features
 
     env = {
         "python": platform.python_version(),
         "torch": torch.__version__,
         "cuda": torch.version.cuda,
         "cuda_available": torch.cuda.is_available(),
-        "cpu": cpu_name(),
+        "cpu": cpu_features().model,
         "cpu_count": os.cpu_count(),
     }
     if torch.cuda.is_available():
@@ -150,15 +150,20 @@ def bare_forward(
     import torch
 
     from vessel_lightning.inference.backends import build_backend
-    from vessel_lightning.inference.device import resolve_device
-    from vessel_lightning.tracking.models import ModelInfo, load_logged_model
+    from vessel_lightning.inference.settings import BackendSettings
+    from vessel_lightning.inference.torch_runtime import resolve_device
+    from vessel_lightning.tracking.bundle import ModelInfo, load_logged_model
 
     network, contract, _ = load_logged_model(str(model_dir))
     dev = resolve_device(device)
-    built = build_backend("torch", network, contract, ModelInfo("bare"), device=dev, precision=precision)
+    built = build_backend(
+        "torch", network, contract, ModelInfo("bare"), BackendSettings(precision=precision), str(dev)
+    )
     out = {}
     for count, side in sizes:
         batch = torch.rand(count, 3, side, side, device=dev)
+        if dev.type != "cuda":  # the CPU backends take arrays
+            batch = batch.numpy()
         times = []
         for i in range(repeats + 2):
             if dev.type == "cuda":

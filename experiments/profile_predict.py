@@ -364,7 +364,7 @@ def main() -> None:
     if args.worker:
         run_worker(args)
         return
-    from vessel_lightning.inference.backend_choice import read_cpu_features
+    from vessel_lightning.hardware import read_cpu_features
 
     features = read_cpu_features()
     flags = sorted(f for f in features.flags if f.startswith(("avx", "amx", "fma")))

@@ -10,14 +10,16 @@ precision-recall curve gives the same threshold at ~1000× the cost per validati
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # the serving path is torch-free: only the training-side histograms need it
+    import torch
 
 BINS = 1000
 
-Array = TypeVar("Array", np.ndarray, torch.Tensor)
+Array = TypeVar("Array", np.ndarray, "torch.Tensor")
 
 
 def is_vessel(prob: Array, threshold: float) -> Array:
@@ -33,6 +35,8 @@ def probability_histograms(
     Bin ``i`` holds probabilities in ``[i / BINS, (i + 1) / BINS)`` (1.0 in the last), so a threshold on a bin
     edge ``i / BINS`` keeps bins ``i`` and above: the rule of :func:`is_vessel`.
     """
+    import torch
+
     target = target > 0.5
     if fov is not None:
         inside = fov > 0.5

@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import math
 
-import torch
+import numpy as np
 
 BLENDS = ("gaussian", "mean")
 # nnU-Net's and MONAI's importance map: a Gaussian with sigma 1/8 of the window side, so window borders (where the
@@ -37,18 +37,21 @@ def require_blend(blend: str) -> str:
 
 
 @functools.lru_cache(maxsize=16)  # one per window shape: computed once, never modified in place
-def window_weights(height: int, width: int, blend: str = "gaussian") -> torch.Tensor:
-    """The weight of each pixel of an ``height`` × ``width`` window when overlapping windows are averaged.
+def window_weights(height: int, width: int, blend: str = "gaussian") -> np.ndarray:
+    """The weight (float32) of each pixel of an ``height`` × ``width`` window when overlapping windows are averaged.
 
     ``"mean"``: all 1 (equal weight); ``"gaussian"``: a Gaussian centred on the window, sigma ``GAUSSIAN_SIGMA`` of
     its side, 1 at the centre and above 1e-6 at the corners (a pixel covered by one window keeps that window's
-    probability exactly, whatever its weight).
+    probability exactly, whatever its weight). The array is shared between calls: read-only.
     """
     if require_blend(blend) == "mean":
-        return torch.ones(height, width)
+        weights = np.ones((height, width), dtype=np.float32)
+    else:
 
-    def axis(n: int) -> torch.Tensor:
-        offset = torch.arange(n, dtype=torch.float64) - (n - 1) / 2
-        return torch.exp(-0.5 * (offset / (GAUSSIAN_SIGMA * n)) ** 2)
+        def axis(n: int) -> np.ndarray:
+            offset = np.arange(n, dtype=np.float64) - (n - 1) / 2
+            return np.exp(-0.5 * (offset / (GAUSSIAN_SIGMA * n)) ** 2)
 
-    return (axis(height)[:, None] * axis(width)[None, :]).clamp_min(1e-6).float()
+        weights = np.maximum(axis(height)[:, None] * axis(width)[None, :], 1e-6).astype(np.float32)
+    weights.flags.writeable = False
+    return weights

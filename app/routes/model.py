@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 
 from app.dependencies import LoadedModelDep, ManagerDep, require_api_key
 from app.schemas import Health, ModelInfo, NotReady, Ready, errors
-from vessel_lightning.inference.device import describe_device
+from vessel_lightning.inference.backends import describe_device
 
 router = APIRouter(tags=["model"])
 
@@ -23,7 +23,7 @@ async def health(manager: ManagerDep) -> dict[str, Any]:
         "status": "ok",
         "ready": model is not None,
         "model": model.summary() if model else None,
-        "device": describe_device(manager.device),
+        "device": describe_device(manager.device, manager.settings.threads),
     }
 
 

@@ -8,6 +8,7 @@ the static UI mount.
 from __future__ import annotations
 
 import io
+import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -317,8 +318,10 @@ def test_onnx_backend_is_exported_once_checked_and_matches_torch(registry: str, 
         try:
             model = client.get("/model").json()
             assert model["backend"] == "onnx"
-            fp32 = model["backend_details"]["fp32"]
-            assert fp32["cached"] is cached and max(fp32["max_abs_diff"].values()) <= 1e-4
+            (fp32,) = model["backend_details"]["exports"]  # the bundle's export, checked when it was logged
+            assert fp32["file"] == "model.onnx" and fp32["source"] == "bundle" and fp32["cached"] is cached
+            assert max(fp32["check"]["max_abs_diff"].values()) <= 1e-4 and len(fp32["sha256"]) == 64
+            assert str(tmp_path) not in json.dumps(model)  # what a client needs, not where it lies
             prob = np.asarray(Image.open(io.BytesIO(_predict(client, rgb).content)))
             assert np.abs(prob.astype(int) - np.round(expected * 255)).max() <= 1
         finally:
@@ -354,8 +357,9 @@ def test_onnx_int8_is_calibrated_cached_and_close_to_torch(registry: str, tmp_pa
         try:
             model = client.get("/model").json()
             assert model["backend"] == "onnx-int8", model["backend_details"]
-            int8 = model["backend_details"]["int8"]
-            assert int8["cached"] is cached and int8["calibration_photos"] == 3
+            _fp32, int8 = model["backend_details"]["exports"]
+            assert int8["source"] == "quantize" and int8["cached"] is cached
+            assert int8["check"]["calibration_photos"] == 3
             prob = np.asarray(Image.open(io.BytesIO(_predict(client, encode(photo())).content))) / 255
             # int8 is not exact, but it is the same model: close on average, far from a random one.
             assert 0 < np.abs(prob - expected).mean() < 0.05
@@ -382,12 +386,13 @@ def test_openvino_backends_are_converted_once_checked_and_match_torch(registry: 
             model = client.get("/model").json()
             assert model["backend"] == backend, model["backend_details"]
             assert model["precision"] == ("bf16" if backend == "openvino-bf16" else "fp32")
-            details = model["backend_details"]["openvino"]
-            assert details["cached"] is cached and details["precision"] == precision
-            diff = details["max_abs_diff_vs_torch"]  # bf16 is judged by its mean (bf16_mismatch)
+            details = model["backend_details"]
+            ir = details["exports"][-1]
+            assert ir["file"] == "model.xml" and ir["source"] == "convert" and ir["cached"] is cached
+            diff = details["check"]["max_abs_diff_vs_fp32"]  # bf16 is judged by its mean (bf16_mismatch)
             assert (diff["probability_mean"] if precision == "bf16" else max(diff.values())) <= details[
-                "tolerance"
-            ]
+                "check"
+            ]["tolerance"]
             prob = np.asarray(Image.open(io.BytesIO(_predict(client, rgb).content)))
             assert np.abs(prob.astype(int) - np.round(expected * 255)).max() <= limit
         finally:
@@ -412,7 +417,8 @@ def test_auto_backend_times_gates_and_caches_its_choice(registry: str, tmp_path:
             auto = model["backend_details"]["auto"]
             assert auto["cached"] is cached and model["backend"] == auto["backend"], auto
             assert {"onnx", "openvino", "torch"} <= set(auto["timings_ms"]) and not auto["refused"]
-            assert model["backend"] == "torch" or auto["mask_f1_vs_torch"][model["backend"]] >= 0.995
+            gate = auto["mask_f1_vs_fp32"]
+            assert model["backend"] in ("torch", "onnx") or gate[model["backend"]] >= 0.995
             assert _predict(client, png_bytes()).status_code == 200
         finally:
             client.__exit__(None, None, None)
@@ -420,7 +426,7 @@ def test_auto_backend_times_gates_and_caches_its_choice(registry: str, tmp_path:
 
 def test_calibration_inputs_follow_the_contract(tmp_path: Path) -> None:
     from vessel_lightning.contract import ModelContract
-    from vessel_lightning.inference.backends import calibration_inputs
+    from vessel_lightning.inference.cache import calibration_inputs
 
     rgb = photo(seed=4, height=300, width=200)
     Image.fromarray(rgb).save(tmp_path / "eye.png")

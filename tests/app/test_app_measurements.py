@@ -22,8 +22,8 @@ from app.server import create_app
 from tests.helpers.app import app_settings, encode, make_registry, png_bytes
 from vessel_lightning.data.fov import detect_fov, fov_diameter
 from vessel_lightning.data.geojson import mask_to_geojson
-from vessel_lightning.inference.measurements import measure_vessels, um_per_pixel_from_fov
 from vessel_lightning.inference.predictor import served_mask
+from vessel_lightning.measurements import measure_vessels, um_per_pixel_from_fov
 
 HEIGHT, WIDTH = 96, 120
 
@@ -266,7 +266,7 @@ def test_scale_auto_resamples_a_tile_model_by_the_field_diameters(client: TestCl
     from vessel_lightning.contract import ModelContract
     from vessel_lightning.inference.predictor import Predictor
     from vessel_lightning.models.networks import build_network
-    from vessel_lightning.tracking.models import ModelInfo
+    from vessel_lightning.tracking.bundle import ModelInfo
 
     torch.manual_seed(0)
     network = build_network(encoder_name="efficientnet-b0", encoder_weights=None).eval()

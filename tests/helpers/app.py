@@ -82,7 +82,8 @@ def make_registry(root: Path, versions: int = 2, mode: str = "resize") -> str:
     import torch
 
     from vessel_lightning.models.networks import build_network
-    from vessel_lightning.tracking.registry import log_network, register
+    from vessel_lightning.tracking.model_logging import log_network
+    from vessel_lightning.tracking.registry import register
     from vessel_lightning.tracking.store import ensure_experiment, ensure_store
 
     uri = f"sqlite:///{root / 'mlflow' / 'mlflow.db'}"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from tests.helpers.data import compose
 from vessel_lightning.contract import ModelContract
-from vessel_lightning.tracking.registry import log_network
+from vessel_lightning.tracking.model_logging import log_network
 from vessel_lightning.tracking.store import ensure_experiment
 
 

@@ -15,7 +15,7 @@ from tests.helpers.app import fundus_photo
 from tests.helpers.registry import eval_cfg, logged_run, tiny_contract
 from vessel_lightning.data.fov import detect_fov, fov_diameter
 from vessel_lightning.data.geojson import rasterize_geojson
-from vessel_lightning.inference.batch import main as predict_main
+from vessel_lightning.inference.predict_cli import main as predict_main
 from vessel_lightning.tracking.registry import register
 
 
@@ -138,7 +138,7 @@ def test_vessel_eval_scores_inside_the_detected_field_and_measures_prediction_an
     from tests.helpers.data import make_masks_folder
     from vessel_lightning.data.images import read_gray
     from vessel_lightning.evaluation.evaluate import AGREEMENT_KEYS, EvaluationError, evaluate
-    from vessel_lightning.inference.measurements import measure_vessels
+    from vessel_lightning.measurements import measure_vessels
 
     root = make_masks_folder(tmp_path / "raw", count=6, size=(70, 90))
     register(logged_run(network, tiny_contract(size=(64, 64))), alias="champion")

@@ -36,19 +36,18 @@ def _contract() -> ModelContract:
 
 def test_window_weights_are_a_centred_gaussian_and_equal_for_mean() -> None:
     weights = window_weights(64, 96)
-    assert weights.shape == (64, 96) and weights.dtype == torch.float32
-    assert torch.equal(weights, weights.flip(0)) and torch.equal(weights, weights.flip(1))  # centred
-    assert weights.max().item() == pytest.approx(1.0, abs=5e-3)  # the centre falls between pixels
-    assert (
-        weights.min().item() == pytest.approx(1e-6) and weights[0, 48] < 1e-3
-    )  # borders count least, never 0
+    assert weights.shape == (64, 96) and weights.dtype == np.float32
+    assert np.array_equal(weights, weights[::-1]) and np.array_equal(weights, weights[:, ::-1])  # centred
+    assert weights.max() == pytest.approx(1.0, abs=5e-3)  # the centre falls between pixels
+    assert weights.min() == pytest.approx(1e-6) and weights[0, 48] < 1e-3  # borders count least, never 0
+    assert not weights.flags.writeable  # shared between calls (cached): nobody may change it
     # sigma is 1/8 of each side: one sigma from the centre along the rows, the weight is exp(-1/2)
     sigma = 0.125 * 96
     centre = (96 - 1) / 2
     col = round(centre + sigma)
     expected = math.exp(-0.5 * ((col - centre) / sigma) ** 2) * math.exp(-0.5 * (0.5 / 8) ** 2)
-    assert weights[32, col].item() == pytest.approx(expected, rel=1e-4)
-    assert torch.equal(window_weights(64, 96, "mean"), torch.ones(64, 96))
+    assert float(weights[32, col]) == pytest.approx(expected, rel=1e-4)
+    assert np.array_equal(window_weights(64, 96, "mean"), np.ones((64, 96)))
     with pytest.raises(ValueError, match="blend must be one of gaussian, mean, not 'max'"):
         window_weights(8, 8, "max")
     with pytest.raises(ValueError, match="blend must be one of"):
@@ -64,7 +63,7 @@ def test_overlapping_windows_are_blended_by_their_weights(blend: str) -> None:
     first, second = 1 / (1 + math.exp(0)), 1 / (1 + math.exp(-1))  # sigmoid of logits 0 and 1
     np.testing.assert_allclose(prob[:, :32], first, rtol=1e-6)  # one window: its probability, exactly
     np.testing.assert_allclose(prob[:, 64:], second, rtol=1e-6)
-    w = window_weights(64, 64, blend)[32].double()
+    w = window_weights(64, 64, blend)[32].astype(np.float64)
     expected = [(first * w[32 + i] + second * w[i]) / (w[32 + i] + w[i]) for i in range(32)]
     np.testing.assert_allclose(prob[32, 32:64], np.array(expected), rtol=1e-5)
     if blend == "mean":

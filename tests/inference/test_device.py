@@ -15,15 +15,17 @@ import torch
 from fastapi.testclient import TestClient
 from torch import nn
 
+from app.batching import DynamicBatcher
 from app.server import create_app, main
 from app.settings import Settings, SettingsError
 from tests.helpers.app import png_bytes
 from vessel_lightning.contract import ModelContract
-from vessel_lightning.inference.backends import BackendError, build_backend, resolve_precision
-from vessel_lightning.inference.batching import DynamicBatcher
-from vessel_lightning.inference.device import DeviceError, describe_device, resolve_device
+from vessel_lightning.inference.backends import build_backend, describe_device
 from vessel_lightning.inference.predictor import Predictor
-from vessel_lightning.tracking.models import ModelInfo
+from vessel_lightning.inference.settings import BackendError, BackendSettings, DeviceError
+from vessel_lightning.inference.torch_runtime import resolve_device, resolve_precision
+from vessel_lightning.models.onnx import TorchArrays
+from vessel_lightning.tracking.bundle import ModelInfo
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
@@ -121,18 +123,17 @@ def test_cpu_backend_refuses_half_precision_and_gpu_refuses_onnx() -> None:
     net, contract = _tiny_network(), _contract()
     info = ModelInfo("<test>")
     with pytest.raises(BackendError, match="precision fp16 is for a CUDA device"):
-        build_backend("torch", net, contract, info, precision="fp16")
+        build_backend("torch", net, contract, info, BackendSettings(precision="fp16"))
     with pytest.raises(BackendError, match="backend onnx runs on the CPU"):
-        build_backend("onnx", net, contract, info, device=torch.device("cuda:0"))
+        build_backend("onnx", net, contract, info, device="cuda:0")
     result = build_backend("torch", net, contract, info)
-    assert result.details == {"device": "cpu", "precision": "fp32"}
+    assert (result.device, result.precision) == ("cpu", "fp32")
+    assert result.network.module is net
 
 
 def test_describe_cpu() -> None:
-    described = describe_device(torch.device("cpu"))
-    assert (
-        described["type"] == "cpu" and described["name"] and described["threads"] == torch.get_num_threads()
-    )
+    described = describe_device("cpu", 3)
+    assert described["type"] == "cpu" and described["name"] and described["threads"] == 3
 
 
 # --- dynamic batching ---------------------------------------------------------------------------------------
@@ -240,7 +241,7 @@ def test_predictor_through_the_batcher_matches_the_plain_network() -> None:
     net, contract = _tiny_network(), _contract()
     rgb = np.random.default_rng(0).integers(0, 256, (150, 170, 3), dtype=np.uint8)
     plain = Predictor(net, contract, overlap=0.25).predict_proba(rgb)
-    batcher = DynamicBatcher(net, max_batch=16, max_wait_ms=1)
+    batcher = DynamicBatcher(TorchArrays(net), max_batch=16, max_wait_ms=1)  # on the CPU, arrays flow
     try:
         batched = Predictor(batcher, contract, overlap=0.25).predict_proba(rgb)
     finally:
@@ -331,11 +332,15 @@ def test_gpu_half_precision_keeps_f1_within_0_001(precision: str) -> None:
     rng = np.random.default_rng(0)
     eyes = [synthetic_eye(rng, 600, 640) for _ in range(4)]
     fp32 = Predictor(
-        build_backend("torch", network, contract, ModelInfo("t"), device=device, precision="fp32").network,
+        build_backend(
+            "torch", network, contract, ModelInfo("t"), BackendSettings(precision="fp32"), str(device)
+        ).network,
         contract,
         device=device,
     )
-    half = build_backend("torch", network, contract, ModelInfo("t"), device=device, precision=precision)
+    half = build_backend(
+        "torch", network, contract, ModelInfo("t"), BackendSettings(precision=precision), str(device)
+    )
     fast = Predictor(half.network, contract, device=device)
     probs32 = [fp32.predict_proba(photo) for photo, _ in eyes]
     threshold = float(
@@ -350,7 +355,5 @@ def test_gpu_half_precision_keeps_f1_within_0_001(precision: str) -> None:
         np.concatenate([(p >= threshold).ravel() for p in probs]),
         np.concatenate([m.ravel() > 0 for _, m in eyes]),
     )
-    assert abs(f1_half - f1_32) <= 0.001, (f1_half, f1_32, half.details)
-    assert (
-        half.details["precision"] == precision and half.details["max_abs_diff_vs_fp32"]["probability"] < 0.05
-    )
+    assert abs(f1_half - f1_32) <= 0.001, (f1_half, f1_32, half.describe())
+    assert half.precision == precision and half.check["max_abs_diff_vs_fp32"]["probability"] < 0.05

@@ -1,32 +1,44 @@
 """The request path's shortcuts give the values of the long way: one window, PyTorch's thread count, the FOV's
-OpenCV labelling and histogram medians."""
+OpenCV labelling and histogram medians; and the CPU path runs without PyTorch."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 
 import numpy as np
 import pytest
 import torch
 from scipy import ndimage as ndi
-from torch import nn
+from scipy.special import expit
 
 from vessel_lightning.contract import ModelContract
 from vessel_lightning.data import fov
-from vessel_lightning.inference.backends import torch_threads, use_backend, window_batch
+from vessel_lightning.inference.backends import use_backend, window_batch
 from vessel_lightning.inference.predictor import Predictor
+from vessel_lightning.inference.settings import BackendSettings
 
 
-class NumpyNetwork(nn.Module):
-    """A network outside PyTorch (as ONNX Runtime or OpenVINO): fixed random 1×1 mixing of the channels."""
+class NumpyNetwork:
+    """An array network (as ONNX Runtime or OpenVINO): fixed random 1×1 mixing of the channels."""
+
+    def __init__(self) -> None:
+        self.weights = np.random.default_rng(0).normal(size=3).astype(np.float32) * 4
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        return (np.einsum("nchw,c->nhw", batch, self.weights)[:, None] - 2).astype(np.float32)
+
+
+class Mixing(torch.nn.Module):
+    """:class:`NumpyNetwork` as a PyTorch module."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.weights = np.random.default_rng(0).normal(size=3).astype(np.float32) * 4
+        self.weights = torch.from_numpy(NumpyNetwork().weights)
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
-        array = batch.numpy()
-        return torch.from_numpy(np.einsum("nchw,c->nhw", array, self.weights)[:, None] - 2)
+        return torch.einsum("nchw,c->nhw", batch, self.weights)[:, None] - 2
 
 
 def contract(size: int = 32) -> ModelContract:
@@ -41,8 +53,8 @@ def test_one_window_is_the_sigmoid_of_the_network_on_the_photo() -> None:
     network = NumpyNetwork()
     rgb = photo(64, 64)
     prob = Predictor(network, contract(), window=64).predict_proba(rgb)
-    upload = torch.from_numpy(rgb).permute(2, 0, 1).float().div(255.0)[None]
-    expected = torch.sigmoid(network(upload))[0, 0].clamp(0, 1).numpy()
+    upload = (rgb.transpose(2, 0, 1).astype(np.float32) / np.float32(255.0))[None]
+    expected = np.clip(expit(network(upload)), 0, 1)[0, 0]
     assert prob.dtype == np.float32 and prob.shape == (64, 64)
     assert np.array_equal(prob, expected)
 
@@ -52,19 +64,25 @@ def test_one_window_with_padding_is_cut_back_to_the_photo() -> None:
     predictor = Predictor(NumpyNetwork(), contract(), window=64)
     prob = predictor.predict_proba(rgb)
     assert prob.shape == (50, 61)
-    with torch.inference_mode():
-        padded = predictor._pad(predictor._upload(rgb)[None], 64, 64)
-        expected = torch.sigmoid(predictor.network(padded))[0, 0, :50, :61].numpy()
+    padded = predictor._pad(predictor.ops.upload(rgb)[None], 64, 64)
+    expected = expit(predictor.network(padded))[0, 0, :50, :61]
     assert np.array_equal(prob, expected)
 
 
+def test_a_pytorch_module_gives_the_array_networks_values() -> None:
+    rgb = photo(96, 80)  # several windows, blended
+    array = Predictor(NumpyNetwork(), contract(), window=64).predict_proba(rgb)
+    module = Predictor(Mixing(), contract(), window=64).predict_proba(rgb)
+    assert np.abs(array - module).max() < 1e-6
+
+
 def test_threads_apply_to_the_predicting_thread_and_leave_the_values_alone() -> None:
-    rgb = photo(96, 80)  # several windows: blending and the float upload run in PyTorch
-    reference = Predictor(NumpyNetwork(), contract(), window=64).predict_proba(rgb)
+    rgb = photo(96, 80)
+    reference = Predictor(Mixing(), contract(), window=64).predict_proba(rgb)
     seen: dict[str, object] = {}
 
     def predict() -> None:
-        seen["prob"] = Predictor(NumpyNetwork(), contract(), window=64, threads=1).predict_proba(rgb)
+        seen["prob"] = Predictor(Mixing(), contract(), window=64, threads=1).predict_proba(rgb)
         seen["threads"] = torch.get_num_threads()
 
     before = torch.get_num_threads()
@@ -78,11 +96,25 @@ def test_threads_apply_to_the_predicting_thread_and_leave_the_values_alone() -> 
     assert np.array_equal(seen["prob"], reference)
 
 
-def test_torch_threads_only_when_pytorch_runs_the_network() -> None:
-    assert torch_threads("torch", 4) == 4
-    assert torch_threads("torch", None) is None
-    for backend in ("onnx", "onnx-int8", "openvino", "openvino-bf16", "openvino-int8"):
-        assert torch_threads(backend, 4) == 1
+def test_the_serving_path_on_the_cpu_never_imports_pytorch() -> None:
+    """The CPU image has no PyTorch: the app, the backends and a prediction with an array network must not
+    import it (a fresh interpreter, so no other test's import hides one)."""
+    script = """
+import sys
+import numpy as np
+import app.server, app.model_manager, vessel_lightning.inference.auto, vessel_lightning.inference.photo
+from vessel_lightning.contract import ModelContract
+from vessel_lightning.inference.photo import predict_photo
+from vessel_lightning.inference.predictor import Predictor
+contract = ModelContract(encoder="efficientnet-b0", size=(32, 32), threshold=0.5, mode="tiles")
+network = lambda batch: batch[:, :1] - 0.5
+result = predict_photo(Predictor(network, contract, window=64), np.zeros((90, 70, 3), np.uint8), "detect")
+assert result.mask.shape == (90, 70)
+print(sorted(m for m in sys.modules if m == "torch" or m.startswith(("torch.", "lightning", "segmentation"))))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
 
 
 def test_openvino_serves_one_window_per_call_and_the_values_stay() -> None:
@@ -98,16 +130,16 @@ def test_openvino_serves_one_window_per_call_and_the_values_stay() -> None:
 @pytest.mark.slow  # ~10 s: exports a B0 to ONNX and compiles it in OpenVINO
 def test_the_clis_backends_follow_the_servers_thread_and_window_rules(network, tmp_path) -> None:
     """vessel-eval and vessel-predict swap the network with use_backend: the predictor then takes the server's
-    PyTorch threads and windows per call for the backend it got, and its probabilities stay PyTorch's."""
+    windows per call for the backend it got (PyTorch its threads), and its probabilities stay PyTorch's."""
     rgb = photo(150, 170)  # 12 windows of 64²
     reference = Predictor(network, contract(64), window=64).predict_proba(rgb)
     before = torch.get_num_threads()  # a predictor sets the count of the thread it predicts in
     try:
         for backend, windows in (("torch", 64), ("onnx", 64), ("openvino", 1)):  # 64 windows of 64² = 512²
             predictor = Predictor(network, contract(64), window=64, threads=2)
-            result = use_backend(predictor, backend, cache_dir=tmp_path, threads=2)
+            result = use_backend(predictor, backend, BackendSettings(cache_dir=tmp_path, threads=2))
             assert result.backend == backend
-            assert predictor.threads == (2 if backend == "torch" else 1)
+            assert getattr(predictor.network, "threads", None) == (2 if backend == "torch" else None)
             assert predictor.windows_per_call(64, 64) == windows
             assert np.abs(predictor.predict_proba(rgb) - reference).max() < 1e-4
     finally:
@@ -121,9 +153,9 @@ def test_cpu_calls_hold_about_512_squared_pixels_and_an_explicit_batch_wins() ->
     calls: list[int] = []
 
     class Counting(NumpyNetwork):
-        def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        def __call__(self, batch: np.ndarray) -> np.ndarray:
             calls.append(batch.shape[0])
-            return super().forward(batch)
+            return super().__call__(batch)
 
     Predictor(Counting(), contract(), window=64).predict_proba(photo(150, 170))
     assert calls == [12]  # 3 × 4 windows of 64², up to 64 per call: one call (4 per call before)

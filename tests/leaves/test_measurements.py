@@ -10,7 +10,7 @@ from scipy import ndimage as ndi
 from skimage.draw import line
 from skimage.morphology import skeletonize
 
-from vessel_lightning.inference.measurements import (
+from vessel_lightning.measurements import (
     MeasurementError,
     box_counting_dimension,
     measure_vessels,

@@ -89,7 +89,7 @@ def test_sizes_match_the_published_ones() -> None:
 
 @pytest.mark.parametrize("name", ["transunet", "unet_plain"])
 def test_onnx_export_matches_pytorch_at_two_sizes(name: str, tmp_path: Path) -> None:
-    from vessel_lightning.inference.backends import OnnxNetwork, export_onnx
+    from vessel_lightning.models.onnx import OnnxNetwork, export_onnx
 
     torch.manual_seed(0)
     network = build_network(**ARCHS[name]).eval()
@@ -101,7 +101,7 @@ def test_onnx_export_matches_pytorch_at_two_sizes(name: str, tmp_path: Path) -> 
         image = torch.rand(*shape)
         with torch.no_grad():
             expected = network(image)
-        assert np.abs(session(image).numpy() - expected.numpy()).max() <= 1e-4
+        assert np.abs(session(image.numpy()) - expected.numpy()).max() <= 1e-4
 
 
 @pytest.mark.slow

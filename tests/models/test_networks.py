@@ -12,8 +12,14 @@ import pytest
 import torch
 from torch import nn
 
-from vessel_lightning.models import build_network, load_network, recalibrate_batchnorm, save_network
-from vessel_lightning.models.networks import IMAGENET_MEAN, IMAGENET_STD
+from vessel_lightning.models.networks import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    build_network,
+    load_network,
+    recalibrate_batchnorm,
+    save_network,
+)
 
 
 def _encoder_bns(net: nn.Module) -> list[nn.BatchNorm2d]:

@@ -9,16 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from vessel_lightning.contract import ModelContract
 from vessel_lightning.inference.predictor import Predictor
-from vessel_lightning.tracking.models import BUNDLE_CONFIG, BUNDLE_WEIGHTS
-from vessel_lightning.tracking.registry import (
-    MODEL_URI_TAG,
-    log_network,
-    register,
-    relog_main,
-)
+from vessel_lightning.tracking.bundle import BUNDLE_CONFIG, BUNDLE_WEIGHTS
+from vessel_lightning.tracking.commands import relog_main
+from vessel_lightning.tracking.model_logging import log_network
+from vessel_lightning.tracking.registry import MODEL_URI_TAG, register
 from vessel_lightning.tracking.store import ensure_experiment
 
 # A small network that needs no pretrained weights: fast to build, log and load.
@@ -161,3 +159,89 @@ def test_a_model_whose_contract_has_an_unknown_field_does_not_load(
     run_id = _log_the_old_way(network, {**CONTRACT.to_dict(), "colour_space": "lab"}, tmp_path)
     with pytest.raises(ContractError, match=r"unknown field 'colour_space'"):
         Predictor.from_uri(f"runs:/{run_id}/model")
+
+
+def test_the_bundle_carries_its_checked_onnx_export_and_calibration_crops_readable_by_all(
+    store: str, network
+) -> None:
+    import mlflow
+
+    from vessel_lightning.models.onnx import OnnxNetwork
+
+    _experiment()
+    crops = [_rgb(seed)[:32, :32] for seed in range(3)]
+    with mlflow.start_run() as run:
+        model_uri = log_network(network, CONFIG, CONTRACT, run.info.run_id, calibration=crops)
+    files = _model_files(model_uri)
+    assert "artifacts/model.onnx" in files
+    assert [f for f in files if f.startswith("artifacts/calibration/")] == [
+        f"artifacts/calibration/crop_{i:02d}.png" for i in range(3)
+    ]
+    check = mlflow.models.get_model_info(model_uri).metadata["onnx"]
+    assert max(check["max_abs_diff"].values()) <= 1e-4 and check["opset"] == 17
+    # Every stored file is 0644 (safetensors writes 0600): a store shared between users serves them all.
+    location = mlflow.get_logged_model(model_uri.removeprefix("models:/")).artifact_location
+    stored = Path(location.removeprefix("file://"))
+    modes = {p.name: p.stat().st_mode & 0o777 for p in stored.rglob("*") if p.is_file()}
+    assert modes and set(modes.values()) == {0o644}, modes
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri))
+    batch = np.random.default_rng(0).random((1, 3, 32, 32), dtype=np.float32)
+    with torch.no_grad():
+        expected = network(torch.from_numpy(batch)).numpy()
+    assert np.abs(OnnxNetwork(local / "artifacts" / "model.onnx")(batch) - expected).max() <= 1e-4
+    saved = np.asarray(Image.open(local / "artifacts" / "calibration" / "crop_01.png"))
+    assert np.array_equal(saved, crops[1])
+
+
+def test_a_bundle_serves_on_the_cpu_from_its_onnx_export_without_the_module(
+    store: str, network, tmp_path
+) -> None:
+    import mlflow
+
+    from vessel_lightning.inference.backends import load_predictor
+    from vessel_lightning.inference.settings import BackendSettings
+
+    _experiment()
+    with mlflow.start_run() as run:
+        log_network(network, CONFIG, CONTRACT, run.info.run_id)
+    register(run.info.run_id, alias="champion")
+    predictor, result = load_predictor(
+        "models:/vessel-unet@champion", "onnx", BackendSettings(tracking_uri=store, cache_dir=tmp_path)
+    )
+    assert predictor.module is None and result.backend == "onnx" and result.exports[0].source == "bundle"
+    expected = Predictor(network, CONTRACT).predict_proba(_rgb())
+    np.testing.assert_allclose(predictor.predict_proba(_rgb()), expected, atol=1e-5)
+
+
+def test_a_version_logged_before_the_tracking_package_was_split_still_loads(
+    store: str, network, tmp_path
+) -> None:
+    """Registered versions run the pyfunc code they were logged with: that file imports
+    ``vessel_lightning.tracking.models`` and ``vessel_lightning.inference.predictor`` by name."""
+    import mlflow
+    import mlflow.pyfunc
+
+    from vessel_lightning.tracking.model_logging import pyfunc_code_path
+
+    legacy = Path(__file__).parent / "legacy" / "pyfunc_model_2026_12.py"
+    assert "vessel_lightning.tracking.models import load_bundle" in legacy.read_text()
+    _experiment()
+    import vessel_lightning.tracking.model_logging as model_logging
+
+    original = model_logging.pyfunc_code_path
+    model_logging.pyfunc_code_path = lambda: str(legacy)  # log it exactly as the earlier layout did
+    try:
+        with mlflow.start_run() as run:
+            log_network(network, CONFIG, CONTRACT, run.info.run_id, onnx=False)
+    finally:
+        model_logging.pyfunc_code_path = original
+    assert pyfunc_code_path() != str(legacy)
+    register(run.info.run_id, alias="champion")
+    rgb = _rgb(2)
+    expected = Predictor(network, CONTRACT).predict_proba(rgb)
+    np.testing.assert_allclose(
+        mlflow.pyfunc.load_model("models:/vessel-unet@champion").predict(rgb), expected, atol=1e-6
+    )
+    np.testing.assert_allclose(
+        Predictor.from_uri("models:/vessel-unet@champion").predict_proba(rgb), expected, atol=1e-6
+    )

@@ -16,7 +16,7 @@ from tests.helpers.train import (
     mlflow_runs,
     small_overrides,
 )
-from vessel_lightning.models import load_network
+from vessel_lightning.models.networks import load_network
 from vessel_lightning.tracking.offline import ImportRunError, JobFolder, main, read_metrics
 from vessel_lightning.tracking.train import train
 
@@ -65,7 +65,7 @@ def test_import_makes_a_run_with_params_metric_history_artifacts_and_model(
     # The registered model predicts what the job's own network.pt predicts, with the job's contract.
     from mlflow.models import get_model_info
 
-    from vessel_lightning.tracking.models import is_bundle, load_logged_model
+    from vessel_lightning.tracking.bundle import is_bundle, load_logged_model
 
     info = get_model_info("models:/vessel-unet@champion")
     assert is_bundle(info.flavors)

@@ -17,11 +17,13 @@ from tests.helpers.registry import eval_cfg, logged_run, tiny_contract
 from vessel_lightning.contract import ContractError, ModelContract
 from vessel_lightning.inference.predictor import Predictor
 from vessel_lightning.tiling import window_origins
-from vessel_lightning.tracking.registry import best_run, promote_main, register, runs_main
+from vessel_lightning.tracking.commands import promote_main, runs_main
+from vessel_lightning.tracking.registry import register
+from vessel_lightning.tracking.run_listing import best_run
 
 
 def test_register_alias_load_predict_round_trip(store: str, network) -> None:
-    from vessel_lightning.tracking.models import load_logged_model
+    from vessel_lightning.tracking.bundle import load_logged_model
 
     run_id = logged_run(network, tiny_contract())
     assert register(run_id, alias="champion") == "1"
@@ -217,7 +219,7 @@ def test_contract_rejects_garbage() -> None:
 
 
 def test_vessel_predict_writes_masks_and_overlays(store: str, network, tmp_path: Path, capsys) -> None:
-    from vessel_lightning.inference.batch import main as predict_main
+    from vessel_lightning.inference.predict_cli import main as predict_main
 
     register(logged_run(network, tiny_contract()), alias="champion")
     photos = []
@@ -246,7 +248,7 @@ def test_eval_and_predict_run_on_a_chosen_backend(
 ) -> None:
     pytest.importorskip("openvino")
     from vessel_lightning.evaluation.evaluate import evaluate
-    from vessel_lightning.inference.batch import main as predict_main
+    from vessel_lightning.inference.predict_cli import main as predict_main
 
     monkeypatch.setenv("VESSEL_CACHE_DIR", str(tmp_path / "cache"))
     root = make_masks_folder(tmp_path / "raw", count=4, size=(70, 90))
@@ -268,7 +270,7 @@ def test_eval_and_predict_run_on_a_chosen_backend(
 
 
 def test_parse_registry_uri() -> None:
-    from vessel_lightning.tracking.models import parse_registry_uri
+    from vessel_lightning.tracking.bundle import parse_registry_uri
 
     assert parse_registry_uri("models:/vessel-unet@champion") == ("vessel-unet", None, "champion")
     assert parse_registry_uri("models:/vessel-unet/3") == ("vessel-unet", "3", None)

@@ -12,15 +12,9 @@ from omegaconf import DictConfig
 
 import vessel_lightning.tracking.runs  # noqa: F401 - registers the config resolvers
 from tests.helpers.train import artifact_paths, data_overrides, mlflow_runs, run_train_cli, small_overrides
-from vessel_lightning.tracking.registry import (
-    MODEL_URI_TAG,
-    Constraint,
-    RegistryError,
-    best_run,
-    promote_main,
-    runs_main,
-    sweep_parent,
-)
+from vessel_lightning.tracking.commands import promote_main, runs_main
+from vessel_lightning.tracking.registry import MODEL_URI_TAG, RegistryError
+from vessel_lightning.tracking.run_listing import Constraint, best_run, sweep_parent
 from vessel_lightning.tracking.store import ensure_experiment, ensure_store, runs_page_url
 from vessel_lightning.tracking.sweep_summary import pareto_front, summarize_sweep, sweep_table
 

@@ -20,7 +20,7 @@ from tests.helpers.train import (
     sweep_runs,
     synthetic_items,
 )
-from vessel_lightning.models import load_network
+from vessel_lightning.models.networks import load_network
 from vessel_lightning.tracking.train import resolve_ckpt_path, train
 
 REQUIRED_KEYS = {"train/loss", "val/loss", "val/f1", "val/iou", "val/precision", "val/recall", "val/f1_best"}
@@ -81,7 +81,7 @@ def test_train_logs_run_metrics_and_artifacts(
     # with the contract evaluation and serving read.
     from mlflow.models import get_model_info
 
-    from vessel_lightning.tracking.models import is_bundle, load_logged_model
+    from vessel_lightning.tracking.bundle import is_bundle, load_logged_model
 
     uri = "models:/vessel-unet/1"
     assert MlflowClient(mlflow_env).get_model_version("vessel-unet", "1").run_id == run.info.run_id
@@ -244,7 +244,7 @@ def test_batchnorm_recalibration_callback_moves_frozen_statistics(tmp_path: Path
 def test_checkpoint_reloads_without_the_pretrained_weights_file(tmp_path: Path) -> None:
     from safetensors.torch import save_file
 
-    from vessel_lightning.models import build_network
+    from vessel_lightning.models.networks import build_network
     from vessel_lightning.training.module import VesselSegmenter
 
     weights = tmp_path / "encoder.safetensors"

@@ -83,7 +83,7 @@ def test_train_starts_from_a_logged_model_and_tags_the_run(
     import mlflow
 
     from vessel_lightning.contract import ModelContract
-    from vessel_lightning.tracking.registry import log_network
+    from vessel_lightning.tracking.model_logging import log_network
     from vessel_lightning.tracking.store import ensure_experiment, ensure_store
 
     ensure_store(mlflow_env)

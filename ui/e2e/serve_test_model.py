@@ -36,7 +36,8 @@ def register_test_model(store_dir: Path) -> str:
 
     from vessel_lightning.contract import ModelContract
     from vessel_lightning.models.networks import build_network
-    from vessel_lightning.tracking.registry import log_network, register
+    from vessel_lightning.tracking.model_logging import log_network
+    from vessel_lightning.tracking.registry import register
     from vessel_lightning.tracking.store import ensure_experiment, ensure_store
 
     uri = f"sqlite:///{store_dir / 'mlflow.db'}"

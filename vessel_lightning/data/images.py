@@ -179,3 +179,22 @@ def resize_mask(mask: np.ndarray, size: tuple[int, int], threshold: float = 0.35
         return mask.astype(np.uint8)
     fraction = Image.fromarray(mask.astype(np.float32)).resize((width, height), Image.Resampling.BOX)
     return (np.asarray(fraction) >= threshold).astype(np.uint8)
+
+
+def network_crops(rgb: np.ndarray, mode: str, size: tuple[int, int], crops: int = 4) -> list[np.ndarray]:
+    """Crops of a photo as a network trained in ``mode`` at ``size`` sees it: a ``resize`` model the whole photo
+    resized to ``size``; a ``tiles`` model up to ``crops`` windows of ``size`` cut at native resolution, spread
+    over the photo (not a shrunken photo, whose vessels are thinner). What int8 calibration and the reduced
+    precision gate run on."""
+    from vessel_lightning.tiling import window_origins
+
+    height, width = size
+    if mode != "tiles" or rgb.shape[0] < height or rgb.shape[1] < width:
+        return [resize_image(rgb, (height, width))]
+    origins = [
+        (top, left)
+        for top in window_origins(rgb.shape[0], height)
+        for left in window_origins(rgb.shape[1], width)
+    ]
+    chosen = sorted({round(i * (len(origins) - 1) / max(crops - 1, 1)) for i in range(crops)})
+    return [rgb[t : t + height, lf : lf + width] for t, lf in (origins[i] for i in chosen)]

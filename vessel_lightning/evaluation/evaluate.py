@@ -155,43 +155,42 @@ def evaluate(cfg: Any) -> dict[str, Any]:
     from tqdm.auto import tqdm
 
     from vessel_lightning.data.prepare import load_sample
-    from vessel_lightning.inference.backends import use_backend
-    from vessel_lightning.inference.device import resolve_device
-    from vessel_lightning.inference.measurements import measure_vessels
+    from vessel_lightning.inference.backends import resolve_device, use_backend
     from vessel_lightning.inference.predictor import AUTO, Predictor
+    from vessel_lightning.inference.settings import BackendSettings
+    from vessel_lightning.measurements import measure_vessels
     from vessel_lightning.overlays import error_overlay, save_png
     from vessel_lightning.tracking import store
 
     start = time.perf_counter()
     out = Path(str(cfg.output_dir)).expanduser().resolve()
-    fov_mode = str(cfg.get("fov", "official"))
+    fov_mode = str(cfg.fov)
     if fov_mode not in FOV_MODES:
         raise EvaluationError(f"fov must be one of {', '.join(FOV_MODES)}, not {fov_mode!r}")
-    scale = cfg.get("scale", 1.0)
-    device = resolve_device(cfg.get("device"), "device")
+    scale = cfg.scale
+    device = resolve_device(cfg.device, "device")
     try:
         predictor = Predictor.from_uri(
             str(cfg.model_uri),
             tta=bool(cfg.tta),
             overlap=float(cfg.overlap),
-            blend=str(cfg.get("blend", "gaussian")),
-            window=cfg.get("window"),
+            blend=str(cfg.blend),
+            window=cfg.window,
             scale=AUTO if scale == AUTO else float(scale),
-            reference_diameter=cfg.get("reference_fov_diameter"),
+            reference_diameter=cfg.reference_fov_diameter,
             device=device,
         )
     except ValueError as exc:
         raise EvaluationError(str(exc)) from None
-    calibration = cfg.get("calibration_dir")
-    backend = use_backend(
-        predictor,
-        str(cfg.get("backend", "torch")),
+    calibration = cfg.calibration_dir
+    settings = BackendSettings(
         # The store's URI, as connect() resolves it, names the backend cache folder (no MLflow import needed).
-        tracking_uri=cfg.get("tracking_uri") or store.tracking_uri(),
+        tracking_uri=cfg.tracking_uri or store.tracking_uri(),
         calibration_dir=Path(str(calibration)).expanduser() if calibration else None,
-        precision=str(cfg.get("precision", "auto")),
+        precision=str(cfg.precision),
     )
-    precision = str(backend.details.get("precision", "fp32"))
+    backend = use_backend(predictor, str(cfg.backend), settings)
+    precision = backend.precision
     contract = predictor.contract
     samples, label_rule = evaluation_samples(cfg.data, str(cfg.split), contract)
     thresholds = sorted({0.5, float(contract.threshold)})
@@ -216,7 +215,7 @@ def evaluate(cfg: Any) -> dict[str, Any]:
             suffix = "" if t == contract.threshold else f"@{t:g}"
             row |= {f"{k}{suffix}": round(v, 6) for k, v in scores.items() if k != "accuracy"}
         rows.append(row)
-        if cfg.get("measurements", True):
+        if cfg.measurements:
             pred_m = measure_vessels(is_vessel(prob, contract.threshold), fov).to_dict()
             label_m = measure_vessels(target, fov).to_dict()
             measured.append(
@@ -243,7 +242,7 @@ def evaluate(cfg: Any) -> dict[str, Any]:
         "fov": fov_mode,
         "prediction": f"{contract.mode} at {contract.size[0]}x{contract.size[1]}",
         "tta": bool(cfg.tta),
-        "window": cfg.get("window"),
+        "window": cfg.window,
         "overlap": predictor.overlap,
         "blend": predictor.blend,
         "scale": predictor.scale,
@@ -260,8 +259,8 @@ def evaluate(cfg: Any) -> dict[str, Any]:
         "encoder": contract.encoder,
         "trained_on": contract.dataset,
     }
-    if "auto" in backend.details:
-        summary["backend_choice"] = backend.details["auto"]
+    if backend.auto is not None:
+        summary["backend_choice"] = backend.auto
     summary["seconds"] = round(time.perf_counter() - start, 1)
     _write_outputs(out, summary, rows, measured)
     log.info(
@@ -300,8 +299,8 @@ def _log_to_mlflow(cfg: Any, summary: dict[str, Any], out: Path) -> None:
     tags = {"kind": "evaluation", "model_uri": model["uri"], "dataset": cfg.data.name, "split": cfg.split}
     tags |= {k: str(v) for k, v in (("model_name", model["name"]), ("model_version", model["version"]),
                                     ("source_run_id", model["run_id"])) if v}  # fmt: skip
-    params = {"split": cfg.split, "dataset": cfg.data.name, "tta": cfg.tta, "window": cfg.get("window"),
-              "blend": summary["protocol"]["blend"], "scale": cfg.get("scale", 1.0), "n_images": summary["n_images"],
+    params = {"split": cfg.split, "dataset": cfg.data.name, "tta": cfg.tta, "window": cfg.window,
+              "blend": summary["protocol"]["blend"], "scale": cfg.scale, "n_images": summary["n_images"],
               "backend": summary["protocol"]["backend"],
               "threshold": summary["threshold"], "model_uri": model["uri"]}  # fmt: skip
     metrics = {
@@ -325,9 +324,8 @@ def _log_to_mlflow(cfg: Any, summary: dict[str, Any], out: Path) -> None:
 def _main(cfg: Any) -> None:
     from vessel_lightning.contract import ContractError
     from vessel_lightning.data.sources import DataLayoutError
-    from vessel_lightning.inference.backends import BackendError
-    from vessel_lightning.inference.device import DeviceError
-    from vessel_lightning.tracking.models import is_exported_model
+    from vessel_lightning.inference.settings import BackendError, DeviceError
+    from vessel_lightning.tracking.bundle import BundleError, is_exported_model
 
     errors: tuple[type[Exception], ...] = (
         ContractError,
@@ -335,6 +333,7 @@ def _main(cfg: Any) -> None:
         DataLayoutError,
         DeviceError,
         BackendError,
+        BundleError,
     )
     # An exported folder scored without logging needs no store (and no MLflow: a bare GPU box may lack it).
     store = cfg.log_to_mlflow or not is_exported_model(str(cfg.model_uri))
@@ -345,7 +344,7 @@ def _main(cfg: Any) -> None:
             from vessel_lightning.tracking.registry import RegistryError, connect
 
             errors += (MlflowException, RegistryError)
-            connect(cfg.get("tracking_uri"))
+            connect(cfg.tracking_uri)
         evaluate(cfg)
     except (*errors, OSError) as exc:
         log.error("vessel-eval: %s", str(exc).splitlines()[0])

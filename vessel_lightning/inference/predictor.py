@@ -5,24 +5,28 @@ photo resized to their training size (the same Lanczos resampling as data prepar
 probabilities are resized back bilinearly; ``tiles`` models slide a window of their tile size over the
 full-resolution photo with overlapping windows, averaged with Gaussian weights. Optional flip test-time augmentation averages the
 identity, horizontal and vertical flips. No training code is imported here.
+
+On the CPU the arithmetic is NumPy's and the network an array network (ONNX Runtime, OpenVINO, or a PyTorch
+module wrapped as :class:`~vessel_lightning.models.onnx.TorchArrays`), so serving on the CPU needs no PyTorch; on a
+GPU it is PyTorch's (:class:`~vessel_lightning.inference.torch_runtime.TorchOps`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+import sys
 from typing import Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
-from torch import nn
 
 from vessel_lightning.contract import ModelContract
 from vessel_lightning.data.fov import apply_fov, detect_fov, fov_diameter
 from vessel_lightning.data.images import resize_image
+from vessel_lightning.models.onnx import TorchArrays, sigmoid
 from vessel_lightning.threshold import is_vessel
 from vessel_lightning.tiling import require_blend, window_origins, window_weights
-from vessel_lightning.tracking.models import ModelInfo, load_logged_model
+from vessel_lightning.tracking.bundle import ModelInfo, load_logged_model
 
 AUTO = "auto"
 
@@ -56,6 +60,49 @@ def cpu_windows_per_call(tile_h: int, tile_w: int) -> int:
     return max(1, CPU_PIXELS_PER_CALL // (tile_h * tile_w))
 
 
+class NumpyOps:
+    """The Predictor's array operations on the CPU, in float32 NumPy (and OpenCV for resampling)."""
+
+    def context(self) -> Any:
+        return contextlib.nullcontext()
+
+    def upload(self, rgb: np.ndarray) -> np.ndarray:
+        return rgb.transpose(2, 0, 1).astype(np.float32) / np.float32(255.0)
+
+    def pad(self, image: np.ndarray, pad_h: int, pad_w: int, mode: str) -> np.ndarray:
+        widths = [(0, 0)] * (image.ndim - 2) + [(0, pad_h), (0, pad_w)]
+        return np.pad(image, widths, mode="reflect" if mode == "reflect" else "edge")
+
+    def zeros(self, height: int, width: int) -> np.ndarray:
+        return np.zeros((height, width), dtype=np.float32)
+
+    def stack(self, arrays: list[np.ndarray]) -> np.ndarray:
+        return np.stack(arrays)
+
+    def weights(self, weights: np.ndarray) -> np.ndarray:
+        return weights
+
+    def probabilities(self, logits: np.ndarray) -> np.ndarray:
+        return sigmoid(np.asarray(logits, dtype=np.float32))
+
+    def flip(self, batch: np.ndarray, axis: int) -> np.ndarray:
+        return np.ascontiguousarray(np.flip(batch, axis))
+
+    def resize(self, prob: np.ndarray, height: int, width: int) -> np.ndarray:
+        import cv2
+
+        # Bilinear with half-pixel centres and no antialiasing: PyTorch's interpolate(align_corners=False).
+        return cv2.resize(prob, (width, height), interpolation=cv2.INTER_LINEAR)
+
+    def to_host(self, prob: np.ndarray) -> np.ndarray:
+        return np.clip(prob, 0, 1).astype(np.float32, copy=False)
+
+
+def _is_torch_module(network: Any) -> bool:
+    torch = sys.modules.get("torch")  # a PyTorch module exists only where torch was imported already
+    return torch is not None and isinstance(network, torch.nn.Module)
+
+
 class Predictor:
     """Vessel probabilities for RGB photos of any size, following the model's contract.
 
@@ -71,19 +118,17 @@ class Predictor:
     the network at once (None: on the CPU as many as make ~512² pixels, :func:`cpu_windows_per_call`; all windows
     of the photo in one batch on a GPU); ``blend`` how
     overlapping windows are averaged (:func:`~vessel_lightning.tiling.window_weights`: ``"gaussian"``, the
-    default, or ``"mean"``); ``threads`` PyTorch's intra-op threads for the calling thread during
-    :meth:`predict_proba` (None: as they are; 1 when ONNX Runtime or OpenVINO runs the network, see
-    :func:`~vessel_lightning.inference.backends.torch_threads`). On a GPU the photo
-    is uploaded once (pinned, as uint8) and windows, blending and resampling stay on the device until the
-    probabilities come back.
+    default, or ``"mean"``); ``threads`` PyTorch's intra-op threads when ``network`` is a PyTorch module on the
+    CPU (None: as they are). On a GPU the photo is uploaded once (pinned, as uint8) and windows, blending and
+    resampling stay on the device until the probabilities come back.
     """
 
     def __init__(
         self,
-        network: nn.Module,
+        network: Any,
         contract: ModelContract,
         *,
-        device: str | torch.device = "cpu",
+        device: Any = "cpu",
         tta: bool = False,
         overlap: float = 0.25,
         window: int | None = None,
@@ -118,8 +163,17 @@ class Predictor:
             raise ValueError(
                 f"window {window} must be a positive multiple of the model's input divisor {contract.input_divisor}"
             )
-        self.device = torch.device(device)
-        self.network = network.to(self.device).eval()
+        self.device = str(device)
+        self.on_gpu = self.device.startswith("cuda")
+        self.module = network if _is_torch_module(network) else None  # what backends export and compile
+        if self.on_gpu:
+            from vessel_lightning.inference.torch_runtime import TorchOps, resolve_device
+
+            self.ops: Any = TorchOps(resolve_device(self.device))
+            self.network = network.to(self.ops.device).eval() if self.module is not None else network
+        else:
+            self.ops = NumpyOps()
+            self.network = TorchArrays(network, threads) if self.module is not None else network
         self.contract = contract
         self.tta = tta
         self.overlap = overlap
@@ -128,7 +182,6 @@ class Predictor:
         self.scale = scale
         self.batch_windows = batch_windows  # None: windows_per_call's rule for the device and window size
         self.info = info or ModelInfo(uri="<in memory>")
-        self.threads = threads
 
     @classmethod
     def from_uri(cls, model_uri: str, **kwargs: Any) -> Predictor:
@@ -141,24 +194,23 @@ class Predictor:
         """The recommended threshold from the contract (tuned on the validation split)."""
         return self.contract.threshold
 
-    @torch.inference_mode()
-    def _forward(self, batch: torch.Tensor) -> torch.Tensor:
-        """Sigmoid probabilities (float, on the predictor's device) of a float batch [N, 3, H, W] (H, W multiples
+    def _forward(self, batch: Any) -> Any:
+        """Sigmoid probabilities (float32, on the predictor's device) of a float batch [N, 3, H, W] (H, W multiples
         of 32), flips averaged with TTA."""
-        batch = batch.to(self.device)
-        prob = torch.sigmoid(self.network(batch).float())
+        ops = self.ops
+        prob = ops.probabilities(self.network(batch))
         if self.tta:
-            for dims in ((3,), (2,)):
-                prob = prob + torch.sigmoid(self.network(batch.flip(dims)).float()).flip(dims)
+            for axis in (3, 2):
+                prob = prob + ops.flip(ops.probabilities(self.network(ops.flip(batch, axis))), axis)
             prob = prob / 3
         return prob
 
-    def _pad(self, image: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    def _pad(self, image: Any, height: int, width: int) -> Any:
         divisor = self.contract.input_divisor
         pad_h = max(height, math.ceil(image.shape[-2] / divisor) * divisor) - image.shape[-2]
         pad_w = max(width, math.ceil(image.shape[-1] / divisor) * divisor) - image.shape[-1]
         mode = "reflect" if pad_h < image.shape[-2] and pad_w < image.shape[-1] else "replicate"
-        return F.pad(image, (0, pad_w, 0, pad_h), mode=mode) if pad_h or pad_w else image
+        return self.ops.pad(image, pad_h, pad_w, mode) if pad_h or pad_w else image
 
     def window_size(self, height: int, width: int) -> tuple[int, int]:
         """The sliding window (h, w) used on an image of ``height`` × ``width``: the contract's tile, or ``window``
@@ -170,13 +222,14 @@ class Predictor:
         fit_h, fit_w = (math.ceil(n / divisor) * divisor for n in (height, width))
         return max(tile_h, min(self.window, fit_h)), max(tile_w, min(self.window, fit_w))
 
-    def _sliding_window(self, image: torch.Tensor) -> torch.Tensor:
+    def _sliding_window(self, image: Any) -> Any:
+        ops = self.ops
         _, height, width = image.shape
         tile_h, tile_w = self.window_size(height, width)
         padded = self._pad(image[None], tile_h, tile_w)[0]
         full_h, full_w = padded.shape[-2:]
-        total = torch.zeros(full_h, full_w, device=padded.device)
-        weight = torch.zeros(full_h, full_w, device=padded.device)
+        total = ops.zeros(full_h, full_w)
+        weight = ops.zeros(full_h, full_w)
         origins = [
             (top, left)
             for top in window_origins(full_h, tile_h, self.overlap)
@@ -184,13 +237,11 @@ class Predictor:
         ]
         if len(origins) == 1:  # one window (a 512² upload): no stacking or blending, the same values
             return self._forward(padded[None, :, :tile_h, :tile_w])[0, 0, :height, :width]
-        weights = window_weights(tile_h, tile_w, self.blend).to(padded.device)
+        weights = ops.weights(window_weights(tile_h, tile_w, self.blend))
         per_call = self.windows_per_call(tile_h, tile_w)
         for start in range(0, len(origins), per_call):
             chunk = origins[start : start + per_call]
-            windows = torch.stack(
-                [padded[:, top : top + tile_h, left : left + tile_w] for top, left in chunk]
-            )
+            windows = ops.stack([padded[:, top : top + tile_h, left : left + tile_w] for top, left in chunk])
             for (top, left), prob in zip(chunk, self._forward(windows)[:, 0], strict=True):
                 total[top : top + tile_h, left : left + tile_w] += prob * weights
                 weight[top : top + tile_h, left : left + tile_w] += weights
@@ -201,7 +252,7 @@ class Predictor:
         :func:`cpu_windows_per_call` and on a GPU 1024 (every window of a photo at once)."""
         if self.batch_windows:
             return self.batch_windows
-        return cpu_windows_per_call(tile_h, tile_w) if self.device.type == "cpu" else 1024
+        return 1024 if self.on_gpu else cpu_windows_per_call(tile_h, tile_w)
 
     def scale_for(self, rgb: np.ndarray, fov: np.ndarray | None = None) -> float:
         """The resampling factor this predictor applies to ``rgb``: the fixed ``scale``, or with ``"auto"`` the
@@ -226,8 +277,6 @@ class Predictor:
         """
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise ValueError(f"expected an (H, W, 3) uint8 RGB array, got {rgb.shape} {rgb.dtype}")
-        if self.threads and torch.get_num_threads() != self.threads:  # OpenMP's count is per calling thread
-            torch.set_num_threads(self.threads)
         if isinstance(fov, str):
             if fov != "detect":
                 raise ValueError(f"fov must be a mask, 'detect' or None, not {fov!r}")
@@ -241,23 +290,13 @@ class Predictor:
             size = (max(1, round(height * scale)), max(1, round(width * scale)))
         else:
             size = tuple(self.contract.size)
-        image = self._upload(resize_image(rgb, size))
-        with torch.inference_mode():
+        ops = self.ops
+        image = ops.upload(resize_image(rgb, size))
+        with ops.context():
             if tiles:
-                prob = self._sliding_window(image)[None, None]
+                prob = self._sliding_window(image)
             else:
-                prob = self._forward(self._pad(image[None], *size))[:, :, : size[0], : size[1]]
+                prob = self._forward(self._pad(image[None], *size))[0, 0, : size[0], : size[1]]
             if (height, width) != size:
-                prob = F.interpolate(prob, size=(height, width), mode="bilinear", align_corners=False)
-            return prob[0, 0].clamp(0, 1).cpu().numpy().astype(np.float32, copy=False)
-
-    def _upload(self, rgb: np.ndarray) -> torch.Tensor:
-        """A uint8 ``(H, W, 3)`` photo as a float [3, H, W] tensor in [0, 1] on the predictor's device.
-
-        On a GPU the uint8 bytes travel (a quarter of the float's), from pinned memory, and are converted there.
-        """
-        writable = rgb.flags.writeable and rgb.flags.c_contiguous  # a decoded photo may be a read-only view
-        pixels = torch.from_numpy(rgb if writable else rgb.copy())
-        if self.device.type == "cuda":
-            pixels = pixels.pin_memory().to(self.device, non_blocking=True)
-        return pixels.permute(2, 0, 1).contiguous().float().div_(255.0)
+                prob = ops.resize(prob, height, width)
+            return ops.to_host(prob)

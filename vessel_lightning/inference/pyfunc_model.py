@@ -45,7 +45,7 @@ class VesselPyfuncModel(mlflow.pyfunc.PythonModel):
 
     def load_context(self, context: Any) -> None:
         from vessel_lightning.inference.predictor import Predictor
-        from vessel_lightning.tracking.models import load_bundle
+        from vessel_lightning.tracking.bundle import load_bundle
 
         network, contract = load_bundle(
             context.artifacts["weights"], context.artifacts["network_config"], context.artifacts["contract"]

@@ -1,19 +1,6 @@
-"""Networks shared by training, evaluation and serving (no training code here)."""
+"""Networks shared by training, evaluation and serving (no training code here).
 
-from vessel_lightning.models.networks import (
-    NormalizedSegmenter,
-    build_network,
-    load_network,
-    recalibrate_batchnorm,
-    save_network,
-    set_batchnorm_momentum,
-)
-
-__all__ = [
-    "NormalizedSegmenter",
-    "build_network",
-    "load_network",
-    "recalibrate_batchnorm",
-    "save_network",
-    "set_batchnorm_momentum",
-]
+``networks`` (PyTorch: building, saving, loading) and ``onnx`` (the ONNX export, its check, and ONNX Runtime as a
+plain array function) are imported by name; importing this package imports neither, so the torch-free serving
+path can use ``vessel_lightning.models.onnx``.
+"""

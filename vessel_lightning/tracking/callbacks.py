@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from lightning import Callback, LightningModule, Trainer
 
@@ -27,6 +28,26 @@ from vessel_lightning.training.callbacks import (
 log = logging.getLogger(__name__)
 
 
+def validation_crops(datamodule: Any, contract: ModelContract, count: int) -> list[np.ndarray]:
+    """Up to ``count`` crops of validation photos (training photos when there is no validation split) as the
+    network sees them (:func:`~vessel_lightning.data.images.network_crops`), for the registered bundle."""
+    from vessel_lightning.data.images import network_crops, read_rgb
+
+    manifest = getattr(datamodule, "manifest", None)
+    prepared = getattr(datamodule, "prepared_dir", None)
+    if count <= 0 or not manifest or prepared is None:
+        return []
+    samples = [s for s in manifest["samples"] if s["split"] == "val"] or manifest["samples"]
+    crops: list[np.ndarray] = []
+    per_photo = max(1, -(-count // len(samples)))  # spread over as many photos as there are
+    for sample in samples:
+        rgb = read_rgb(Path(prepared) / sample["image"])
+        crops += network_crops(rgb, contract.mode, tuple(contract.size), per_photo)
+        if len(crops) >= count:
+            break
+    return crops[:count]
+
+
 class MlflowArtifacts(Callback):
     """Writes figures and files to ``<output_dir>/artifacts`` and, with an MLflow logger, logs them to the run.
 
@@ -35,7 +56,7 @@ class MlflowArtifacts(Callback):
       loadable by ``vessel_lightning.models.load_network`` without training code), ``contract.json`` beside it
       (so a run trained where no store is reachable can be imported later: ``vessel-import-run``) and, with
       ``log_model``, the best network as a bundle-format MLflow model with that contract
-      (``vessel_lightning.tracking.registry.log_network_file``; the threshold is the one tuned on validation when that
+      (``vessel_lightning.tracking.model_logging.log_network_file``; the threshold is the one tuned on validation when that
       checkpoint was saved);
     - in every checkpoint: the MLflow run id, so a resumed training continues the same run.
     The per-epoch history lives in the checkpoint too, so curves of a resumed run are complete.
@@ -47,10 +68,12 @@ class MlflowArtifacts(Callback):
         log_best_checkpoint: bool = True,
         log_model: bool = True,
         output_dir: str | None = None,
+        calibration_crops: int = 8,
     ) -> None:
         self.figure_every_n_epochs = figure_every_n_epochs
         self.log_best_checkpoint = log_best_checkpoint
         self.log_model = log_model
+        self.calibration_crops = calibration_crops
         self.output_dir = output_dir
         self.history: list[dict[str, float]] = []
 
@@ -132,9 +155,10 @@ class MlflowArtifacts(Callback):
         self._log_file(trainer, contract_path, "network")
         logger = find_mlflow_logger(trainer)
         if self.log_model and logger is not None:
-            from vessel_lightning.tracking.registry import log_network_file  # imports mlflow
+            from vessel_lightning.tracking.model_logging import log_network_file  # imports mlflow
 
-            log_network_file(path, contract, logger.run_id)
+            crops = validation_crops(trainer.datamodule, contract, self.calibration_crops)
+            log_network_file(path, contract, logger.run_id, calibration=crops)
 
     @staticmethod
     def _contract(trainer: Trainer, config: Mapping[str, Any], threshold: float) -> ModelContract:

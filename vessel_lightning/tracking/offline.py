@@ -101,7 +101,8 @@ def import_job(
     from vessel_lightning.contract import ModelContract
     from vessel_lightning.models.networks import load_network
     from vessel_lightning.tracking import runs, store
-    from vessel_lightning.tracking.registry import connect, log_network_file
+    from vessel_lightning.tracking.model_logging import log_network_file
+    from vessel_lightning.tracking.registry import connect
     from vessel_lightning.tracking.train import default_run_name, run_tags
 
     job = JobFolder.find(job_dir)

@@ -52,7 +52,7 @@ def source_state(source: str, tracking_uri: str | None = None) -> dict[str, torc
         if not isinstance(state, dict):
             raise WarmStartError(f"init_from: {path} has no state_dict (not a Lightning checkpoint)")
         return {k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")}
-    from vessel_lightning.tracking.models import load_logged_model
+    from vessel_lightning.tracking.bundle import load_logged_model
     from vessel_lightning.tracking.registry import connect
 
     connect(tracking_uri)

@@ -64,7 +64,7 @@ interface RowSpec extends Quantity {
 }
 
 /**
- * The rows shown, in order (keys of `vessel_lightning.inference.measurements.VesselMeasurements`). Keys missing from
+ * The rows shown, in order (keys of `vessel_lightning.measurements.VesselMeasurements`). Keys missing from
  * the answer are skipped; numeric keys neither listed here nor in {@link NOT_SHOWN} are appended under their own
  * name, so a new measurement shows up without a UI change.
  */

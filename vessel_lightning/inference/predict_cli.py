@@ -14,7 +14,7 @@ For each photo (a folder stands for the image files directly inside it) writes i
 ``<name>.prob.png`` (probability × 255), ``<name>.overlay.png`` (vessels over the photo) and, when the field of
 view was detected, ``<name>.fov.png``; with ``--format geojson`` ``<name>.geojson`` (vessel Polygons in the
 pixel convention ``vessel-prepare data=geojson`` reads). Always ``measurements.csv``: one row per photo with
-the field of view and the vessel measurements of ``vessel_lightning.inference.measurements`` (inside the
+the field of view and the vessel measurements of ``vessel_lightning.measurements`` (inside the
 field, in pixels, and in µm when ``--um-per-pixel`` or ``--fov-degrees`` gives the scale).
 A photo that cannot be read is reported and skipped; the exit status is 1 if any failed.
 """
@@ -78,7 +78,7 @@ def _scale(value: str) -> float | str:
 
 def measurement_columns() -> list[str]:
     """The header of ``measurements.csv``: the photo and its field, then every measurement."""
-    from vessel_lightning.inference.measurements import measure_vessels
+    from vessel_lightning.measurements import measure_vessels
 
     keys = measure_vessels(np.zeros((8, 8), dtype=bool)).to_dict(histogram=True)
     return [*CSV_LEAD, *keys]
@@ -87,7 +87,7 @@ def measurement_columns() -> list[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point ``vessel-predict``."""
     from vessel_lightning.config import DEFAULT_MODEL_URI
-    from vessel_lightning.inference.backends import BACKENDS
+    from vessel_lightning.inference.settings import BACKENDS
 
     parser = argparse.ArgumentParser(prog="vessel-predict", description=__doc__.splitlines()[0])
     parser.add_argument("photos", nargs="+", type=Path, help="image files or folders of them")
@@ -149,9 +149,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from tqdm.auto import tqdm
 
     from vessel_lightning.contract import ContractError
-    from vessel_lightning.inference.backends import BackendError, use_backend
-    from vessel_lightning.inference.device import resolve_device
-    from vessel_lightning.inference.predictor import Predictor
+    from vessel_lightning.inference.backends import load_predictor, resolve_device
+    from vessel_lightning.inference.settings import BackendError, BackendSettings, DeviceError
+    from vessel_lightning.tracking.bundle import BundleError
     from vessel_lightning.tracking.registry import RegistryError, connect
 
     photos = expand_photos(args.photos)
@@ -160,21 +160,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     try:
         uri = connect(args.tracking_uri)
-        predictor = Predictor.from_uri(
+        settings = BackendSettings(
+            tracking_uri=uri, calibration_dir=args.calibration_dir, precision=args.precision
+        )
+        predictor, backend = load_predictor(
             args.model_uri,
+            args.backend,
+            settings,
+            resolve_device(args.device, "--device"),
             tta=args.tta,
-            device=resolve_device(args.device, "--device"),
             scale=args.scale,
             reference_diameter=args.reference_fov_diameter,
         )
-        backend = use_backend(
-            predictor,
-            args.backend,
-            tracking_uri=uri,
-            calibration_dir=args.calibration_dir,
-            precision=args.precision,
-        )
-    except (MlflowException, ContractError, RegistryError, BackendError, ValueError) as exc:
+    except (
+        MlflowException,
+        ContractError,
+        RegistryError,
+        BackendError,
+        BundleError,
+        DeviceError,
+        ValueError,
+    ) as exc:
         print(f"error: {str(exc).splitlines()[0]}", file=sys.stderr)
         return 1
     threshold = predictor.threshold if args.threshold is None else args.threshold
@@ -205,11 +211,10 @@ def predict_one(
     photo: Path, args: argparse.Namespace, predictor: Any, threshold: float, inputs: set[Path]
 ) -> dict[str, Any]:
     """Predict, write the chosen outputs and return the CSV row of one photo; ValueError names the photo."""
-    from vessel_lightning.data.fov import detect_fov, fov_diameter
-    from vessel_lightning.data.geojson import mask_to_geojson
+    from vessel_lightning.data.fov import fov_diameter
     from vessel_lightning.data.images import read_rgb
-    from vessel_lightning.inference.measurements import measure_vessels, um_per_pixel_from_fov
-    from vessel_lightning.inference.predictor import probability_png_values, served_mask
+    from vessel_lightning.inference.photo import PhysicalScale, predict_photo
+    from vessel_lightning.inference.predictor import probability_png_values
     from vessel_lightning.overlays import save_png, vessel_overlay
 
     targets: dict[str, Path] = {}
@@ -221,40 +226,31 @@ def predict_one(
     if inputs & {t.resolve() for t in targets.values()}:
         raise ValueError(f"{photo}: an output would overwrite an input photo; choose another --out")
     rgb = read_rgb(photo)
-    fov = detect_fov(rgb) if args.fov == "detect" else np.ones(rgb.shape[:2], dtype=bool)
-    scale = predictor.scale_for(rgb, fov if args.fov == "detect" else None)
-    prob = predictor.predict_proba(rgb, fov, scale=scale)
-    mask = served_mask(prob, threshold)
+    result = predict_photo(predictor, rgb, args.fov, threshold=threshold)
     if "png" in args.format:
-        save_png((mask * 255).astype(np.uint8), targets["mask"])
-        save_png(probability_png_values(prob), targets["prob"])
-        save_png(vessel_overlay(rgb, mask), targets["overlay"])
+        save_png((result.mask * 255).astype(np.uint8), targets["mask"])
+        save_png(probability_png_values(result.prob), targets["prob"])
+        save_png(vessel_overlay(rgb, result.mask), targets["overlay"])
         if "fov" in targets:
-            save_png(fov.astype(np.uint8) * 255, targets["fov"])
+            save_png(result.field.astype(np.uint8) * 255, targets["fov"])
     if "geojson" in args.format:
         properties = {
             "model": predictor.info.uri,
             "model_version": predictor.info.version,
             "threshold": threshold,
         }
-        collection = mask_to_geojson(mask, properties=properties)
-        targets["geojson"].write_text(json.dumps(collection, separators=(",", ":")))
-    whole = bool(fov.all())
-    diameter = None if whole else fov_diameter(fov)
-    um = args.um_per_pixel
-    if args.fov_degrees is not None:
-        um = um_per_pixel_from_fov(diameter or float(max(fov.shape)), args.fov_degrees)
-    measured = measure_vessels(mask, fov, um_per_pixel=um).to_dict(histogram=True)
+        targets["geojson"].write_text(json.dumps(result.geojson(properties), separators=(",", ":")))
+    physical = PhysicalScale(args.um_per_pixel, args.fov_degrees)
     lead = {
         "photo": str(photo),
         "width": rgb.shape[1],
         "height": rgb.shape[0],
         "threshold": threshold,
-        "fov": "whole frame" if whole else "detected",
-        "fov_diameter_px": None if diameter is None else round(diameter, 1),
-        "scale": round(scale, 4),
+        "fov": "whole frame" if result.whole_frame else "detected",
+        "fov_diameter_px": None if result.whole_frame else round(fov_diameter(result.field), 1),
+        "scale": round(result.scale, 4),
     }
-    return lead | measured
+    return lead | result.measurements(physical, histogram=True)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Dynamic batching: forward calls that arrive together from several threads run as one batch.
 
 What Triton and TorchServe call dynamic batching. :class:`DynamicBatcher` wraps a network behind the same
-``nn.Module`` interface the Predictor calls, so concurrent requests (each in its own inference worker thread) hand
+call the Predictor makes (PyTorch tensors on a GPU, arrays on the CPU), so concurrent requests (each in its own inference worker thread) hand
 their window batches to one batching thread. That thread takes the first waiting call, waits at most ``max_wait_ms``
 for more calls of the same window shape until ``max_batch`` windows are gathered, runs them through the network in
 one forward and hands each caller its slice. A GPU then works on 16 windows at once instead of queueing one photo
@@ -16,27 +16,34 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
-from torch import nn
+import numpy as np
 
 
 @dataclass
 class _Call:
-    batch: torch.Tensor
+    batch: Any
     done: threading.Event = field(default_factory=threading.Event)
-    result: torch.Tensor | None = None
+    result: Any = None
     error: BaseException | None = None
 
 
-class DynamicBatcher(nn.Module):
+def _concatenate(batches: list[Any]) -> Any:
+    if isinstance(batches[0], np.ndarray):
+        return np.concatenate(batches)
+    import torch  # a GPU network's batches are tensors
+
+    with torch.inference_mode():
+        return torch.cat(batches)
+
+
+class DynamicBatcher:
     """``network`` behind a batching thread; ``forward`` may be called from any number of threads at once.
 
     ``max_batch`` bounds the windows per forward; ``max_wait_ms`` bounds how long the first call of a batch waits
     for company (it never waits when the batch is already full). :meth:`stats` counts batches and calls.
     """
 
-    def __init__(self, network: nn.Module, max_batch: int = 16, max_wait_ms: float = 3.0) -> None:
-        super().__init__()
+    def __init__(self, network: Any, max_batch: int = 16, max_wait_ms: float = 3.0) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch {max_batch} must be ≥ 1")
         if not 0 <= max_wait_ms <= 1000:
@@ -54,7 +61,7 @@ class DynamicBatcher(nn.Module):
         self._thread = threading.Thread(target=self._loop, name="dynamic-batcher", daemon=True)
         self._thread.start()
 
-    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+    def __call__(self, batch: Any) -> Any:
         """The network's output for ``batch``, computed together with whatever other calls arrive meanwhile."""
         if not self._thread.is_alive():
             raise RuntimeError("the dynamic batcher is closed")
@@ -135,11 +142,11 @@ class DynamicBatcher(nn.Module):
     def _run(self, calls: list[_Call]) -> None:
         sizes = [call.batch.shape[0] for call in calls]
         try:
-            with torch.inference_mode():
-                batch = calls[0].batch if len(calls) == 1 else torch.cat([c.batch for c in calls])
-                outputs = self.network(batch).split(sizes)
-            for call, output in zip(calls, outputs, strict=True):
-                call.result = output
+            batch = calls[0].batch if len(calls) == 1 else _concatenate([c.batch for c in calls])
+            output = self.network(batch)
+            starts = np.cumsum([0, *sizes])
+            for call, start, end in zip(calls, starts[:-1], starts[1:], strict=True):
+                call.result = output[start:end]
         except BaseException as exc:  # every waiting caller gets the failure, none hangs
             for call in calls:
                 call.error = exc

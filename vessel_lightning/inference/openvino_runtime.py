@@ -1,10 +1,11 @@
-"""The OpenVINO backend: the checked ONNX export (or its int8 QDQ twin) compiled by OpenVINO for this CPU, in f32,
-bf16 (on CPUs with ``avx512_bf16`` or AMX) or int8 (the ``onnx-int8`` calibration, run by OpenVINO's int8 kernels).
+"""The OpenVINO backends: the checked fp32 ONNX export (or its int8 QDQ twin) compiled by OpenVINO for this CPU,
+in f32, bf16 (on CPUs with ``avx512_bf16`` or AMX) or int8 (the ``onnx-int8`` calibration, run by OpenVINO's int8
+kernels).
 
 The ONNX file is converted once per model version into OpenVINO IR in the backend cache folder; compiled
 networks are kept per input shape (static shapes run ~20 % faster than one dynamic compile) and OpenVINO's own
-compiled-blob cache sits beside them. At load the network is compared with PyTorch on a fixed random batch:
-f32 must agree as the ONNX export does (:func:`~vessel_lightning.inference.backends.fp32_mismatch`), bf16 to
+compiled-blob cache sits beside them. At load the network is compared with the fp32 ONNX Runtime network on a fixed
+random batch: f32 must agree as the ONNX export does (:func:`~vessel_lightning.models.onnx.fp32_mismatch`), bf16 to
 :data:`BF16_PROBABILITY_TOLERANCE` in mean probability (:func:`bf16_mismatch`); int8 is recorded only (its masks
 are judged by ``auto``'s gate).
 """
@@ -19,29 +20,21 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from torch import nn
 
 from vessel_lightning.contract import ModelContract
 from vessel_lightning.digest import file_sha256
-from vessel_lightning.inference.backends import (
-    FP32_TOLERANCE,
-    BackendError,
-    BackendResult,
-    _read_meta,
-    _write_meta,
-    compare,
-    fp32_mismatch,
-    int8_onnx,
-)
+from vessel_lightning.inference.cache import FP32_FILE, export_record, read_meta, update_meta
+from vessel_lightning.inference.onnx_runtime import int8_onnx
+from vessel_lightning.inference.settings import BackendError, BackendResult, ExportRecord
+from vessel_lightning.models.onnx import FP32_TOLERANCE, ArrayNetwork, compare, fp32_mismatch
 
 PRECISIONS = {"openvino": "f32", "openvino-bf16": "bf16", "openvino-int8": "int8"}
 # bf16 keeps 8 bits of mantissa. On the check batch (uniform noise) rounding moved a trained B0's probabilities by
-# 0.0052 on average, single pixels by up to 0.066 (a crop of a real photo: 0.0004 and 0.072; the demo champion of
-# 2026-12-03 run 4, whose served masks differ from fp32's in 0.04 % of the pixels), a random-weight B0's by 0.002 at
-# most. So the largest move is no criterion (it refused that model); the mean is: a broken conversion (another
-# network's weights, a wrong layout) moves probabilities by tenths on average. What a user's mask loses is judged by
-# ``auto``'s mask gate on real photos.
+# 0.0052 on average, single pixels by up to 0.066 (a crop of a real photo: 0.0004 and 0.072; a demo champion whose
+# served masks differ from fp32's in 0.04 % of the pixels), a random-weight B0's by 0.002 at most. So the largest
+# move is no criterion (it refused that model); the mean is: a broken conversion (another network's weights, a wrong
+# layout) moves probabilities by tenths on average. What a user's mask loses is judged by ``auto``'s mask gate on
+# real photos.
 BF16_PROBABILITY_TOLERANCE = 0.02  # mean absolute probability difference
 MAX_SHAPES = 8  # compiled shapes kept per network (window batches, resize inputs); least recently used goes
 
@@ -55,8 +48,8 @@ def openvino_available() -> bool:
     return True
 
 
-class OpenVinoNetwork(nn.Module):
-    """An OpenVINO model behind the ``nn.Module`` interface the Predictor expects (logits out).
+class OpenVinoNetwork:
+    """An OpenVINO model as an array network (logits out).
 
     ``path`` is an IR ``.xml`` (or ONNX) file; ``precision`` is ``f32``, ``bf16`` or ``int8`` (int8 files run their
     non-quantised layers in f32); ``threads`` the inference threads (None: all cores); ``blob_cache`` a folder for
@@ -70,7 +63,6 @@ class OpenVinoNetwork(nn.Module):
         threads: int | None = None,
         blob_cache: Path | None = None,
     ) -> None:
-        super().__init__()
         import openvino as ov
 
         self.path = Path(path)
@@ -105,14 +97,14 @@ class OpenVinoNetwork(nn.Module):
                 requests[thread] = compiled.create_infer_request()
             return requests[thread]
 
-    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
         """Logits [N, 1, H, W] of a float batch [N, 3, H, W] in [0, 1]."""
-        array = np.ascontiguousarray(batch.detach().cpu().numpy(), dtype=np.float32)
+        array = np.ascontiguousarray(batch, dtype=np.float32)
         result = self._request_for(tuple(array.shape)).infer({0: array})
-        return torch.from_numpy(np.array(result[0], dtype=np.float32, copy=True))
+        return np.array(result[0], dtype=np.float32, copy=True)
 
 
-def convert_to_ir(onnx_path: Path, folder: Path) -> tuple[Path, dict[str, Any]]:
+def convert_to_ir(onnx_path: Path, folder: Path) -> tuple[Path, ExportRecord]:
     """OpenVINO IR (``openvino/<onnx stem>.xml`` + ``.bin``, weights kept f32) of ``onnx_path``, converted once and
     reused while the ONNX file's hash is unchanged; returns its path and record."""
     import openvino as ov
@@ -120,9 +112,9 @@ def convert_to_ir(onnx_path: Path, folder: Path) -> tuple[Path, dict[str, Any]]:
     target = folder / "openvino" / f"{onnx_path.stem}.xml"
     key = f"openvino/{target.name}"
     source_hash = file_sha256(onnx_path)
-    record = _read_meta(folder).get(key, {})
+    record = read_meta(folder).get(key, {})
     if target.is_file() and target.with_suffix(".bin").is_file() and record.get("onnx_sha256") == source_hash:
-        return target, record | {"cached": True}
+        return target, export_record(target, "convert", True, record)
     target.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     temporary = target.with_name(f"{target.stem}.{os.getpid()}.tmp.xml")
@@ -135,49 +127,57 @@ def convert_to_ir(onnx_path: Path, folder: Path) -> tuple[Path, dict[str, Any]]:
     finally:
         temporary.unlink(missing_ok=True)
         temporary.with_suffix(".bin").unlink(missing_ok=True)
-    record = {"onnx_sha256": source_hash, "convert_seconds": round(time.perf_counter() - start, 2)}
-    _write_meta(folder, _read_meta(folder) | {key: record})
-    return target, record | {"cached": False}
+    record = {
+        "onnx_sha256": source_hash,
+        "sha256": file_sha256(target.with_suffix(".bin")),
+        "seconds": round(time.perf_counter() - start, 2),
+    }
+    update_meta(folder, key, record)
+    return target, export_record(target, "convert", False, record)
 
 
 def bf16_mismatch(diff: dict[str, float]) -> bool:
-    """Whether a bf16 network's :func:`~vessel_lightning.inference.backends.compare` result shows a broken
-    conversion: a mean probability move over :data:`BF16_PROBABILITY_TOLERANCE` (rounding stays far below)."""
+    """Whether a bf16 network's :func:`~vessel_lightning.models.onnx.compare` result shows a broken conversion: a
+    mean probability move over :data:`BF16_PROBABILITY_TOLERANCE` (rounding stays far below)."""
     return diff["probability_mean"] > BF16_PROBABILITY_TOLERANCE
 
 
 def build_openvino(
     backend: str,
-    network: nn.Module,
+    reference: ArrayNetwork,
+    exports: list[ExportRecord],
     contract: ModelContract,
     folder: Path,
-    calibration_dir: Path | None,
+    calibration: Path | None,
     threads: int | None,
-    details: dict[str, Any],
 ) -> BackendResult:
     """The OpenVINO network for ``backend`` (``openvino``, ``openvino-bf16``, ``openvino-int8``) from the checked
-    ONNX export in ``folder`` (``details`` describes it); raises :class:`BackendError`."""
+    fp32 ONNX file in ``folder``, compared with ``reference`` (its ONNX Runtime network); raises
+    :class:`BackendError`."""
     if not openvino_available():
         raise BackendError(f"{backend} needs the openvino package (pip install 'vessel-lightning[serve]')")
     precision = PRECISIONS[backend]
-    onnx_path = folder / "model.onnx"
+    onnx_path = folder / FP32_FILE
     if precision == "int8":
-        onnx_path, int8_record = int8_onnx(folder, contract, calibration_dir)
-        details = details | {"int8": int8_record}
+        onnx_path, int8_record = int8_onnx(folder, contract, calibration)
+        exports = [*exports, int8_record]
     ir_path, ir_record = convert_to_ir(onnx_path, folder)
     try:
         compiled = OpenVinoNetwork(ir_path, precision, threads, blob_cache=folder / "openvino" / "blobs")
-        diff = compare(network, compiled, contract.size)
+        diff = compare(reference, compiled, contract.size)
     except Exception as exc:
         raise BackendError(f"OpenVINO {precision} failed: {type(exc).__name__}: {exc}") from exc
     limit = {"f32": FP32_TOLERANCE, "bf16": BF16_PROBABILITY_TOLERANCE}.get(precision)
     # int8 is judged by its masks (auto's gate), not by a tensor tolerance.
     refused = {"f32": fp32_mismatch(diff), "bf16": bf16_mismatch(diff)}
     if refused.get(precision, False):
-        raise BackendError(f"OpenVINO {precision} differs from PyTorch by {diff} (> {limit}); not used")
-    check = {"max_abs_diff_vs_torch": diff, "tolerance": limit}
+        raise BackendError(
+            f"OpenVINO {precision} differs from fp32 ONNX Runtime by {diff} (> {limit}); not used"
+        )
     return BackendResult(
         compiled,
         backend,
-        details | {"openvino_path": str(ir_path), "openvino": ir_record | {"precision": precision} | check},
+        precision={"f32": "fp32"}.get(precision, precision),
+        exports=[*exports, ir_record],
+        check={"max_abs_diff_vs_fp32": diff, "tolerance": limit},
     )
