@@ -125,6 +125,8 @@ class ModelManager:
         self.device: torch.device = resolve_device(settings.device, "VESSEL_DEVICE")
         self.current: LoadedModel | None = None
         self.error: str | None = None
+        self.loads = 0  # versions loaded and swapped in (GET /metrics)
+        self.load_failures = 0
         self._loader = loader or Predictor.from_uri
         self._reload_lock = threading.Lock()
         self._stop = threading.Event()
@@ -194,9 +196,11 @@ class ModelManager:
                     return current
                 loaded = self._load(version)
             except Exception as exc:
+                self.load_failures += 1
                 self.error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
                 raise
             previous, self.current, self.error = self.current, loaded, None
+            self.loads += 1
             self._ready.set()
             log.info(
                 "serving %s version %s (%s backend, was %s)",
