@@ -86,14 +86,28 @@ def note_rejection(scope: Scope, reason: str) -> None:
 def route_label(routes: Iterable[BaseRoute], scope: Scope) -> str:
     """The template of the route that serves ``scope`` (``/predict``; ``/{path}`` for the UI's files), or
     ``unmatched``: a label set bounded by the application's routes, never by what clients send."""
+    routed = scope.get("route")  # set by the router once the request reached it
+    if isinstance(routed, BaseRoute) and getattr(routed, "path", None) is not None:
+        return _template(routed)
     partial = None
-    for route in routes:
+    for route in _flat(routes):
         match, _ = route.matches(scope)
         if match is Match.FULL:
             return _template(route)
         if match is Match.PARTIAL and partial is None:
             partial = route
     return _template(partial) if partial is not None else UNMATCHED
+
+
+def _flat(routes: Iterable[BaseRoute]) -> Iterator[BaseRoute]:
+    """``routes`` with included routers (FastAPI keeps them as one entry, included without a prefix here)
+    replaced by their own routes."""
+    for route in routes:
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            yield from _flat(inner.routes)
+        else:
+            yield route
 
 
 def _template(route: BaseRoute) -> str:
@@ -116,7 +130,6 @@ class MetricsMiddleware:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
-        route = route_label(self.routes, scope)
         status = 500  # what the client gets when nothing was sent (ServerErrorMiddleware answers 500)
 
         async def send_seen(message: Message) -> None:
@@ -128,7 +141,7 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_seen)
         finally:
-            method = scope.get("method", "")
+            route, method = route_label(self.routes, scope), scope.get("method", "")
             self.metrics.requests.labels(route, method, str(status)).inc()
             self.metrics.latency.labels(route, method).observe(time.perf_counter() - start)
             if status in REJECTED_STATUSES:
