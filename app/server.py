@@ -136,6 +136,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     config = logging_config(settings.log_format)
     logging.config.dictConfig(config)
+    logging.captureWarnings(True)  # warnings are log lines too (JSON when asked), not stray stderr text
+    os.environ.setdefault(
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false"
+    )  # a server has no terminal to draw on
     if settings.threads:
         import torch
 
