@@ -10,6 +10,7 @@ at a time. A single call larger than ``max_batch`` runs alone; calls of another 
 
 from __future__ import annotations
 
+import collections
 import queue
 import threading
 import time
@@ -40,7 +41,7 @@ class DynamicBatcher:
     """``network`` behind a batching thread; ``forward`` may be called from any number of threads at once.
 
     ``max_batch`` bounds the windows per forward; ``max_wait_ms`` bounds how long the first call of a batch waits
-    for company (it never waits when the batch is already full). :meth:`stats` counts batches and calls.
+    for company (it never waits when the batch is already full). :meth:`stats` counts batches and calls, :meth:`batch_sizes` their sizes.
     """
 
     def __init__(self, network: Any, max_batch: int = 16, max_wait_ms: float = 3.0) -> None:
@@ -58,6 +59,7 @@ class DynamicBatcher:
         self._calls = 0
         self._windows = 0
         self._largest = 0
+        self._sizes: collections.Counter[int] = collections.Counter()  # windows per forward → batches
         self._thread = threading.Thread(target=self._loop, name="dynamic-batcher", daemon=True)
         self._thread.start()
 
@@ -99,6 +101,11 @@ class DynamicBatcher:
                 "mean_windows_per_batch": round(self._windows / self._batches, 2) if self._batches else 0.0,
                 "largest_batch": self._largest,
             }
+
+    def batch_sizes(self) -> dict[int, int]:
+        """How many batches ran with each number of windows so far (windows → batches)."""
+        with self._lock:
+            return dict(self._sizes)
 
     def _next(self, timeout: float | None) -> _Call | None:
         if self._carry is not None:
@@ -156,5 +163,6 @@ class DynamicBatcher:
                 self._calls += len(calls)
                 self._windows += sum(sizes)
                 self._largest = max(self._largest, sum(sizes))
+                self._sizes[sum(sizes)] += 1
             for call in calls:
                 call.done.set()

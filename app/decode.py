@@ -1,4 +1,4 @@
-"""Safe decoding of uploaded image bytes into ``(H, W, 3)`` uint8 RGB arrays.
+"""Safe decoding of uploaded image bytes into ``(H, W, 3)`` uint8 RGB arrays (errors: :class:`app.upload.UploadError`).
 
 The bytes decide the format (the client's content type and file name are ignored). The pixel count is checked
 from the header before any pixel data is decoded, so a decompression bomb costs nothing. Multi-frame GIF and
@@ -13,6 +13,7 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from app.upload import UploadError
 from vessel_lightning.data.images import claimed_pixels, pil_to_rgb
 
 # Magic numbers of the accepted formats (GIF is accepted for its first frame).
@@ -34,15 +35,6 @@ _KNOWN_OTHERS: tuple[tuple[bytes, str], ...] = (
     (b"PK\x05\x06", "an empty zip archive"),
     (b"\x1f\x8b", "a gzip archive"),
 )
-
-
-class DecodeError(ValueError):
-    """An upload that cannot be turned into an image; ``status`` is the HTTP status to answer with."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 def sniff_format(data: bytes) -> str | None:
@@ -89,15 +81,15 @@ def _open(data: bytes) -> Image.Image:
 def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
     """Decode ``data`` to an ``(H, W, 3)`` uint8 RGB array, EXIF orientation applied.
 
-    Raises :class:`DecodeError` with status 400 (empty, truncated, corrupt, zero-sized), 413 (more than
+    Raises :class:`UploadError` with status 400 (empty, truncated, corrupt, zero-sized), 413 (more than
     ``max_pixels`` pixels, checked from the header before decoding) or 415 (not one of the accepted formats).
     """
     if not data:
-        raise DecodeError(400, "the uploaded file is empty")
+        raise UploadError(400, "the uploaded file is empty")
     kind = sniff_format(data)
     if kind is None:
         accepted = ", ".join(f for f in ACCEPTED_FORMATS if f != "GIF")
-        raise DecodeError(
+        raise UploadError(
             415, f"not an image: the upload looks like {_describe_unknown(data)} (send {accepted})"
         )
     try:
@@ -105,16 +97,16 @@ def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
     except Image.DecompressionBombError as exc:  # over Pillow's own limit, far over any sane max_pixels
         pixels = claimed_pixels(exc)
         claim = f"{pixels} pixels" if pixels else "more pixels than Pillow decodes"
-        raise DecodeError(413, f"image too large: {claim} (limit {max_pixels})") from exc
+        raise UploadError(413, f"image too large: {claim} (limit {max_pixels})") from exc
     except UnidentifiedImageError as exc:
-        raise DecodeError(400, f"undecodable {kind} data: the header is missing or corrupt") from exc
+        raise UploadError(400, f"undecodable {kind} data: the header is missing or corrupt") from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise DecodeError(400, f"undecodable {kind} data ({exc})") from exc
+        raise UploadError(400, f"undecodable {kind} data ({exc})") from exc
     width, height = image.size
     if width <= 0 or height <= 0:
-        raise DecodeError(400, f"the image has a zero-sized dimension ({width}x{height})")
+        raise UploadError(400, f"the image has a zero-sized dimension ({width}x{height})")
     if width * height > max_pixels:
-        raise DecodeError(
+        raise UploadError(
             413, f"image too large: {width}x{height} = {width * height} pixels (limit {max_pixels})"
         )
     fast = _plain_png(data, width, height)
@@ -126,7 +118,7 @@ def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
         image = ImageOps.exif_transpose(image)
         return pil_to_rgb(image)
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise DecodeError(400, f"truncated or corrupt {kind} data ({exc})") from exc
+        raise UploadError(400, f"truncated or corrupt {kind} data ({exc})") from exc
 
 
 def _plain_png(data: bytes, width: int, height: int) -> np.ndarray | None:

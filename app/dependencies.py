@@ -12,8 +12,10 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, Security
 from fastapi.security import APIKeyHeader
 
+from app.errors import Refusal
 from app.model_manager import LoadedModel, ModelManager
 from app.pool import Pools
+from app.redact import public_text
 from app.settings import Settings
 
 API_KEY_HEADER = "X-API-Key"
@@ -61,8 +63,9 @@ def current_model(manager: ModelManager) -> LoadedModel:
     """The model now served; 503 with the reason (and ``Retry-After``) while none is loaded."""
     model = manager.current
     if model is None:
-        reason = "the model is still loading" if manager.error is None else f"no model: {manager.error}"
-        raise HTTPException(503, reason, headers={"Retry-After": "5"})
+        error = manager.error
+        reason = "the model is still loading" if error is None else f"no model: {public_text(error)}"
+        raise Refusal(503, reason, "no model", headers={"Retry-After": "5"})
     return model
 
 

@@ -1,7 +1,8 @@
 """What keeps one careless or hostile client from costing the others: upload bounds and prediction budgets.
 
-* :class:`UploadGuardMiddleware` bounds a request body's size, how long it may take to arrive and how many
-  bodies may be arriving at once, so large or stalled uploads cannot hold memory and connections without end.
+* :class:`UploadGuardMiddleware` bounds request bodies by bytes (each, and all arriving at once) and time (a
+  deadline and a minimum rate), and how many may be stalled at once, so large or stalled uploads cannot hold
+  memory and connections without end while a burst of fast ones is served.
 * :class:`WorkToken` carries a prediction's time budget and its client's presence into the worker thread; the
   predictor's network checks it before every batch of windows, so work whose client left or whose budget ran
   out stops within one batch instead of running to the end.
@@ -12,19 +13,32 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import math
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.metrics import note_rejection
 from vessel_lightning.inference.predictor import Predictor
+
+# A body whose reader has waited this long for the client's next bytes counts as stalled; fast uploads, even
+# under a busy event loop, wait milliseconds.
+STALLED_S = 0.2
+# A body is held to the minimum rate only after this long (a slow start, a TLS proxy's buffering).
+RATE_GRACE_S = 10.0
 
 
 class BodyTimeout(Exception):
-    """The request body did not arrive within the body time budget."""
+    """The request body did not arrive within the body time budget, or arrived under the minimum rate."""
+
+    def __init__(self, message: str, reason: str = "body timeout") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class BodyTooLarge(Exception):
@@ -85,55 +99,108 @@ async def client_gone(request: Request) -> None:
         pass
 
 
-class UploadGuardMiddleware:
-    """Bounds every request body: over ``max_bytes`` is refused (413, by Content-Length before reading, else
-    while streaming), a body taking over ``body_timeout_s`` to arrive too (408), and beyond ``max_uploads``
-    bodies arriving at once the next is refused at once (503): slow or stalled clients cannot hold connections
-    and memory without end."""
+@dataclass(eq=False)  # identity: each body is its own entry
+class _Arrival:
+    """One request body being received: since when its reader has been waiting on the client (None: not)."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int, body_timeout_s: float, max_uploads: int) -> None:
+    waiting_since: float | None = None
+
+
+class UploadGuardMiddleware:
+    """Bounds every request body by bytes and time, never by how many arrive at once, so a burst of fast uploads
+    is served while slow ones are cut off.
+
+    * Bytes: over ``max_bytes`` is refused (413, by Content-Length before reading, else while streaming); bodies
+      arriving at once may hold ``buffer_bytes`` together (each its Content-Length, or ``max_bytes`` when it has
+      none); beyond that the next is refused at once (503).
+    * Time: the whole body must arrive within ``body_timeout_s``, and after a grace of :data:`RATE_GRACE_S` at
+      ``min_bytes_per_s`` on average (408 otherwise, and the connection is closed).
+    * Stalls: when ``max_uploads`` bodies have each waited over :data:`STALLED_S` for their client's next bytes,
+      the next upload is refused at once (503): stalled clients cannot pile up connections while they last.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_bytes: int,
+        body_timeout_s: float,
+        max_uploads: int,
+        min_bytes_per_s: float = 0.0,
+        buffer_bytes: int | None = None,
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.body_timeout_s = body_timeout_s
         self.max_uploads = max_uploads
-        self.receiving = 0
+        self.min_bytes_per_s = min_bytes_per_s
+        self.buffer_bytes = buffer_bytes if buffer_bytes is not None else 16 * max_bytes
+        self.reserved = 0  # bytes the bodies arriving now may hold together
+        self.arriving: set[_Arrival] = set()
+
+    def stalled(self) -> int:
+        """Bodies now waiting over :data:`STALLED_S` for their client's next bytes."""
+        now = time.monotonic()
+        return sum(
+            1
+            for arrival in self.arriving
+            if arrival.waiting_since is not None and now - arrival.waiting_since > STALLED_S
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = dict(scope.get("headers") or []) if scope["type"] == "http" else {}
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            note_rejection(scope, "body too large")
             await _refuse(413, self._too_large(), scope, receive, send)
             return
         if declared in (None, b"0") and b"transfer-encoding" not in headers:  # no body: nothing to bound
             await self.app(scope, receive, send)
             return
-        if self.receiving >= self.max_uploads:
-            busy = f"server busy: {self.max_uploads} uploads already arriving, retry shortly"
+        stalled = self.stalled()
+        if stalled >= self.max_uploads:
+            note_rejection(scope, "stalled uploads")
+            busy = f"server busy: {stalled} uploads already arriving slowly, retry shortly"
             await _refuse(503, busy, scope, receive, send, {"Retry-After": "5"})
             return
-        self.receiving += 1
-        arriving, seen = True, 0
-        deadline = asyncio.get_running_loop().time() + self.body_timeout_s
+        share = int(declared) if declared is not None and declared.isdigit() else self.max_bytes
+        if self.reserved + share > self.buffer_bytes:
+            note_rejection(scope, "upload buffer full")
+            held = f"{self.reserved / 1024 / 1024:.1f} MB"
+            busy = f"server busy: {held} of uploads already arriving, retry shortly"
+            await _refuse(503, busy, scope, receive, send, {"Retry-After": "5"})
+            return
+        arrival = _Arrival()
+        self.arriving.add(arrival)
+        self.reserved += share
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        deadline = start + self.body_timeout_s
+        seen = 0
 
         def arrived() -> None:
-            nonlocal arriving
-            if arriving:
-                arriving = False
-                self.receiving -= 1
+            if arrival in self.arriving:
+                self.arriving.discard(arrival)
+                self.reserved -= share
+
+        def behind_at() -> float:
+            """When the body falls under the minimum rate unless more bytes come (inf: no minimum)."""
+            if self.min_bytes_per_s <= 0:
+                return math.inf
+            return start + RATE_GRACE_S + seen / self.min_bytes_per_s
 
         async def guarded_receive() -> Message:
             nonlocal seen
-            if not arriving:  # the body is in: what follows is the wait for a disconnect, which has no limit
+            if arrival not in self.arriving:  # the body is in: what follows is the wait for a disconnect
                 return await receive()
+            cut = min(deadline, behind_at())
+            arrival.waiting_since = time.monotonic()
             try:
-                message = await asyncio.wait_for(
-                    receive(), max(deadline - asyncio.get_running_loop().time(), 0)
-                )
+                message = await asyncio.wait_for(receive(), max(cut - loop.time(), 0))
             except TimeoutError:
                 arrived()
-                raise BodyTimeout(
-                    f"request body not received within {self.body_timeout_s:g} s: send it faster"
-                ) from None
+                raise self._too_slow(cut >= deadline, seen, loop.time() - start) from None
+            finally:
+                arrival.waiting_since = None
             seen += len(message.get("body", b""))
             if seen > self.max_bytes:
                 arrived()
@@ -149,6 +216,18 @@ class UploadGuardMiddleware:
 
     def _too_large(self) -> str:
         return f"request body too large (limit {self.max_bytes / 1024 / 1024:g} MB)"
+
+    def _too_slow(self, out_of_time: bool, seen: int, elapsed: float) -> BodyTimeout:
+        if out_of_time:
+            return BodyTimeout(
+                f"request body not received within {self.body_timeout_s:g} s: send it faster", "body timeout"
+            )
+        rate = seen / 1024 / max(elapsed, 1e-9)
+        return BodyTimeout(
+            f"request body arriving at {rate:.1f} KB/s, under the minimum of "
+            f"{self.min_bytes_per_s / 1024:g} KB/s: send it faster",
+            "body too slow",
+        )
 
 
 async def _refuse(

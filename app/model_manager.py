@@ -133,6 +133,8 @@ class ModelManager:
         self.device_type = "cuda" if self.device.startswith("cuda") else "cpu"
         self.current: LoadedModel | None = None
         self.error: str | None = None
+        self.loads = 0  # versions loaded and swapped in (GET /metrics)
+        self.load_failures = 0
         self._loader = loader
         self._reload_lock = threading.Lock()
         self._stop = threading.Event()
@@ -200,9 +202,11 @@ class ModelManager:
                     return current
                 loaded = self._load(version)
             except Exception as exc:
+                self.load_failures += 1
                 self.error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
                 raise
             previous, self.current, self.error = self.current, loaded, None
+            self.loads += 1
             self._ready.set()
             log.info(
                 "serving %s version %s (%s backend, was %s)",

@@ -10,17 +10,21 @@ from app.guard import WorkToken, watched
 from app.measure import (
     GEOJSON_MEDIA_TYPE,
     PhysicalScale,
-    PredictOptions,
     encode_png,
     field_from_png,
     field_of_view,
     geojson_bytes,
     mask_from_png,
     readout,
-    resample_factor,
 )
 from app.model_manager import LoadedModel
-from vessel_lightning.inference.predictor import probability_png_values, served_mask
+from app.query import PredictOptions
+from vessel_lightning.inference.predictor import (
+    check_scale,
+    probability_png_values,
+    resample_factor,
+    served_mask,
+)
 
 
 def run_prediction(
@@ -40,7 +44,11 @@ def run_prediction(
     if options.format == "fov":
         return encode_png(field), "image/png", 0.0
     inside = None if options.fov == "none" else field
-    scale = resample_factor(model.predictor, rgb, inside, options)
+    if options.resample is None:
+        scale = model.predictor.scale_for(rgb, inside)
+    else:  # the query's scale, checked against the contract by the route before the photo was queued
+        contract = model.predictor.contract
+        scale = resample_factor(*check_scale(options.resample, contract), contract, rgb, inside)
     predictor = model.predictor if token is None else watched(model.predictor, token)
     start = time.perf_counter()
     prob = predictor.predict_proba(rgb, inside, scale=scale)

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import HTTPException
-
+from app.errors import Refusal
 from app.guard import WorkToken
 
 
 class InferencePool:
-    """A fixed number of worker threads with a bounded queue; :meth:`run` raises 503 when it is full."""
+    """A fixed number of worker threads with a bounded queue; :meth:`run` raises 503 when it is full. Work runs
+    in its request's context (its log lines name the request's id)."""
 
     def __init__(self, workers: int, max_queue: int) -> None:
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="inference")
@@ -30,9 +31,10 @@ class InferencePool:
         """
         with self._lock:
             if self.pending >= self.max_pending:
-                raise HTTPException(503, "server busy: too many predictions queued, retry shortly")
+                raise Refusal(503, "server busy: too many predictions queued, retry shortly", "queue full")
             self.pending += 1
-        future = self.executor.submit(_started, token, function, *args)
+        context = contextvars.copy_context()
+        future = self.executor.submit(context.run, _started, token, function, *args)
         future.add_done_callback(self._release)
         return await asyncio.wrap_future(future)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import logging.config
 import os
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -20,6 +21,8 @@ from fastapi import FastAPI
 
 from app.errors import add_exception_handlers
 from app.guard import UploadGuardMiddleware
+from app.logs import REQUEST_ID_HEADER, RequestIdMiddleware, logging_config
+from app.metrics import Metrics, MetricsMiddleware, metrics_endpoint
 from app.model_manager import ModelManager
 from app.pool import InferencePool, Pools
 from app.routes import maps, model, predict, ui
@@ -56,7 +59,9 @@ def create_app(settings: Settings | None = None, manager: ModelManager | None = 
         title="vessel-lightning", summary="Blood-vessel segmentation of eye photographs", lifespan=lifespan
     )
     app.state.settings, app.state.manager, app.state.pools = settings, manager, pools
+    app.state.metrics = metrics = Metrics(manager, pools)
     add_exception_handlers(app)
+    app.add_api_route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)
     routers = (model.router, predict.router, maps.router)
     for router in routers:
         app.include_router(router)
@@ -68,14 +73,19 @@ def create_app(settings: Settings | None = None, manager: ModelManager | None = 
             allow_origins=list(settings.cors_origins),
             allow_methods=["GET", "POST"],
             allow_headers=["*"],
-            expose_headers=list(MODEL_HEADERS),
+            expose_headers=[*MODEL_HEADERS, REQUEST_ID_HEADER],
         )
     app.add_middleware(
         UploadGuardMiddleware,
         max_bytes=settings.max_upload_bytes,
         body_timeout_s=settings.body_timeout_s,
         max_uploads=settings.max_uploads,
+        min_bytes_per_s=settings.min_upload_kbps * 1024,
+        buffer_bytes=settings.upload_buffer_bytes,
     )
+    # Outermost last: every answer, the guard's refusals included, is counted and carries the request's id.
+    app.add_middleware(MetricsMiddleware, metrics=metrics, routes=app.router.routes)
+    app.add_middleware(RequestIdMiddleware)
     ui.json_405(app, routers)
     ui.mount_ui(app, settings)
     return app
@@ -124,9 +134,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (SettingsError, DeviceError) as exc:
         print(f"error: {exc}", flush=True)
         return 2
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = logging_config(settings.log_format)
+    logging.config.dictConfig(config)
+    logging.captureWarnings(True)  # warnings are log lines too (JSON when asked), not stray stderr text
+    os.environ.setdefault(
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false"
+    )  # a server has no terminal to draw on
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info", workers=1)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=config, workers=1)
     return 0
 
 

@@ -107,9 +107,12 @@ class Settings:
     body_timeout_s: Annotated[float, Field(ge=0.001)] = (
         120.0  # the whole body must arrive within this, else 408
     )
-    max_uploads: Annotated[int, Field(ge=1)] = (
-        16  # bodies arriving at once; more get 503 (no stalled pile-up)
-    )
+    # Uploads that may be stalled (waiting on their client over 0.2 s) at once; the next gets 503.
+    max_uploads: Annotated[int, Field(ge=1)] = 16
+    # After 10 s a body must have arrived at this average rate, else 408; 0: no minimum.
+    min_upload_kbps: Annotated[float, Field(ge=0)] = 16.0
+    # Bytes all bodies arriving at once may hold (each its Content-Length); beyond, 503. None: 16 × max_upload_mb.
+    upload_buffer_mb: Annotated[float | None, Field(ge=0.001)] = None
     # Photos over this get a one-thread lane of their own; 0: no lane.
     large_image_pixels: Annotated[int, Field(ge=0)] = 12_000_000
     large_queue: Annotated[int, Field(ge=0)] = 2  # large photos waiting for their lane before 503
@@ -125,6 +128,8 @@ class Settings:
     batch_wait_ms: Annotated[float, Field(ge=0)] = (
         3.0  # how long the first request of a batch waits for company
     )
+    # Log lines as text or one JSON object per line; each names its request's id.
+    log_format: Annotated[Literal["text", "json"], BeforeValidator(_lower)] = "text"
 
     def resolved_workers(self, device_type: str) -> int:
         """Inference threads for ``device_type``: the configured count, else 1 on the CPU and 4 on a GPU (so
@@ -139,6 +144,12 @@ class Settings:
     def max_upload_bytes(self) -> int:
         """The request body limit in bytes."""
         return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def upload_buffer_bytes(self) -> int:
+        """The bytes all request bodies arriving at once may hold together."""
+        megabytes = self.upload_buffer_mb if self.upload_buffer_mb is not None else 16 * self.max_upload_mb
+        return int(megabytes * 1024 * 1024)
 
     @classmethod
     def from_env(cls) -> Settings:

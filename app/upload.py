@@ -18,7 +18,8 @@ NO_FILE = f"no file: send the image as multipart/form-data field '{FIELD}'"
 
 
 class UploadError(ValueError):
-    """A request body that holds no usable ``file`` field; ``status`` is the HTTP status to answer with."""
+    """An upload that cannot be used: a body without a usable ``file`` field, or bytes that are no image this
+    server decodes (:mod:`app.decode`); ``status`` is the HTTP status to answer with."""
 
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)

@@ -60,7 +60,7 @@ def temporary_registry(root: Path, size: int = 512) -> str:
     network = build_network(encoder_name="efficientnet-b0", encoder_weights=None).eval()
     contract = ModelContract(encoder="efficientnet-b0", size=(size, size), threshold=0.5, dataset="random")
     with mlflow.start_run() as run:
-        log_network(network, contract, run.info.run_id)
+        log_network(network, {"encoder_name": "efficientnet-b0"}, contract, run.info.run_id)
     register(run.info.run_id, alias="champion")
     return uri
 

@@ -1,11 +1,15 @@
-"""Bounded load test of ``vessel-serve`` on loopback: 1, 4 and 16 concurrent clients, each stage timed.
+"""Bounded load test of ``vessel-serve`` on loopback: 1, 4 and 16 concurrent clients, each stage timed; or bursts.
 
 Starts the server itself (``python -m app.server`` on a free 127.0.0.1 port; a temporary random-weight B0 store
-unless ``--tracking-uri`` is given), posts a 512×512 PNG from N client threads with keep-alive connections for
-``--seconds`` per stage, and reports requests/s, p50/p99 latency, errors, the slowest ``/health`` seen under
-load, and the server's RSS against the number of requests served. Stops the server when done.
+unless ``--tracking-uri`` is given), posts a 512×512 PNG (or ``--photo``) from N client threads with keep-alive
+connections for ``--seconds`` per stage, and reports requests/s, p50/p99 latency, errors, the slowest ``/health``
+seen under load, and the server's RSS against the number of requests served. Stops the server when done.
+
+With ``--burst 32,64`` it instead fires each burst of N clients at the same moment (one upload each, released
+together) and prints how many got each status and the p50/p95/max wait for an answer.
 
     python experiments/load_test.py --seconds 60 --backend onnx
+    python experiments/load_test.py --burst 32,64 --backend onnx --photo "$VESSEL_DATA_DIR/CHASE_DB1/Image_01L.jpg"
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_serve import percentile, synthetic_png, temporary_registry  # a sibling script, not a package
 
-from tests.helpers.server import HOST, multipart, served
+from tests.helpers.server import HOST, burst, multipart, served
 
 
 def rss_mb(pid: int) -> float:
@@ -96,8 +100,31 @@ def run_stage(
     }
 
 
+def run_burst(port: int, clients: int, body: bytes, content_type: str) -> dict[str, object]:
+    """``clients`` uploads released at the same moment: statuses and the waits for an answer, in seconds."""
+    results = burst(port, body, content_type, clients)
+    statuses = [status for status, *_ in results]
+    waits = [seconds for status, seconds, *_ in results if status]
+    refusals = [_detail(answer) for status, _, _, answer in results if status != 200]
+    return {
+        "burst": clients,
+        "statuses": {str(status): statuses.count(status) for status in sorted(set(statuses))},
+        "p50_s": round(statistics.median(waits), 2) if waits else None,
+        "p95_s": round(percentile(waits, 0.95), 2) if waits else None,
+        "max_s": round(max(waits), 2) if waits else None,
+        "refusals": {detail: refusals.count(detail) for detail in sorted(set(refusals))},
+    }
+
+
+def _detail(answer: bytes) -> str:
+    try:
+        return str(json.loads(answer)["detail"])
+    except (ValueError, KeyError, TypeError):
+        return answer[:200].decode(errors="replace")
+
+
 def main() -> None:
-    """Run the stages and print one JSON line per stage plus a summary."""
+    """Run the stages (or bursts) and print one JSON line per stage plus a summary."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -108,9 +135,12 @@ def main() -> None:
     parser.add_argument("--model-uri", default="models:/vessel-unet@champion")
     parser.add_argument("--calibration-dir", type=Path)
     parser.add_argument("--size", type=int, default=512, help="side of the square test PNG")
+    parser.add_argument("--photo", type=Path, help="send this image file instead of the test PNG")
+    parser.add_argument("--burst", help="comma-separated burst sizes: N clients at once, one upload each")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     args = parser.parse_args()
-    body, content_type = multipart(synthetic_png(args.size, args.size))
+    photo = args.photo.read_bytes() if args.photo else synthetic_png(args.size, args.size)
+    body, content_type = multipart(photo)
     stages = []
     with tempfile.TemporaryDirectory() as scratch:
         env = {
@@ -122,6 +152,12 @@ def main() -> None:
         if args.calibration_dir:
             env["VESSEL_CALIBRATION_DIR"] = str(args.calibration_dir)
         with served(env, Path(scratch) / "server.log") as (port, process):
+            if args.burst:
+                for clients in (int(c) for c in args.burst.split(",") if c):
+                    print(
+                        json.dumps(run_burst(port, clients, body, content_type) | {"photo_bytes": len(photo)})
+                    )
+                return
             for clients in (int(c) for c in args.clients.split(",") if c):
                 stages.append(run_stage(port, process.pid, clients, args.seconds, body, content_type))
                 print(json.dumps({k: v for k, v in stages[-1].items() if k != "rss_samples"}), flush=True)

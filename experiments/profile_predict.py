@@ -5,7 +5,7 @@ whole process, all threads: what a shared machine cannot steal from the figure):
 
 - ``parse``: the multipart body read into bytes (``app.upload.read_file_field``);
 - ``decode``: the PNG to RGB (``app.decode.decode_image``); ``fov``: the field of view (``field_of_view``);
-  ``scale``: the resampling factor (``resample_factor``);
+  ``scale``: the resampling factor (``Predictor.scale_for``);
 - ``predict``: ``Predictor.predict_proba``, split into ``forward`` (the network's calls, the bare model's share)
   and ``predictor_rest`` (upload, windows, blending, resampling, the field applied);
 - ``png_values``: the 8-bit probabilities; ``encode``: the response PNG (``encode_png``);
@@ -94,13 +94,17 @@ def run_worker(args: argparse.Namespace) -> None:
     import torch
 
     from app.decode import decode_image
-    from app.measure import PredictOptions, encode_png, field_of_view, resample_factor
+    from app.measure import encode_png, field_of_view
     from app.model_manager import ModelManager
     from app.server import create_app
     from app.settings import Settings
     from app.upload import read_file_field
     from vessel_lightning.inference.predictor import Predictor, probability_png_values
 
+    try:  # this tree
+        from app.query import PredictOptions
+    except ImportError:  # a --baseline tree from before the query parsing left app.measure
+        from app.measure import PredictOptions  # type: ignore[attr-defined,no-redef]
     try:  # this tree
         from app.pipeline import run_prediction
         from tests.helpers.server import multipart
@@ -189,7 +193,7 @@ def run_worker(args: argparse.Namespace) -> None:
         stage("parse", loop.run_until_complete, read_file_field(content_type, chunks(), 100 << 20))
         rgb = stage("decode", decode_image, png, settings.max_pixels)
         field = stage("fov", field_of_view, rgb, options.fov)
-        scale = stage("scale", resample_factor, timed, rgb, field, options)
+        scale = stage("scale", timed.scale_for, rgb, field)
         timer.wall = timer.cpu = 0.0
         prob = stage("predict", timed.predict_proba, rgb, field, scale=scale)
         times["forward"] = (timer.wall, timer.cpu)

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
-from app.decode import DecodeError
 from app.dependencies import PoolsDep, SettingsDep, require_api_key
-from app.measure import MapThreshold, PhysicalScale, physical_scale
+from app.measure import PhysicalScale
 from app.pipeline import run_measurement
 from app.pool import Pools
+from app.query import MapThreshold, physical_scale
 from app.schemas import MapUpload, Readout, errors, multipart_body, success
 from app.settings import Settings
 from app.upload import read_file_fields
@@ -27,18 +27,9 @@ async def _from_map(
     fields = await read_file_fields(
         request.headers.get("content-type", ""), request.stream(), settings.max_upload_bytes, ("fov",)
     )
-    try:
-        body, media_type = await pools.measure.run(
-            run_measurement,
-            fields["file"],
-            fields.get("fov"),
-            settings.max_pixels,
-            threshold,
-            scale,
-            output,
-        )
-    except DecodeError as exc:
-        raise HTTPException(exc.status, exc.message) from None
+    body, media_type = await pools.measure.run(
+        run_measurement, fields["file"], fields.get("fov"), settings.max_pixels, threshold, scale, output
+    )
     return Response(body, media_type=media_type, headers={"Cache-Control": "no-store"})
 
 

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, HTTPException
 from fastapi.responses import JSONResponse
 
 from app.dependencies import LoadedModelDep, ManagerDep, require_api_key
+from app.redact import public, public_text
 from app.schemas import Health, ModelInfo, NotReady, Ready, errors
 from vessel_lightning.inference.backends import describe_device
 
@@ -19,12 +20,14 @@ router = APIRouter(tags=["model"])
 async def health(manager: ManagerDep) -> dict[str, Any]:
     """Liveness: answers while the model loads and under load; says what the model runs on."""
     model = manager.current
-    return {
-        "status": "ok",
-        "ready": model is not None,
-        "model": model.summary() if model else None,
-        "device": describe_device(manager.device, manager.settings.threads),
-    }
+    return public(
+        {
+            "status": "ok",
+            "ready": model is not None,
+            "model": model.summary() if model else None,
+            "device": describe_device(manager.device, manager.settings.threads),
+        }
+    )
 
 
 @router.get(
@@ -36,15 +39,16 @@ async def ready(manager: ManagerDep) -> JSONResponse:
     """200 when a model is loaded, else 503 with the reason."""
     model = manager.current
     if model is None:
-        detail = "the model is still loading" if manager.error is None else f"no model: {manager.error}"
-        return JSONResponse({"ready": False, "detail": detail, "error": manager.error}, status_code=503)
-    return JSONResponse({"ready": True, "model": model.summary()})
+        error = public_text(manager.error) if manager.error is not None else None
+        detail = "the model is still loading" if error is None else f"no model: {error}"
+        return JSONResponse({"ready": False, "detail": detail, "error": error}, status_code=503)
+    return JSONResponse(public({"ready": True, "model": model.summary()}))
 
 
 @router.get("/model", response_model=ModelInfo, responses=errors(503))
 async def model_info(model: LoadedModelDep) -> dict[str, Any]:
     """Name, version, alias, run id, backend, load time, metrics and contract of the served model."""
-    return model.describe()
+    return public(model.describe())  # its files by name, size and digest, never by where they lie
 
 
 @router.post(
@@ -58,5 +62,5 @@ async def reload_model(manager: ManagerDep) -> dict[str, Any]:
     try:
         model = await asyncio.to_thread(manager.reload)
     except Exception as exc:
-        raise HTTPException(503, f"reload failed: {manager.error or exc}") from exc
-    return model.describe()
+        raise HTTPException(503, public_text(f"reload failed: {manager.error or exc}")) from exc
+    return public(model.describe())

@@ -9,14 +9,15 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import Response
 from starlette.requests import ClientDisconnect
 
-from app.decode import DecodeError, pixel_count
+from app.decode import pixel_count
 from app.dependencies import ManagerDep, PoolsDep, SettingsDep, current_model, require_api_key
 from app.errors import over_budget
 from app.guard import Cancelled, WorkToken, client_gone
-from app.measure import PredictOptions, predict_options
 from app.pipeline import run_prediction
+from app.query import PredictOptions, predict_options
 from app.schemas import MODEL_HEADERS, PhotoUpload, PredictReadout, errors, multipart_body, success
 from app.upload import read_file_field
+from vessel_lightning.inference.predictor import check_scale
 
 router = APIRouter(tags=["prediction"])
 
@@ -50,6 +51,11 @@ async def predict(
     upload = await read_file_field(
         request.headers.get("content-type", ""), request.stream(), settings.max_upload_bytes
     )
+    if options.resample is not None and options.format != "fov":  # fov never resamples
+        try:
+            check_scale(options.resample, model.predictor.contract)
+        except ValueError as exc:
+            raise HTTPException(422, f"scale={options.resample}: {exc}") from None
     lane = pools.predict
     if pools.large is not None and (pixel_count(upload) or 0) > settings.large_image_pixels:
         lane = pools.large
@@ -70,10 +76,10 @@ async def predict(
         raise over_budget(token)
     try:
         body, media_type, inference_ms = work.result()
-    except DecodeError as exc:
-        raise HTTPException(exc.status, exc.message) from None
     except Cancelled:
         raise over_budget(token) from None
+    if options.format != "fov":
+        request.app.state.metrics.inference.labels(model.backend).observe(inference_ms / 1000)
     headers = {
         "X-Model-Version": model.version,
         "X-Model-Name": model.predictor.info.name or "",

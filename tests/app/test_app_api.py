@@ -41,6 +41,8 @@ ENVIRONMENT = {
     "VESSEL_REQUEST_TIMEOUT_S": ("9", "request_timeout_s", 9.0),
     "VESSEL_BODY_TIMEOUT_S": ("8", "body_timeout_s", 8.0),
     "VESSEL_MAX_UPLOADS": ("4", "max_uploads", 4),
+    "VESSEL_MIN_UPLOAD_KBPS": ("8", "min_upload_kbps", 8.0),
+    "VESSEL_UPLOAD_BUFFER_MB": ("64", "upload_buffer_mb", 64.0),
     "VESSEL_LARGE_IMAGE_PIXELS": ("0", "large_image_pixels", 0),
     "VESSEL_LARGE_QUEUE": ("5", "large_queue", 5),
     "VESSEL_DEVICE": ("CPU", "device", "cpu"),
@@ -49,6 +51,7 @@ ENVIRONMENT = {
     "VESSEL_BATCHING": ("off", "batching", "off"),
     "VESSEL_BATCH_MAX": ("4", "batch_max", 4),
     "VESSEL_BATCH_WAIT_MS": ("1.5", "batch_wait_ms", 1.5),
+    "VESSEL_LOG_FORMAT": ("JSON", "log_format", "json"),
 }
 
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app.decode import DecodeError, decode_image, sniff_format
+from app.decode import decode_image, sniff_format
+from app.upload import UploadError
 from tests.helpers.app import encode, multi_frame, photo, raw_png, with_exif_orientation
 
 LIMIT = 10_000_000
@@ -94,7 +95,7 @@ def _bad_inputs() -> dict[str, tuple[bytes, int, str]]:
 @pytest.mark.parametrize("name", list(_bad_inputs()))
 def test_bad_inputs_raise_with_status(name: str) -> None:
     data, status, words = _bad_inputs()[name]
-    with pytest.raises(DecodeError) as caught:
+    with pytest.raises(UploadError) as caught:
         decode_image(data, LIMIT)
     assert caught.value.status == status and words in caught.value.message
 
@@ -105,7 +106,7 @@ def test_bomb_is_rejected_without_decoding(monkeypatch: pytest.MonkeyPatch) -> N
 
     monkeypatch.setattr(Image.Image, "load", forbidden)
     monkeypatch.setattr("PIL.ImageFile.ImageFile.load", forbidden)
-    with pytest.raises(DecodeError) as caught:
+    with pytest.raises(UploadError) as caught:
         decode_image(raw_png(4000, 3000), LIMIT)
     assert caught.value.status == 413
 

@@ -129,3 +129,43 @@ def predict(port: int, data: bytes, query: str = "format=json") -> tuple[int, di
     """POST ``data`` to /predict as multipart field ``file``."""
     body, content_type = multipart(data)
     return request(port, "POST", f"/predict?{query}", body, {"Content-Type": content_type})
+
+
+def burst(
+    port: int, body: bytes, content_type: str, clients: int, query: str = "format=json", timeout: float = 300
+) -> list[tuple[int, float, dict, bytes]]:
+    """``clients`` threads, each on its own connection, POST ``body`` to /predict at the same moment (a barrier
+    releases them together); returns each one's (status, seconds until its answer, headers, body), in client
+    order. A connection error counts as status 0."""
+    import threading
+
+    barrier = threading.Barrier(clients)
+    results: list[tuple[int, float, dict, bytes]] = [(0, 0.0, {}, b"")] * clients
+
+    def client(index: int) -> None:
+        connection = http.client.HTTPConnection(HOST, port, timeout=timeout)
+        headers = {"Content-Type": content_type, "X-Request-ID": f"burst-{index}"}
+        try:
+            connection.connect()
+            barrier.wait()
+            start = time.perf_counter()
+            connection.request("POST", f"/predict?{query}", body=body, headers=headers)
+            response = connection.getresponse()
+            answer = response.read()
+            results[index] = (
+                response.status,
+                time.perf_counter() - start,
+                dict(response.getheaders()),
+                answer,
+            )
+        except OSError as exc:
+            results[index] = (0, 0.0, {}, str(exc).encode())
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=client, args=(index,)) for index in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results

@@ -286,7 +286,8 @@ def test_an_exported_folder_serves_without_a_store_and_batching_changes_no_pixel
         with TestClient(create_app(settings)) as client:
             assert client.app.state.manager.wait_ready(60), client.app.state.manager.error
             model = client.get("/model").json()
-            assert model["uri"] == str(folder) and model["contract"]["threshold"] == 0.45
+            # the folder by name, never where it lies on the server
+            assert model["uri"] == folder.name and model["contract"]["threshold"] == 0.45
             data = png_bytes()
             results = []
 

@@ -60,6 +60,55 @@ def cpu_windows_per_call(tile_h: int, tile_w: int) -> int:
     return max(1, CPU_PIXELS_PER_CALL // (tile_h * tile_w))
 
 
+def check_scale(
+    scale: float | str, contract: ModelContract, reference_diameter: float | None = None
+) -> tuple[float | str, float | None]:
+    """``scale`` (a factor in (0, 4] or ``"auto"``) checked against ``contract``: returns the factor (or ``"auto"``)
+    and the training field diameter in pixels that ``auto`` matches (``reference_diameter``, else the contract's;
+    None for a fixed factor). Raises ValueError when the model cannot be resampled so."""
+    reference: float | None = None
+    if scale == AUTO:
+        given = reference_diameter or contract.fov_diameter
+        if contract.mode == "tiles" and not given:
+            raise ValueError(
+                "scale=auto needs the training set's field-of-view diameter: this model's contract has no "
+                "fov_diameter (trained before it was recorded); give reference_diameter (px)"
+            )
+        reference = float(given) if given else None
+    elif isinstance(scale, str):
+        raise ValueError(f"scale must be a number or 'auto', not {scale!r}")
+    else:
+        scale = float(scale)
+    if scale != AUTO and not 0 < scale <= 4:
+        raise ValueError(f"scale {scale:g} must be in (0, 4]")
+    if scale not in (1, AUTO) and contract.mode != "tiles":  # auto is 1 for resize models
+        raise ValueError(
+            f"scale {scale:g} applies to tile models only; this {contract.mode} model always sees its "
+            f"{contract.size[0]}x{contract.size[1]} input"
+        )
+    return scale, reference
+
+
+def resample_factor(
+    scale: float | str,
+    reference_diameter: float | None,
+    contract: ModelContract,
+    rgb: np.ndarray,
+    fov: np.ndarray | None = None,
+) -> float:
+    """The factor ``rgb`` is resampled by before the network, for a ``scale`` and reference diameter from
+    :func:`check_scale`: the fixed factor, or with ``"auto"`` the training field diameter over the photo's (``fov``,
+    detected when None), clipped to [0.05, 4]."""
+    if scale != AUTO:
+        return float(scale)
+    if contract.mode != "tiles" or reference_diameter is None:
+        return 1.0
+    field = detect_fov(rgb) if fov is None else np.asarray(fov, dtype=bool)
+    if field.all():  # no disc: a photo that fills the frame has no field diameter to match
+        return 1.0
+    return float(np.clip(reference_diameter / fov_diameter(field), 0.05, 4.0))
+
+
 class NumpyOps:
     """The Predictor's array operations on the CPU, in float32 NumPy (and OpenCV for resampling)."""
 
@@ -139,26 +188,7 @@ class Predictor:
         info: ModelInfo | None = None,
         threads: int | None = None,
     ) -> None:
-        if scale == AUTO:
-            reference = reference_diameter or contract.fov_diameter
-            if contract.mode == "tiles" and not reference:
-                raise ValueError(
-                    "scale=auto needs the training set's field-of-view diameter: this model's contract has no "
-                    "fov_diameter (trained before it was recorded); give reference_diameter (px)"
-                )
-            self.reference_diameter = float(reference) if reference else None
-        elif isinstance(scale, str):
-            raise ValueError(f"scale must be a number or 'auto', not {scale!r}")
-        else:
-            scale = float(scale)
-            self.reference_diameter = None
-        if scale != AUTO and not 0 < scale <= 4:
-            raise ValueError(f"scale {scale:g} must be in (0, 4]")
-        if scale not in (1, AUTO) and contract.mode != "tiles":  # auto is 1 for resize models
-            raise ValueError(
-                f"scale {scale:g} applies to tile models only; this {contract.mode} model always sees its "
-                f"{contract.size[0]}x{contract.size[1]} input"
-            )
+        self.scale, self.reference_diameter = check_scale(scale, contract, reference_diameter)
         if window is not None and (window <= 0 or window % contract.input_divisor):
             raise ValueError(
                 f"window {window} must be a positive multiple of the model's input divisor {contract.input_divisor}"
@@ -179,7 +209,6 @@ class Predictor:
         self.overlap = overlap
         self.blend = require_blend(blend)  # at construction, not at the first photo
         self.window = window
-        self.scale = scale
         self.batch_windows = batch_windows  # None: windows_per_call's rule for the device and window size
         self.info = info or ModelInfo(uri="<in memory>")
 
@@ -257,14 +286,7 @@ class Predictor:
     def scale_for(self, rgb: np.ndarray, fov: np.ndarray | None = None) -> float:
         """The resampling factor this predictor applies to ``rgb``: the fixed ``scale``, or with ``"auto"`` the
         training field diameter over the photo's (``fov``, detected when None), clipped to [0.05, 4]."""
-        if self.scale != AUTO:
-            return float(self.scale)
-        if self.contract.mode != "tiles" or self.reference_diameter is None:
-            return 1.0
-        field = detect_fov(rgb) if fov is None else np.asarray(fov, dtype=bool)
-        if field.all():  # no disc: a photo that fills the frame has no field diameter to match
-            return 1.0
-        return float(np.clip(self.reference_diameter / fov_diameter(field), 0.05, 4.0))
+        return resample_factor(self.scale, self.reference_diameter, self.contract, rgb, fov)
 
     def predict_proba(
         self, rgb: np.ndarray, fov: np.ndarray | str | None = None, *, scale: float | None = None
