@@ -22,9 +22,10 @@ from app.errors import add_exception_handlers
 from app.guard import UploadGuardMiddleware
 from app.model_manager import ModelManager
 from app.pool import InferencePool, Pools
-from app.routes import maps, model, predict, ui
+from app.routes import annotations, maps, model, predict, ui
 from app.schemas import MODEL_HEADERS
 from app.settings import Settings, SettingsError
+from vessel_lightning.data.annotations import AnnotationFolderError
 from vessel_lightning.inference.backends import BACKENDS
 from vessel_lightning.inference.device import DEVICE_CHOICES, DeviceError, resolve_device
 
@@ -56,8 +57,11 @@ def create_app(settings: Settings | None = None, manager: ModelManager | None = 
         title="vessel-lightning", summary="Blood-vessel segmentation of eye photographs", lifespan=lifespan
     )
     app.state.settings, app.state.manager, app.state.pools = settings, manager, pools
+    # A missing or read-only annotation folder stops the start (AnnotationFolderError names the variable).
+    app.state.annotations = annotations.open_annotations(settings)
+    app.state.worklist = annotations.open_worklist(settings)
     add_exception_handlers(app)
-    routers = (model.router, predict.router, maps.router)
+    routers = (model.router, predict.router, maps.router, annotations.router)
     for router in routers:
         app.include_router(router)
     if settings.cors_origins:
@@ -130,7 +134,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         torch.set_num_threads(settings.threads)
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info", workers=1)
+    try:
+        app = create_app(settings)
+    except AnnotationFolderError as exc:
+        print(f"error: {exc}", flush=True)
+        return 2
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", workers=1)
     return 0
 
 

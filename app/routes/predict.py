@@ -15,8 +15,9 @@ from app.errors import over_budget
 from app.guard import Cancelled, WorkToken, client_gone
 from app.measure import PredictOptions, predict_options
 from app.pipeline import run_prediction
+from app.roi import ROI_FIELD
 from app.schemas import MODEL_HEADERS, PhotoUpload, PredictReadout, errors, multipart_body, success
-from app.upload import read_file_field
+from app.upload import read_file_fields
 
 router = APIRouter(tags=["prediction"])
 
@@ -43,19 +44,23 @@ async def predict(
     pools: PoolsDep,
 ) -> Response:
     """Vessel probability PNG (default), mask PNG, JSON with measurements, GeoJSON, or the field of view PNG
-    of the uploaded photo (multipart field `file`)."""
+    of the uploaded photo (multipart field `file`), inside the region of interest when one is sent (field
+    `roi`)."""
     # One model for the whole request, whatever a reload does meanwhile; taken after the query is validated.
     model = current_model(manager)
     threshold = model.predictor.threshold if options.threshold is None else options.threshold
-    upload = await read_file_field(
-        request.headers.get("content-type", ""), request.stream(), settings.max_upload_bytes
+    fields = await read_file_fields(
+        request.headers.get("content-type", ""), request.stream(), settings.max_upload_bytes, (ROI_FIELD,)
     )
+    upload, roi = fields["file"], fields.get(ROI_FIELD)
     lane = pools.predict
     if pools.large is not None and (pixel_count(upload) or 0) > settings.large_image_pixels:
         lane = pools.large
     token = WorkToken(settings.request_timeout_s)
     work = asyncio.ensure_future(
-        lane.run(run_prediction, model, upload, settings.max_pixels, options, threshold, token, token=token)
+        lane.run(
+            run_prediction, model, upload, settings.max_pixels, options, threshold, token, roi, token=token
+        )
     )
     gone = asyncio.ensure_future(client_gone(request))
     try:
