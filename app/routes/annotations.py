@@ -339,7 +339,7 @@ async def worklist_next(request: Request, pools: PoolsDep) -> dict[str, Any]:
 @router.get(
     "/worklist/photos/{name}",
     response_class=FileResponse,
-    responses=success("The photo's file, as it is in the worklist.", png=True) | errors(404, 503),
+    responses=success("The photo's file, as it is in the worklist.", png=True) | errors(404, 422, 503),
 )
 async def worklist_photo(name: str, request: Request) -> FileResponse:
     """The photo `name` of the worklist (a name from its listing; nothing else is served)."""
