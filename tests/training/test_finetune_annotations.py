@@ -51,7 +51,9 @@ def test_corrections_saved_through_the_api_fine_tune_a_model_that_agrees_with_th
 
     previous_uri = mlflow.get_tracking_uri()
     uri = make_registry(tmp_path / "store", versions=1)  # vessel-unet v1 (champion): an untrained B0 at 64²
-    mlflow.set_experiment(DEFAULT_EXPERIMENT)  # make_registry left its own active; training logs into this one
+    mlflow.set_experiment(
+        DEFAULT_EXPERIMENT
+    )  # make_registry left its own active; training logs into this one
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     annotations = tmp_path / "annotations"
     annotations.mkdir()
