@@ -475,14 +475,3 @@ class AnnotationStore:
             annotator=annotator,
         )
 
-
-def set_digest(root: str | os.PathLike) -> dict[str, Any]:
-    """What identifies an annotation folder's content: ``{"digest", "size"}``, the SHA-256 over every committed
-    annotation's id and GeoJSON digest (sorted) and their number. Two folders with the same labels on the same
-    photos have the same digest."""
-    meta = Path(root) / "meta"
-    entries = []
-    for path in sorted(meta.glob("*.json")) if meta.is_dir() else ():
-        if ID_PATTERN.fullmatch(path.stem):
-            entries.append(f"{path.stem}:{json.loads(path.read_text(encoding='utf-8'))['annotation_sha256']}")
-    return {"digest": hashlib.sha256("\n".join(entries).encode()).hexdigest(), "size": len(entries)}
