@@ -474,4 +474,3 @@ class AnnotationStore:
             status=status,
             annotator=annotator,
         )
-
