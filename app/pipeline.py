@@ -19,6 +19,7 @@ from app.measure import (
 )
 from app.model_manager import LoadedModel
 from app.query import PredictOptions
+from app.roi import restrict
 from vessel_lightning.inference.predictor import (
     check_scale,
     probability_png_values,
@@ -34,16 +35,18 @@ def run_prediction(
     options: PredictOptions,
     threshold: float,
     token: WorkToken | None = None,
+    roi: bytes | None = None,
 ) -> tuple[bytes, str, float]:
     """Decode, predict and encode one upload; returns the body, its media type and the model time in ms.
 
-    With a ``token``, raises :class:`Cancelled` at the first check after it is cancelled or spent.
+    ``roi``: a GeoJSON Polygon bounding the field (:mod:`app.roi`). With a ``token``, raises
+    :class:`Cancelled` at the first check after it is cancelled or spent.
     """
     rgb = decode_image(data, max_pixels)
-    field = field_of_view(rgb, options.fov)
+    field, mode = restrict(field_of_view(rgb, options.fov), options.fov, roi)
     if options.format == "fov":
         return encode_png(field), "image/png", 0.0
-    inside = None if options.fov == "none" else field
+    inside = None if mode == "none" else field
     if options.resample is None:
         scale = model.predictor.scale_for(rgb, inside)
     else:  # the query's scale, checked against the contract by the route before the photo was queued
@@ -68,18 +71,26 @@ def run_prediction(
             "threshold": threshold,
         }
         return geojson_bytes(mask, properties), GEOJSON_MEDIA_TYPE, inference_ms
-    body = readout(mask, field, options.fov, threshold, options.physical)
+    body = readout(mask, field, mode, threshold, options.physical)
     body |= {"model_version": model.version, "resample_scale": round(scale, 4)}
     return json.dumps(body).encode(), "application/json", inference_ms
 
 
 def run_measurement(
-    data: bytes, fov: bytes | None, max_pixels: int, threshold: float, scale: PhysicalScale, output: str
+    data: bytes,
+    fov: bytes | None,
+    max_pixels: int,
+    threshold: float,
+    scale: PhysicalScale,
+    output: str,
+    roi: bytes | None = None,
 ) -> tuple[bytes, str]:
-    """Threshold an uploaded probability (or mask) PNG inside the uploaded field; measurements or GeoJSON."""
+    """Threshold an uploaded probability (or mask) PNG inside the uploaded field (and region of interest);
+    measurements or GeoJSON."""
     mask = mask_from_png(data, max_pixels, threshold)
     field = field_from_png(fov, mask.shape, max_pixels)
+    field, mode = restrict(field, "none" if fov is None else "uploaded", roi)
     if output == "geojson":
         return geojson_bytes(mask & field, {"threshold": threshold}), GEOJSON_MEDIA_TYPE
-    body = readout(mask, field, "none" if fov is None else "uploaded", threshold, scale)
+    body = readout(mask, field, mode, threshold, scale)
     return json.dumps(body).encode(), "application/json"

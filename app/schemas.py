@@ -90,7 +90,10 @@ class ModelInfo(_Open):
 class FieldOfView(BaseModel):
     """Where the measurements counted."""
 
-    mode: str = Field(description="`auto` (detected), `none` (the whole frame) or `uploaded`.")
+    mode: str = Field(
+        description="`auto` (detected), `none` (the whole frame) or `uploaded`; `roi` for the region of interest "
+        "alone, `auto+roi` or `uploaded+roi` for the two intersected."
+    )
     bbox: tuple[int, int, int, int] | None = Field(
         description="[left, top, right, bottom] in pixel edges (right and bottom exclusive); null when empty."
     )
@@ -128,6 +131,12 @@ class PredictReadout(Readout):
     resample_scale: float = Field(description="The factor the photo was resampled by before the model.")
 
 
+ROI_DESCRIPTION = (
+    "A region of interest: a GeoJSON Polygon in pixel coordinates ([x, y], origin top-left, y down) as text. "
+    "Predictions, measurements and GeoJSON are restricted to it as to a detected field of view."
+)
+
+
 class PhotoUpload(BaseModel):
     """The multipart/form-data body of ``POST /predict``."""
 
@@ -135,6 +144,7 @@ class PhotoUpload(BaseModel):
         description="The photo: PNG, JPEG, TIFF, BMP or WebP (8 or 16 bit, grey or colour).",
         json_schema_extra={"format": "binary"},
     )
+    roi: str | None = Field(None, description=ROI_DESCRIPTION)
 
 
 class MapUpload(BaseModel):
@@ -149,16 +159,111 @@ class MapUpload(BaseModel):
         description="The field of view PNG of `/predict?format=fov` (non-zero is inside); default: the frame.",
         json_schema_extra={"format": "binary"},
     )
+    roi: str | None = Field(None, description=ROI_DESCRIPTION + " Intersected with `fov`.")
+
+
+class AnnotationUpload(BaseModel):
+    """The multipart/form-data body of ``POST /annotations``."""
+
+    file: bytes = Field(
+        description="The photo, as `/predict` takes it.", json_schema_extra={"format": "binary"}
+    )
+    annotation: bytes = Field(
+        description="The corrected mask: a PNG of the photo's size (non-zero is vessel) or a GeoJSON in the "
+        "project's convention (pixel coordinates, every coordinate inside the photo).",
+        json_schema_extra={"format": "binary"},
+    )
+    annotator: str = Field(description="Who made the annotation.")
+    status: Literal["draft", "final"] = Field("draft", description="`draft` or `final`.")
+    roi: str | None = Field(
+        None, description=ROI_DESCRIPTION + " Kept in the sidecar; training counts only it."
+    )
+    note: str | None = Field(None, description="A free note, kept in the sidecar.")
+    threshold: float | None = Field(
+        None, ge=0, le=1, description="The threshold the model's mask was cut at."
+    )
+    model_mask: bytes | None = Field(
+        None,
+        description="The model's thresholded mask (PNG, the photo's size), to count the pixels added and "
+        "removed; without it the served model predicts it.",
+        json_schema_extra={"format": "binary"},
+    )
+
+
+class RasterizeUpload(BaseModel):
+    """The multipart/form-data body of ``POST /annotations/rasterize``."""
+
+    annotation: bytes = Field(
+        description="A GeoJSON annotation in the project's convention.",
+        json_schema_extra={"format": "binary"},
+    )
+    width: int = Field(ge=1, description="The photo's width in pixels.")
+    height: int = Field(ge=1, description="The photo's height in pixels.")
+
+
+class AnnotationSettings(BaseModel):
+    """``GET /annotations/settings``: whether annotations can be saved here, how many there are, and whether a
+    worklist of photos to annotate is configured."""
+
+    enabled: bool = Field(description="Whether the server has an annotation folder (VESSEL_ANNOTATIONS_DIR).")
+    count: int = Field(description="Annotations held.")
+    worklist: bool = Field(description="Whether `GET /worklist/next` offers photos (VESSEL_WORKLIST_DIR).")
+
+
+class AnnotationSaved(_Open):
+    """``POST /annotations``: what was saved."""
+
+    id: str = Field(description="The annotation's id: the SHA-256 of the photo's pixels (64 hex characters).")
+    version: int = Field(description="1 for a new photo; each later save of the same photo adds one.")
+    count: int = Field(description="Annotations the folder now holds.")
+    vessel_pixels: int
+    added: int | None = Field(
+        description="Vessel pixels added against the model's mask (null: no model mask)."
+    )
+    removed: int | None = Field(description="Vessel pixels removed against the model's mask.")
+    status: Literal["draft", "final"]
+    annotator: str
+
+
+class AnnotationItem(_Open):
+    """One saved annotation in ``GET /annotations``."""
+
+    id: str
+    version: int
+    status: Literal["draft", "final"]
+    annotator: str
+    saved_at: str = Field(description="When it was saved (ISO 8601, UTC).")
+    width: int
+    height: int
+    vessel_pixels: int
+    note: str | None
+
+
+class AnnotationList(BaseModel):
+    """``GET /annotations``: every saved annotation, newest first."""
+
+    count: int
+    items: list[AnnotationItem]
+
+
+class WorklistNext(BaseModel):
+    """``GET /worklist/next``: the next photo without an annotation."""
+
+    name: str = Field(description="Its file name: fetch it from `/worklist/photos/{name}`.")
+    remaining: int = Field(description="Photos of the worklist without an annotation, this one included.")
 
 
 def multipart_body(model: type[BaseModel]) -> dict[str, Any]:
     """``openapi_extra`` declaring a required multipart/form-data request body shaped like ``model``."""
     schema = model.model_json_schema()
-    for name in schema.get("properties", {}):  # bytes fields are files on the wire
+    for name, info in model.model_fields.items():
         field = schema["properties"][name]
-        field.pop("anyOf", None)
-        field.update(type="string", format="binary")
         field.pop("default", None)
+        if "bytes" in str(info.annotation):  # bytes fields are files on the wire
+            field.pop("anyOf", None)
+            field.update(type="string", format="binary")
+        elif "anyOf" in field:  # an optional text or number field: sent or not, never null
+            field.update(next(kind for kind in field.pop("anyOf") if kind.get("type") != "null"))
     return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": schema}}}}
 
 
@@ -172,6 +277,7 @@ ERROR_DESCRIPTIONS = {
     401: "Missing or wrong API key (header `X-API-Key`), when the server has one.",
     408: "The request body did not arrive within VESSEL_BODY_TIMEOUT_S.",
     413: "The body is over VESSEL_MAX_UPLOAD_MB, or the image over VESSEL_MAX_PIXELS.",
+    404: "No such annotation, or no photo of that name in the worklist (or the worklist is done).",
     415: "The upload is not an image this server decodes.",
     422: "A bad query parameter, a field sent twice, or nothing to measure (an empty field of view).",
     500: "An unexpected server error (logged).",

@@ -25,9 +25,10 @@ from app.logs import REQUEST_ID_HEADER, RequestIdMiddleware, logging_config
 from app.metrics import Metrics, MetricsMiddleware, metrics_endpoint
 from app.model_manager import ModelManager
 from app.pool import InferencePool, Pools
-from app.routes import maps, model, predict, ui
+from app.routes import annotations, maps, model, predict, ui
 from app.schemas import MODEL_HEADERS
 from app.settings import Settings, SettingsError
+from vessel_lightning.data.annotations import AnnotationFolderError
 from vessel_lightning.inference.backends import resolve_device
 from vessel_lightning.inference.settings import BACKENDS, DEVICE_CHOICES, DeviceError
 
@@ -60,9 +61,12 @@ def create_app(settings: Settings | None = None, manager: ModelManager | None = 
     )
     app.state.settings, app.state.manager, app.state.pools = settings, manager, pools
     app.state.metrics = metrics = Metrics(manager, pools)
+    # A missing or read-only annotation folder stops the start (AnnotationFolderError names the variable).
+    app.state.annotations = annotations.open_annotations(settings)
+    app.state.worklist = annotations.open_worklist(settings)
     add_exception_handlers(app)
     app.add_api_route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)
-    routers = (model.router, predict.router, maps.router)
+    routers = (model.router, predict.router, maps.router, annotations.router)
     for router in routers:
         app.include_router(router)
     if settings.cors_origins:
@@ -141,7 +145,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false"
     )  # a server has no terminal to draw on
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=config, workers=1)
+    try:
+        app = create_app(settings)
+    except AnnotationFolderError as exc:
+        print(f"error: {exc}", flush=True)
+        return 2
+    uvicorn.run(app, host=settings.host, port=settings.port, log_config=config, workers=1)
     return 0
 
 

@@ -99,6 +99,10 @@ class Settings:
     threads: OptionalCount = None  # intra-op threads; None (or 0): all cores
     cache_dir: OptionalDir = None  # ONNX cache; None: $VESSEL_CACHE_DIR or ~/.cache/vessel-lightning/onnx
     calibration_dir: OptionalDir = None  # photos for int8 calibration and auto's mask gate
+    annotations_dir: OptionalDir = (
+        None  # where POST /annotations saves corrected masks; None: annotations off
+    )
+    worklist_dir: OptionalDir = None  # photos to annotate, offered by GET /worklist/next; None: no worklist
     # Sliding window of tile-trained models; None (or 0): the contract's tile size.
     window: Annotated[int | None, Field(ge=0), AfterValidator(_window)] = 512
     fallback_to_torch: bool = True  # a backend that cannot be built falls back to PyTorch

@@ -80,17 +80,21 @@ async def read_file_field(content_type: str, chunks: AsyncIterator[bytes], max_b
 
 
 async def read_file_fields(
-    content_type: str, chunks: AsyncIterator[bytes], max_bytes: int, optional: tuple[str, ...] = ()
+    content_type: str,
+    chunks: AsyncIterator[bytes],
+    max_bytes: int,
+    optional: tuple[str, ...] = (),
+    required: str | None = FIELD,
 ) -> dict[str, bytes]:
-    """The bytes of field ``file`` and of those ``optional`` fields that were sent, by name; errors as
-    :func:`read_file_field`'s (an optional field sent twice is 422 too)."""
+    """The bytes of field ``required`` (``file``; None: no field is required) and of those ``optional`` fields
+    that were sent, by name; errors as :func:`read_file_field`'s (an optional field sent twice is 422 too)."""
     media_type, params = parse_options_header(content_type)
     if media_type != b"multipart/form-data":
         raise UploadError(400, NO_FILE)
     boundary = params.get(b"boundary")
     if not boundary:
         raise UploadError(400, "malformed multipart body: the Content-Type has no boundary")
-    parts = _Parts((FIELD, *optional))
+    parts = _Parts((*((required,) if required else ()), *optional))
     callbacks = {
         name: getattr(parts, name)
         for name in (
@@ -117,6 +121,8 @@ async def read_file_fields(
     for name, sent in parts.files.items():
         if len(sent) > 1:
             raise UploadError(422, f"field '{name}' was sent {len(sent)} times: send one image per request")
-    if FIELD not in parts.files:
+    if required == FIELD and FIELD not in parts.files:
         raise UploadError(400, NO_FILE)
+    if required is not None and required not in parts.files:
+        raise UploadError(400, f"no field '{required}': send it as multipart/form-data")
     return {name: bytes(sent[0]) for name, sent in parts.files.items()}

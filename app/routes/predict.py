@@ -15,8 +15,9 @@ from app.errors import over_budget
 from app.guard import Cancelled, WorkToken, client_gone
 from app.pipeline import run_prediction
 from app.query import PredictOptions, predict_options
+from app.roi import ROI_FIELD
 from app.schemas import MODEL_HEADERS, PhotoUpload, PredictReadout, errors, multipart_body, success
-from app.upload import read_file_field
+from app.upload import read_file_fields
 from vessel_lightning.inference.predictor import check_scale
 
 router = APIRouter(tags=["prediction"])
@@ -44,13 +45,15 @@ async def predict(
     pools: PoolsDep,
 ) -> Response:
     """Vessel probability PNG (default), mask PNG, JSON with measurements, GeoJSON, or the field of view PNG
-    of the uploaded photo (multipart field `file`)."""
+    of the uploaded photo (multipart field `file`), inside the region of interest when one is sent (field
+    `roi`)."""
     # One model for the whole request, whatever a reload does meanwhile; taken after the query is validated.
     model = current_model(manager)
     threshold = model.predictor.threshold if options.threshold is None else options.threshold
-    upload = await read_file_field(
-        request.headers.get("content-type", ""), request.stream(), settings.max_upload_bytes
+    fields = await read_file_fields(
+        request.headers.get("content-type", ""), request.stream(), settings.max_upload_bytes, (ROI_FIELD,)
     )
+    upload, roi = fields["file"], fields.get(ROI_FIELD)
     if options.resample is not None and options.format != "fov":  # fov never resamples
         try:
             check_scale(options.resample, model.predictor.contract)
@@ -61,7 +64,9 @@ async def predict(
         lane = pools.large
     token = WorkToken(settings.request_timeout_s)
     work = asyncio.ensure_future(
-        lane.run(run_prediction, model, upload, settings.max_pixels, options, threshold, token, token=token)
+        lane.run(
+            run_prediction, model, upload, settings.max_pixels, options, threshold, token, roi, token=token
+        )
     )
     gone = asyncio.ensure_future(client_gone(request))
     try:

@@ -37,6 +37,8 @@ ENVIRONMENT = {
     "VESSEL_THREADS": (" 2 ", "threads", 2),
     "VESSEL_CACHE_DIR": ("~/onnx", "cache_dir", Path("~/onnx").expanduser()),
     "VESSEL_CALIBRATION_DIR": ("/photos", "calibration_dir", Path("/photos")),
+    "VESSEL_ANNOTATIONS_DIR": ("~/labels", "annotations_dir", Path("~/labels").expanduser()),
+    "VESSEL_WORKLIST_DIR": ("/photos/todo", "worklist_dir", Path("/photos/todo")),
     "VESSEL_WINDOW": ("256", "window", 256),
     "VESSEL_REQUEST_TIMEOUT_S": ("9", "request_timeout_s", 9.0),
     "VESSEL_BODY_TIMEOUT_S": ("8", "body_timeout_s", 8.0),
@@ -126,13 +128,20 @@ def test_openapi_documents_uploads_media_types_and_error_bodies(tmp_path: Path) 
     schema = _schema(tmp_path)
     paths = schema["paths"]
     for path, fields, required in (
-        ("/predict", {"file"}, ["file"]),
-        ("/measure", {"file", "fov"}, ["file"]),
-        ("/geojson", {"file", "fov"}, ["file"]),
-    ):
+        ("/predict", {"file", "roi"}, ["file"]),
+        ("/measure", {"file", "fov", "roi"}, ["file"]),
+        ("/geojson", {"file", "fov", "roi"}, ["file"]),
+        ("/annotations", {"file", "annotation", "model_mask", "annotator", "status", "roi", "note", "threshold"},
+         ["file", "annotation", "annotator"]),
+        ("/annotations/rasterize", {"annotation", "width", "height"}, ["annotation", "width", "height"]),
+    ):  # fmt: skip
         body = paths[path]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
         assert set(body["properties"]) == fields and body["required"] == required, path
-        assert all(p["format"] == "binary" for p in body["properties"].values()), path
+        files = {"file", "fov", "annotation", "model_mask"} & fields
+        assert all(body["properties"][f]["format"] == "binary" for f in files), path
+        # Text fields (the region of interest, names, numbers) are plain form values, never null.
+        assert all("format" not in body["properties"][f] and "anyOf" not in body["properties"][f]
+                   for f in fields - files), path  # fmt: skip
     ok = paths["/predict"]["post"]["responses"]["200"]["content"]
     assert set(ok) == {"image/png", "application/json", "application/geo+json"}
     assert ok["application/json"]["schema"]["$ref"].endswith("/PredictReadout")

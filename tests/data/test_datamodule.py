@@ -162,3 +162,35 @@ def test_empty_split_is_a_clear_error(tmp_path: Path) -> None:
     dm.setup("test")
     with pytest.raises(ValueError, match="the 'test' split is empty"):
         dm.test_dataloader()
+
+
+def test_mix_with_joins_another_prepared_train_split(tmp_path: Path) -> None:
+    """data.mix_with: the original training set's train split joins this one's; val and test stay this set's."""
+
+    def prepared(name: str, count: int, size: int, seed: int) -> object:
+        root = make_masks_folder(tmp_path / f"raw-{name}", count=count, seed=seed)
+        overrides = [f"data.root={root}", f"data.prepared_dir={tmp_path / name}", f"data.size={size}"]
+        cfg = data_config(["data=masks", *overrides, "data.test_fraction=0", "data.workers=0"])
+        VesselDataModule(cfg).prepare_data()
+        return cfg
+
+    original = prepared("original", count=5, size=32, seed=1)
+    mine = prepared("mine", count=3, size=32, seed=2)
+    alone = VesselDataModule(mine)
+    alone.setup("fit")
+    mine.mix_with = str(tmp_path / "original")
+    mine.augment = None  # the joined photo's pixels, compared as stored
+    mixed = VesselDataModule(mine)
+    mixed.setup("fit")
+    joined = [s for s in manifest_of(original)["samples"] if s["split"] == "train"]
+    assert len(mixed.datasets["train"]) == len(alone.datasets["train"]) + len(joined)
+    assert len(mixed.datasets["val"]) == len(alone.datasets["val"])
+    item = mixed.datasets["train"][len(alone.datasets["train"])]  # the first joined sample, read by its path
+    expected = np.asarray(Image.open(tmp_path / "original" / joined[0]["image"]).convert("RGB"))
+    assert item["id"] == f"masks/{joined[0]['id']}"
+    assert torch.equal(item["image"], torch.from_numpy(expected).permute(2, 0, 1).float() / 255)
+
+    prepared("other-size", count=3, size=64, seed=3)
+    mine.mix_with = str(tmp_path / "other-size")
+    with pytest.raises(ValueError, match=r"data.mix_with=.*other-size: prepared as resize \[64, 64\]"):
+        VesselDataModule(mine).setup("fit")

@@ -148,9 +148,11 @@ class VesselDataModule(L.LightningDataModule):
         window = size_hw(self.cfg.size)
         tiled = self.manifest["mode"] == "tiles"
         cache = bool(self.cfg.get("cache_images", False))
+        mixed = self._mixed_samples()
         for split in ("train", "val", "test"):
             samples = [s for s in self.manifest["samples"] if s["split"] == split]
             if split == "train":
+                samples += mixed
                 self.datasets[split] = VesselDataset(
                     self.prepared_dir,
                     samples,
@@ -167,6 +169,28 @@ class VesselDataModule(L.LightningDataModule):
                     tiles=window if tiled else None,
                     cache=cache,
                 )
+
+    def _mixed_samples(self) -> list[dict[str, Any]]:
+        """The train samples of ``mix_with`` (another prepared folder, same mode and size), their files by
+        absolute path; none when it is unset."""
+        other = self.cfg.get("mix_with")
+        if not other:
+            return []
+        folder = Path(str(other)).expanduser().resolve()
+        manifest = read_manifest(folder)
+        assert self.manifest is not None
+        mine = (self.manifest["mode"], list(self.manifest["size"]))
+        if (manifest["mode"], list(manifest["size"])) != mine:
+            raise ValueError(
+                f"data.mix_with={folder}: prepared as {manifest['mode']} {manifest['size']}, but this data set is "
+                f"{mine[0]} {mine[1]}: prepare both with the same data.mode and data.size"
+            )
+        keys = ("image", "mask", "fov")
+        return [
+            {**s, **{k: str(folder / s[k]) for k in keys if k in s}, "id": f"{manifest['name']}/{s['id']}"}
+            for s in manifest["samples"]
+            if s["split"] == "train"
+        ]
 
     @property
     def has_fov(self) -> bool:

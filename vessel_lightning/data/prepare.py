@@ -187,7 +187,27 @@ def load_sample(
     fov = None
     if raw.fov is not None:
         fov = _same_size(read_fov(raw.fov), shape, raw.fov, "FOV mask")
+    if raw.roi is not None:
+        region = _sidecar_region(raw.roi, shape)
+        fov = region if fov is None else (fov & region).astype(np.uint8)
     return LoadedSample(rgb, mask, fov, notes, outside)
+
+
+def _sidecar_region(path: Path, shape: tuple[int, ...]) -> np.ndarray:
+    """The {0, 1} field an annotation sidecar gives: its ``roi`` Polygon rasterised, or the whole photo when it
+    has none (the annotator judged every pixel). Raises :class:`PrepareError` naming the file."""
+    from vessel_lightning.data.annotations import AnnotationInputError, roi_from_geojson
+
+    try:
+        roi = json.loads(path.read_text(encoding="utf-8")).get("roi")
+    except (OSError, ValueError, AttributeError) as exc:
+        raise PrepareError(f"{path}: unreadable annotation sidecar ({exc})") from exc
+    if roi is None:
+        return np.ones(shape[:2], dtype=np.uint8)
+    try:
+        return roi_from_geojson(roi, (int(shape[0]), int(shape[1]))).astype(np.uint8)
+    except AnnotationInputError as exc:
+        raise PrepareError(f"{path}: {exc}") from exc
 
 
 def _same_size(values: np.ndarray, shape: tuple[int, ...], path: Path, what: str) -> np.ndarray:
@@ -381,6 +401,7 @@ def prepare(data_cfg: Any, *, progress: bool = True) -> PrepareSummary:
                 "image": file_sha256(s.image),
                 "label": file_sha256(s.label) if s.label else None,
                 "fov": file_sha256(s.fov) if s.fov else None,
+                **({"roi": file_sha256(s.roi)} if s.roi else {}),  # absent otherwise: older keys stay valid
             }
         )
         for s in found.samples
@@ -474,9 +495,16 @@ def _build(
     ordered = [entries[raw.id] for raw in samples if raw.id in entries]
     if not ordered:
         raise PrepareError(f"{cfg['root']}: every sample failed to prepare; see the errors above")
-    has_fov = all("fov" in e for e in ordered)
+    has_fov = any("fov" in e for e in ordered)
     if not has_fov:
         shutil.rmtree(staging / "fov", ignore_errors=True)
+    for entry in ordered:
+        if (
+            has_fov and "fov" not in entry
+        ):  # a field for some (a region of interest): the others get the frame
+            entry["fov"] = f"fov/{entry['id']}.png"
+            frame = np.full((entry["height"], entry["width"]), 255, dtype=np.uint8)
+            _write_png(frame, staging / entry["fov"])
     return (
         {
             "name": cfg["name"],

@@ -32,6 +32,7 @@ class RawSample:
     label: Path
     fov: Path | None = None
     split: str | None = None  # fixed by the data set's convention; None: assigned from seeded fractions
+    roi: Path | None = None  # an annotation sidecar (JSON) whose ``roi`` Polygon bounds the field
 
 
 @dataclass
@@ -50,6 +51,7 @@ class Group:
     label: str
     fov: str | None = None
     split: str | None = None
+    roi: str | None = None  # a sidecar JSON template ("meta/{stem}.json"); optional per sample
 
 
 def _fields(stem: str) -> dict[str, str]:
@@ -99,7 +101,8 @@ class FolderPairs:
     """Pairs images with labels (and FOV masks) by file name, following configured folder groups.
 
     ``groups``: list of mappings with ``images`` (folder relative to root), ``label`` and optional ``fov``
-    (path templates), and optional ``split`` (``train``/``test`` fixed by the data set; ``null`` lets prepare
+    (path templates), optional ``roi`` (the template of an annotation sidecar whose ``roi`` Polygon, when set,
+    becomes the sample's field: outside it is unknown, not background), and optional ``split`` (``train``/``test`` fixed by the data set; ``null`` lets prepare
     assign train/val/test from seeded fractions). ``test_ids``: ids put in the test split (CHASE_DB1's
     convention). ``label_rule``: how label images become binary (``threshold`` or ``nonzero``).
     """
@@ -158,9 +161,10 @@ class FolderPairs:
                     )
                     continue
                 split = "test" if sample_id in self.test_ids else group.split
+                roi = _find(root, group.roi, sample_id) if group.roi else None
                 seen[sample_id] = image
                 labels_used.add(label.resolve())
-                found.samples.append(RawSample(sample_id, image, label, fov, split))
+                found.samples.append(RawSample(sample_id, image, label, fov, split, roi))
             if label_folder.is_dir():
                 for label in sorted(label_folder.iterdir()):
                     if is_label.match(label.name) and label.resolve() not in labels_used and label.is_file():

@@ -181,3 +181,41 @@ class MlflowArtifacts(Callback):
             split={k: float(data[k]) for k in ("val_fraction", "test_fraction", "seed") if k in data},
             fov_diameter=training_fov_diameter(trainer.datamodule),
         )
+
+
+def dataset_input(manifest: Mapping[str, Any], context: str = "train") -> Any:
+    """An MLflow dataset input for a prepared data set's ``manifest``: its name, the first 12 characters of its
+    fingerprint (the digest of its settings and of every sample's image, label and sidecar), its raw folder as
+    the source and its size per split as the profile."""
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+    from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+    counts = dict(manifest.get("counts") or {})
+    profile = {"samples": len(manifest["samples"]), **counts, "fingerprint": manifest["fingerprint"]}
+    dataset = Dataset(
+        name=str(manifest["name"]),
+        digest=str(manifest["fingerprint"])[:12],
+        source_type="local",
+        source=json.dumps({"uri": str((manifest.get("config") or {}).get("root", ""))}),
+        profile=json.dumps(profile),
+    )
+    return DatasetInput(dataset, tags=[InputTag(MLFLOW_DATASET_CONTEXT, context)])
+
+
+class DatasetInputs(Callback):
+    """Logs the prepared data the run trains on (and a ``data.mix_with`` folder joined to it) as MLflow dataset
+    inputs, so MLflow's Dataset column says what each run saw: name, digest and size."""
+
+    def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        logger = find_mlflow_logger(trainer)
+        datamodule = getattr(trainer, "datamodule", None)
+        manifest = getattr(datamodule, "manifest", None)
+        if logger is None or not trainer.is_global_zero or not manifest or "fingerprint" not in manifest:
+            return
+        inputs = [dataset_input(manifest)]
+        mixed = datamodule.cfg.get("mix_with") if hasattr(datamodule, "cfg") else None
+        if mixed:
+            from vessel_lightning.data.prepare import read_manifest
+
+            inputs.append(dataset_input(read_manifest(Path(str(mixed)).expanduser()), "train"))
+        logger.experiment.log_inputs(logger.run_id, datasets=inputs)

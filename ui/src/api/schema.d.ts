@@ -37,7 +37,8 @@ export interface paths {
     /**
      * Predict
      * @description Vessel probability PNG (default), mask PNG, JSON with measurements, GeoJSON, or the field of view PNG
-     * of the uploaded photo (multipart field `file`).
+     * of the uploaded photo (multipart field `file`), inside the region of interest when one is sent (field
+     * `roi`).
      */
     post: operations["predict_predict_post"];
   };
@@ -46,17 +47,68 @@ export interface paths {
      * Measure
      * @description Vessel measurements (the `measurements` JSON of `/predict?format=json`) of a probability PNG from
      * `/predict` or a {0, 255} mask PNG (multipart field `file`) at `threshold`, inside the field of view PNG
-     * of `/predict?format=fov` (field `fov`; default the whole frame). The model does not run.
+     * of `/predict?format=fov` (field `fov`; default the whole frame) and the region of interest (field `roi`,
+     * a GeoJSON Polygon in pixel coordinates; intersected with `fov`). The model does not run.
      */
     post: operations["measure_measure_post"];
   };
   "/geojson": {
     /**
      * Geojson
-     * @description The vessel regions of a probability or mask PNG (field `file`, optional field `fov`, as for
+     * @description The vessel regions of a probability or mask PNG (field `file`, optional fields `fov` and `roi`, as for
      * `/measure`) at `threshold`, as GeoJSON Polygons with holes in pixel coordinates. The model does not run.
      */
     post: operations["geojson_geojson_post"];
+  };
+  "/annotations/settings": {
+    /**
+     * Annotation Settings
+     * @description Whether this server saves annotations, how many it holds, and whether it has a worklist.
+     */
+    get: operations["annotation_settings_annotations_settings_get"];
+  };
+  "/annotations": {
+    /**
+     * List Annotations
+     * @description Every saved annotation (its current version), newest first.
+     */
+    get: operations["list_annotations_annotations_get"];
+    /**
+     * Save Annotation
+     * @description Save the corrected mask (field `annotation`: a mask PNG or GeoJSON) of the photo (field `file`) as the
+     * next version of that photo's annotation; the previous versions are kept. Nothing is written when any field
+     * is wrong.
+     */
+    post: operations["save_annotation_annotations_post"];
+  };
+  "/annotations/rasterize": {
+    /**
+     * Rasterize
+     * @description The mask of a GeoJSON annotation (field `annotation`) on a `width` × `height` photo, rasterised by the
+     * project's own reader: the pixels the saved file and training see.
+     */
+    post: operations["rasterize_annotations_rasterize_post"];
+  };
+  "/annotations/{annotation_id}": {
+    /**
+     * Get Annotation
+     * @description The GeoJSON of annotation `annotation_id`.
+     */
+    get: operations["get_annotation_annotations__annotation_id__get"];
+  };
+  "/worklist/next": {
+    /**
+     * Worklist Next
+     * @description The next photo of the worklist (by file name) without an annotation; 404 when the worklist is done.
+     */
+    get: operations["worklist_next_worklist_next_get"];
+  };
+  "/worklist/photos/{name}": {
+    /**
+     * Worklist Photo
+     * @description The photo `name` of the worklist (a name from its listing; nothing else is served).
+     */
+    get: operations["worklist_photo_worklist_photos__name__get"];
   };
 }
 
@@ -64,6 +116,108 @@ export type webhooks = Record<string, never>;
 
 export interface components {
   schemas: {
+    /**
+     * AnnotationItem
+     * @description One saved annotation in ``GET /annotations``.
+     */
+    AnnotationItem: {
+      /** Id */
+      id: string;
+      /** Version */
+      version: number;
+      /**
+       * Status
+       * @enum {string}
+       */
+      status: "draft" | "final";
+      /** Annotator */
+      annotator: string;
+      /**
+       * Saved At
+       * @description When it was saved (ISO 8601, UTC).
+       */
+      saved_at: string;
+      /** Width */
+      width: number;
+      /** Height */
+      height: number;
+      /** Vessel Pixels */
+      vessel_pixels: number;
+      /** Note */
+      note: string | null;
+    };
+    /**
+     * AnnotationList
+     * @description ``GET /annotations``: every saved annotation, newest first.
+     */
+    AnnotationList: {
+      /** Count */
+      count: number;
+      /** Items */
+      items: components["schemas"]["AnnotationItem"][];
+    };
+    /**
+     * AnnotationSaved
+     * @description ``POST /annotations``: what was saved.
+     */
+    AnnotationSaved: {
+      /**
+       * Id
+       * @description The annotation's id: the SHA-256 of the photo's pixels (64 hex characters).
+       */
+      id: string;
+      /**
+       * Version
+       * @description 1 for a new photo; each later save of the same photo adds one.
+       */
+      version: number;
+      /**
+       * Count
+       * @description Annotations the folder now holds.
+       */
+      count: number;
+      /** Vessel Pixels */
+      vessel_pixels: number;
+      /**
+       * Added
+       * @description Vessel pixels added against the model's mask (null: no model mask).
+       */
+      added: number | null;
+      /**
+       * Removed
+       * @description Vessel pixels removed against the model's mask.
+       */
+      removed: number | null;
+      /**
+       * Status
+       * @enum {string}
+       */
+      status: "draft" | "final";
+      /** Annotator */
+      annotator: string;
+    };
+    /**
+     * AnnotationSettings
+     * @description ``GET /annotations/settings``: whether annotations can be saved here, how many there are, and whether a
+     * worklist of photos to annotate is configured.
+     */
+    AnnotationSettings: {
+      /**
+       * Enabled
+       * @description Whether the server has an annotation folder (VESSEL_ANNOTATIONS_DIR).
+       */
+      enabled: boolean;
+      /**
+       * Count
+       * @description Annotations held.
+       */
+      count: number;
+      /**
+       * Worklist
+       * @description Whether `GET /worklist/next` offers photos (VESSEL_WORKLIST_DIR).
+       */
+      worklist: boolean;
+    };
     /**
      * ErrorBody
      * @description Every error answer: one readable line (the UI shows it as is).
@@ -82,7 +236,7 @@ export interface components {
     FieldOfView: {
       /**
        * Mode
-       * @description `auto` (detected), `none` (the whole frame) or `uploaded`.
+       * @description `auto` (detected), `none` (the whole frame) or `uploaded`; `roi` for the region of interest alone, `auto+roi` or `uploaded+roi` for the two intersected.
        */
       mode: string;
       /**
@@ -294,6 +448,22 @@ export interface components {
       ready: true;
       model: components["schemas"]["ModelSummary"];
     };
+    /**
+     * WorklistNext
+     * @description ``GET /worklist/next``: the next photo without an annotation.
+     */
+    WorklistNext: {
+      /**
+       * Name
+       * @description Its file name: fetch it from `/worklist/photos/{name}`.
+       */
+      name: string;
+      /**
+       * Remaining
+       * @description Photos of the worklist without an annotation, this one included.
+       */
+      remaining: number;
+    };
   };
   responses: never;
   parameters: never;
@@ -409,7 +579,8 @@ export interface operations {
   /**
    * Predict
    * @description Vessel probability PNG (default), mask PNG, JSON with measurements, GeoJSON, or the field of view PNG
-   * of the uploaded photo (multipart field `file`).
+   * of the uploaded photo (multipart field `file`), inside the region of interest when one is sent (field
+   * `roi`).
    */
   predict_predict_post: {
     parameters: {
@@ -437,6 +608,11 @@ export interface operations {
            * @description The photo: PNG, JPEG, TIFF, BMP or WebP (8 or 16 bit, grey or colour).
            */
           file: string;
+          /**
+           * Roi
+           * @description A region of interest: a GeoJSON Polygon in pixel coordinates ([x, y], origin top-left, y down) as text. Predictions, measurements and GeoJSON are restricted to it as to a detected field of view.
+           */
+          roi?: string;
         };
       };
     };
@@ -517,7 +693,8 @@ export interface operations {
    * Measure
    * @description Vessel measurements (the `measurements` JSON of `/predict?format=json`) of a probability PNG from
    * `/predict` or a {0, 255} mask PNG (multipart field `file`) at `threshold`, inside the field of view PNG
-   * of `/predict?format=fov` (field `fov`; default the whole frame). The model does not run.
+   * of `/predict?format=fov` (field `fov`; default the whole frame) and the region of interest (field `roi`,
+   * a GeoJSON Polygon in pixel coordinates; intersected with `fov`). The model does not run.
    */
   measure_measure_post: {
     parameters: {
@@ -545,6 +722,11 @@ export interface operations {
            * @description The field of view PNG of `/predict?format=fov` (non-zero is inside); default: the frame.
            */
           fov?: string;
+          /**
+           * Roi
+           * @description A region of interest: a GeoJSON Polygon in pixel coordinates ([x, y], origin top-left, y down) as text. Predictions, measurements and GeoJSON are restricted to it as to a detected field of view. Intersected with `fov`.
+           */
+          roi?: string;
         };
       };
     };
@@ -607,7 +789,7 @@ export interface operations {
   };
   /**
    * Geojson
-   * @description The vessel regions of a probability or mask PNG (field `file`, optional field `fov`, as for
+   * @description The vessel regions of a probability or mask PNG (field `file`, optional fields `fov` and `roi`, as for
    * `/measure`) at `threshold`, as GeoJSON Polygons with holes in pixel coordinates. The model does not run.
    */
   geojson_geojson_post: {
@@ -632,6 +814,11 @@ export interface operations {
            * @description The field of view PNG of `/predict?format=fov` (non-zero is inside); default: the frame.
            */
           fov?: string;
+          /**
+           * Roi
+           * @description A region of interest: a GeoJSON Polygon in pixel coordinates ([x, y], origin top-left, y down) as text. Predictions, measurements and GeoJSON are restricted to it as to a detected field of view. Intersected with `fov`.
+           */
+          roi?: string;
         };
       };
     };
@@ -668,6 +855,364 @@ export interface operations {
       };
       /** @description The upload is not an image this server decodes. */
       415: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+      /** @description A bad query parameter, a field sent twice, or nothing to measure (an empty field of view). */
+      422: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+      /** @description An unexpected server error (logged). */
+      500: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+      /** @description No model yet (still loading, or it failed to load), or the server is busy: retry after Retry-After. */
+      503: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+    };
+  };
+  /**
+   * Annotation Settings
+   * @description Whether this server saves annotations, how many it holds, and whether it has a worklist.
+   */
+  annotation_settings_annotations_settings_get: {
+    responses: {
+      /** @description Successful Response */
+      200: {
+        content: {
+          "application/json": components["schemas"]["AnnotationSettings"];
+        };
+      };
+      /** @description An unexpected server error (logged). */
+      500: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+    };
+  };
+  /**
+   * List Annotations
+   * @description Every saved annotation (its current version), newest first.
+   */
+  list_annotations_annotations_get: {
+    responses: {
+      /** @description Successful Response */
+      200: {
+        content: {
+          "application/json": components["schemas"]["AnnotationList"];
+        };
+      };
+      /** @description An unexpected server error (logged). */
+      500: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+      /** @description No model yet (still loading, or it failed to load), or the server is busy: retry after Retry-After. */
+      503: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+    };
+  };
+  /**
+   * Save Annotation
+   * @description Save the corrected mask (field `annotation`: a mask PNG or GeoJSON) of the photo (field `file`) as the
+   * next version of that photo's annotation; the previous versions are kept. Nothing is written when any field
+   * is wrong.
+   */
+  save_annotation_annotations_post: {
+    requestBody: {
+      content: {
+        "multipart/form-data": {
+          /**
+           * File
+           * Format: binary
+           * @description The photo, as `/predict` takes it.
+           */
+          file: string;
+          /**
+           * Annotation
+           * Format: binary
+           * @description The corrected mask: a PNG of the photo's size (non-zero is vessel) or a GeoJSON in the project's convention (pixel coordinates, every coordinate inside the photo).
+           */
+          annotation: string;
+          /**
+           * Annotator
+           * @description Who made the annotation.
+           */
+          annotator: string;
+          /**
+           * Status
+           * @description `draft` or `final`.
+           * @enum {string}
+           */
+          status?: "draft" | "final";
+          /**
+           * Roi
+           * @description A region of interest: a GeoJSON Polygon in pixel coordinates ([x, y], origin top-left, y down) as text. Predictions, measurements and GeoJSON are restricted to it as to a detected field of view. Kept in the sidecar; training counts only it.
+           */
+          roi?: string;
+          /**
+           * Note
+           * @description A free note, kept in the sidecar.
+           */
+          note?: string;
+          /**
+           * Threshold
+           * @description The threshold the model's mask was cut at.
+           */
+          threshold?: number;
+          /**
+           * Model Mask
+           * Format: binary
+           * @description The model's thresholded mask (PNG, the photo's size), to count the pixels added and removed; without it the served model predicts it.
+           */
+          model_mask?: string;
+        };
+      };
+    };
+    responses: {
+      /** @description A new version of an existing annotation. */
+      200: {
+        content: {
+          "application/json": components["schemas"]["AnnotationSaved"];
+        };
+      };
+      /** @description The photo's first annotation. */
+      201: {
+        content: {
+          "application/json": components["schemas"]["AnnotationSaved"];
+        };
+      };
+      /** @description Not a multipart/form-data upload with field `file`, malformed, or an undecodable image. */
+      400: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+      /** @description Missing or wrong API key (header `X-API-Key`), when the server has one. */
+      401: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+      /** @description The request body did not arrive within VESSEL_BODY_TIMEOUT_S. */
+      408: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+      /** @description The body is over VESSEL_MAX_UPLOAD_MB, or the image over VESSEL_MAX_PIXELS. */
+      413: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+      /** @description The upload is not an image this server decodes. */
+      415: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+      /** @description A bad query parameter, a field sent twice, or nothing to measure (an empty field of view). */
+      422: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+      /** @description An unexpected server error (logged). */
+      500: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+      /** @description No model yet (still loading, or it failed to load), or the server is busy: retry after Retry-After. */
+      503: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+    };
+  };
+  /**
+   * Rasterize
+   * @description The mask of a GeoJSON annotation (field `annotation`) on a `width` × `height` photo, rasterised by the
+   * project's own reader: the pixels the saved file and training see.
+   */
+  rasterize_annotations_rasterize_post: {
+    requestBody: {
+      content: {
+        "multipart/form-data": {
+          /**
+           * Annotation
+           * Format: binary
+           * @description A GeoJSON annotation in the project's convention.
+           */
+          annotation: string;
+          /**
+           * Width
+           * @description The photo's width in pixels.
+           */
+          width: number;
+          /**
+           * Height
+           * @description The photo's height in pixels.
+           */
+          height: number;
+        };
+      };
+    };
+    responses: {
+      /** @description The mask: an 8-bit PNG, 255 on vessel pixels, 0 elsewhere. */
+      200: {
+        content: {
+          "image/png": string;
+        };
+      };
+      /** @description Not a multipart/form-data upload with field `file`, malformed, or an undecodable image. */
+      400: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+      /** @description Missing or wrong API key (header `X-API-Key`), when the server has one. */
+      401: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+      /** @description The request body did not arrive within VESSEL_BODY_TIMEOUT_S. */
+      408: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+      /** @description The body is over VESSEL_MAX_UPLOAD_MB, or the image over VESSEL_MAX_PIXELS. */
+      413: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+      /** @description A bad query parameter, a field sent twice, or nothing to measure (an empty field of view). */
+      422: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+      /** @description An unexpected server error (logged). */
+      500: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+    };
+  };
+  /**
+   * Get Annotation
+   * @description The GeoJSON of annotation `annotation_id`.
+   */
+  get_annotation_annotations__annotation_id__get: {
+    parameters: {
+      path: {
+        /** @description The annotation's id (64 hex characters). */
+        annotation_id: string;
+      };
+    };
+    responses: {
+      /** @description The annotation's GeoJSON (its current version). */
+      200: {
+        content: {
+          "application/geo+json": Record<string, never>;
+        };
+      };
+      /** @description No such annotation, or no photo of that name in the worklist (or the worklist is done). */
+      404: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+      /** @description A bad query parameter, a field sent twice, or nothing to measure (an empty field of view). */
+      422: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+      /** @description An unexpected server error (logged). */
+      500: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+      /** @description No model yet (still loading, or it failed to load), or the server is busy: retry after Retry-After. */
+      503: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+    };
+  };
+  /**
+   * Worklist Next
+   * @description The next photo of the worklist (by file name) without an annotation; 404 when the worklist is done.
+   */
+  worklist_next_worklist_next_get: {
+    responses: {
+      /** @description Successful Response */
+      200: {
+        content: {
+          "application/json": components["schemas"]["WorklistNext"];
+        };
+      };
+      /** @description No such annotation, or no photo of that name in the worklist (or the worklist is done). */
+      404: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+      /** @description An unexpected server error (logged). */
+      500: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+      /** @description No model yet (still loading, or it failed to load), or the server is busy: retry after Retry-After. */
+      503: {
+        content: {
+          "application/json": components["schemas"]["ErrorBody"];
+        };
+      };
+    };
+  };
+  /**
+   * Worklist Photo
+   * @description The photo `name` of the worklist (a name from its listing; nothing else is served).
+   */
+  worklist_photo_worklist_photos__name__get: {
+    parameters: {
+      path: {
+        name: string;
+      };
+    };
+    responses: {
+      /** @description The photo's file, as it is in the worklist. */
+      200: {
+        content: {
+          "image/png": string;
+        };
+      };
+      /** @description No such annotation, or no photo of that name in the worklist (or the worklist is done). */
+      404: {
         content: {
           "application/json": components["schemas"]["ErrorBody"];
         };
