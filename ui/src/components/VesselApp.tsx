@@ -19,6 +19,7 @@ import { usePageDrop } from "@/hooks/usePageDrop";
 import { usePrediction } from "@/hooks/usePrediction";
 import { useVesselLayer } from "@/hooks/useVesselLayer";
 import { countAtOrAbove, cutoffFor } from "@/lib/threshold";
+import AccessPrompt from "./AccessPrompt";
 import DownloadSection from "./DownloadSection";
 import MeasurementsPanel from "./MeasurementsPanel";
 import OverlaySection from "./OverlaySection";
@@ -71,7 +72,9 @@ export default function VesselApp() {
             error={prediction.error}
             notice={prediction.notice}
             compact={!!result}
-          />
+          >
+            <AccessPrompt />
+          </PhotoSection>
           {result && (
             <>
               <ViewSection
