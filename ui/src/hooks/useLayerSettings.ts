@@ -6,9 +6,10 @@
  */
 import { useCallback, useRef, useState } from "react";
 import type { ViewMode } from "@/components/Viewer";
+import { MASK_COLOUR } from "@/lib/colours";
 
 export const DEFAULT_THRESHOLD = 0.5;
-export const DEFAULT_COLOUR = "#ffe600";
+export const DEFAULT_COLOUR = MASK_COLOUR;
 export const DEFAULT_OPACITY = 0.6;
 
 export function useLayerSettings() {
