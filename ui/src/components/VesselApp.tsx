@@ -1,29 +1,37 @@
 "use client";
 /**
- * The page: model info, upload, progress and errors, the result viewer, threshold / overlay controls, downloads,
- * and the Measurements panel, each kept by its own hook (src/hooks) and drawn by its own component.
+ * The page: model info, upload, progress and errors, the result viewer, threshold / overlay controls, the editor,
+ * region of interest and annotations, downloads, and the Measurements panel, each kept by its own hook
+ * (src/hooks) and drawn by its own component.
  *
  * The API is asked once per photo for the probability map (and its field of view, which the model does not need);
- * the threshold, colour, views, fraction and image downloads are computed here. Measurements and the GeoJSON come
- * from the server's `POST /measure` and `POST /geojson`, which threshold the same probability PNG without running
- * the model: the panel follows the slider, debounced, latest request only. The last re-threshold time (slider
- * input → vessel layer painted, ms) is kept in `data-rethreshold-ms` on the threshold section for tests and shown
- * under the slider.
+ * the threshold, colour, views, edits, fraction and image downloads are computed here. Measurements and the GeoJSON
+ * come from the server's `POST /measure` and `POST /geojson`, which threshold the same PNG (the probability map, or
+ * the edited mask) without running the model: the panel follows the slider and the edits, debounced.
  */
-import { useMemo } from "react";
+import { useCallback, useRef, useState } from "react";
+import { useAnnotations } from "@/hooks/useAnnotations";
 import { useDownloads } from "@/hooks/useDownloads";
+import { useEditedMask } from "@/hooks/useEditedMask";
+import { useEditor } from "@/hooks/useEditor";
+import { useEditShortcuts } from "@/hooks/useEditShortcuts";
 import { DEFAULT_THRESHOLD, useLayerSettings } from "@/hooks/useLayerSettings";
-import { type MeasureSource, useMeasurements } from "@/hooks/useMeasurements";
+import { useMeasurements } from "@/hooks/useMeasurements";
 import { useModelInfo } from "@/hooks/useModelInfo";
 import { usePageDrop } from "@/hooks/usePageDrop";
 import { usePrediction } from "@/hooks/usePrediction";
 import { useVesselLayer } from "@/hooks/useVesselLayer";
-import { countAtOrAbove, cutoffFor } from "@/lib/threshold";
+import type { Point } from "@/lib/brush";
+import type { Rect } from "@/lib/editLayer";
+import { clampToImage, roiGeoJson } from "@/lib/roi";
 import AccessPrompt from "./AccessPrompt";
+import AnnotationSection from "./AnnotationSection";
 import DownloadSection from "./DownloadSection";
+import EditSection from "./EditSection";
 import MeasurementsPanel from "./MeasurementsPanel";
 import OverlaySection from "./OverlaySection";
 import PhotoSection from "./PhotoSection";
+import RegionSection from "./RegionSection";
 import ResultInfo from "./ResultInfo";
 import ThresholdSection from "./ThresholdSection";
 import TopBar from "./TopBar";
@@ -37,72 +45,83 @@ export default function VesselApp() {
   const recommended = model?.contract?.threshold ?? DEFAULT_THRESHOLD;
   const prediction = usePrediction();
   const { result } = prediction;
-  usePageDrop(prediction.segment);
-  const painter = useVesselLayer({ result, threshold, colour: layer.colour, view: layer.view, inputAt: layer.inputAt });
+  const repaint = useRef<(rect: Rect) => void>(() => {});
+  const editor = useEditor((rect) => repaint.current(rect));
+  useEditShortcuts(editor, !!result);
+  const mask = useEditedMask(result, editor, threshold);
+  const painter = useVesselLayer({ result, edits: editor.layer?.edits ?? null, threshold, colour: layer.colour, view: layer.view, inputAt: layer.inputAt });
+  repaint.current = painter.paintRect;
+  const [roi, setRoi] = useState<Point[] | null>(null);
+  const annotations = useAnnotations();
 
-  const vesselPixels = useMemo(() => (result ? countAtOrAbove(result.bins, cutoffFor(threshold)) : 0), [result, threshold]);
-  const source = useMemo<MeasureSource | null>(
-    () => (result ? { key: result.id, png: result.probabilityPng, field: result.fieldPng } : null),
-    [result],
+  const openPhoto = useCallback(
+    (file: File) => {
+      setRoi(null);
+      annotations.forget();
+      prediction.segment(file);
+    },
+    [annotations.forget, prediction.segment], // eslint-disable-line react-hooks/exhaustive-deps
   );
-  const measurements = useMeasurements(source, threshold);
+  usePageDrop(openPhoto);
+  const setRegion = (points: Point[] | null) => {
+    if (!result) return;
+    const region = points ? clampToImage(points, result.width, result.height) : null;
+    setRoi(region);
+    editor.chooseTool("pan");
+    prediction.segment(result.file, region ? roiGeoJson(region) : null);
+  };
+  const onPolygon = (points: Point[], kind: "lasso" | "roi") => (kind === "roi" ? setRegion(points) : editor.fill(points));
+
+  const measurements = useMeasurements(mask.source, threshold);
   const downloads = useDownloads(
     result
-      ? {
-          result,
-          threshold,
-          colour: layer.colour,
-          opacity: layer.opacity,
-          modelName: model?.name ?? null,
-          modelVersion: model?.version ?? null,
-        }
+      ? { result, threshold, colour: layer.colour, opacity: layer.opacity, modelName: model?.name ?? null, modelVersion: model?.version ?? null, edits: mask.edits }
       : null,
     prediction,
   );
+  const next = async () => {
+    const file = await annotations.next();
+    if (file) openPhoto(file);
+  };
 
   return (
     <div className="app">
       <TopBar model={model} modelError={modelError} recommended={recommended} />
       <main className={`layout${result ? " with-readout" : ""}`}>
         <aside className="sidebar" aria-label="Controls">
-          <PhotoSection
-            onFile={prediction.segment}
-            progress={prediction.progress}
-            onCancel={prediction.cancel}
-            error={prediction.error}
-            notice={prediction.notice}
-            compact={!!result}
-          >
+          <PhotoSection onFile={openPhoto} progress={prediction.progress} onCancel={prediction.cancel} error={prediction.error} notice={prediction.notice} compact={!!result}>
             <AccessPrompt />
           </PhotoSection>
           {result && (
             <>
-              <ViewSection
-                view={layer.view}
-                onView={layer.setView}
-                showField={layer.showField}
-                onShowField={layer.setShowField}
-                hasField={!!result.fieldPath}
-              />
+              <ViewSection view={layer.view} onView={layer.setView} showField={layer.showField} onShowField={layer.setShowField} hasField={!!result.fieldPath} />
               <ThresholdSection
                 threshold={threshold}
                 onThreshold={layer.setThreshold}
                 recommended={recommended}
-                vesselPixels={vesselPixels}
+                vesselPixels={mask.vesselPixels}
                 totalPixels={result.width * result.height}
                 timingRef={painter.timingRef}
                 timingText={painter.timingText}
               />
-              <OverlaySection
-                colour={layer.colour}
-                onColour={layer.setColour}
-                opacity={layer.opacity}
-                onOpacity={layer.setOpacity}
-                opacityDisabled={layer.view === "mask"}
+              <EditSection editor={editor} counts={mask.counts} />
+              <RegionSection drawing={editor.tool === "roi"} hasRegion={!!roi} onDraw={() => editor.chooseTool("roi")} onClear={() => setRegion(null)} />
+              <OverlaySection colour={layer.colour} onColour={layer.setColour} opacity={layer.opacity} onOpacity={layer.setOpacity} opacityDisabled={layer.view === "mask"} />
+              <AnnotationSection
+                annotations={annotations}
+                onOpen={mask.openAnnotation}
+                onSave={() => annotations.save(mask.saveParts)}
+                onNext={next}
+                openError={mask.openError}
               />
               <DownloadSection threshold={threshold} busy={downloads.busyDownload} onDownload={downloads.download} />
               <ResultInfo result={result} />
             </>
+          )}
+          {!result && annotations.settings?.enabled && annotations.settings.worklist && (
+            <button type="button" onClick={next} data-testid="next-photo">
+              Next photo from the worklist
+            </button>
           )}
         </aside>
 
@@ -115,16 +134,16 @@ export default function VesselApp() {
               photoUrl={result.photoUrl}
               opacity={layer.opacity}
               layerRef={painter.layerRef}
-              imageKey={result.id}
+              imageKey={result.file.name + result.width}
               fieldPath={layer.showField ? result.fieldPath : null}
+              roi={roi}
+              tool={editor.tool}
+              brushSize={editor.brushSize}
+              tools={{ onStrokeStart: editor.strokeStart, onStrokeMove: editor.strokeMove, onStrokeEnd: editor.strokeEnd, onPolygon }}
             />
           ) : (
             <div className="empty">
-              <p>
-                {prediction.progress
-                  ? "Segmenting… the overlay appears here."
-                  : "Drop a photo on the left, or choose one, to see its blood vessels."}
-              </p>
+              <p>{prediction.progress ? "Segmenting… the overlay appears here." : "Drop a photo on the left, or choose one, to see its blood vessels."}</p>
             </div>
           )}
         </div>

@@ -1,6 +1,7 @@
 /**
  * One photo through the server: the probability map (`/predict?format=probability`) and, beside it, the field of
- * view (`/predict?format=fov`, no model run), decoded into a {@link Result} with the photo for display.
+ * view (`/predict?format=fov`, no model run), both inside the region of interest when one is given, decoded into a
+ * {@link Result} with the photo for display.
  */
 import { fetchField, predictProbability, type PredictPhase } from "@/lib/api";
 import { contoursToPathData, traceContours } from "@/lib/contours";
@@ -23,12 +24,13 @@ export async function segmentPhoto(
   displayable: boolean,
   onProgress: (phase: PredictPhase | "decoding", fraction: number | null) => void,
   signal: AbortSignal,
+  roi: string | null = null,
 ): Promise<Segmented | null> {
   const started = performance.now();
   const photoPromise = displayable ? createImageBitmap(file).catch(() => null) : Promise.resolve(null);
   // The field needs no model: asked beside the prediction; without it measurements use the whole frame.
-  const fieldPromise = fetchField(file, signal).catch((e: unknown) => e);
-  const prediction = await predictProbability(file, onProgress, signal);
+  const fieldPromise = fetchField(file, signal, roi).catch((e: unknown) => e);
+  const prediction = await predictProbability(file, onProgress, signal, roi);
   onProgress("decoding", null);
   const map = await decodeProbability(prediction.png);
   let photo = await photoPromise;
@@ -36,10 +38,12 @@ export async function segmentPhoto(
   const fieldAnswer = await fieldPromise;
   let fieldPng: Uint8Array | null = null;
   let fieldPath: string | null = null;
+  let fieldValues: Uint8Array | null = null;
   if (fieldAnswer instanceof Uint8Array) {
     const field = await decodeProbability(fieldAnswer);
     if (field.width === map.width && field.height === map.height) {
       fieldPng = fieldAnswer;
+      fieldValues = field.values;
       fieldPath = contoursToPathData(traceContours(field.values, field.width, field.height, 0.5).polygons);
     }
   }
@@ -70,6 +74,8 @@ export async function segmentPhoto(
       probabilityPng: prediction.png,
       fieldPng,
       fieldPath,
+      field: fieldValues,
+      roi,
       bins: histogram(map.values),
       photo,
       photoUrl: photo ? URL.createObjectURL(file) : null,

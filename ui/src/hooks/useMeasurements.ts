@@ -10,19 +10,27 @@ import { latestOnly, type ScaleChoice, scaleParams } from "@/lib/measurements";
 /** Slider moves closer together than this send one measurement request. */
 export const MEASURE_DEBOUNCE_MS = 150;
 
-/** What is measured: a probability (or mask) PNG, its field PNG, the threshold. */
+/** What is measured: a probability (or mask) PNG at a threshold, inside a field PNG and region of interest. */
 export interface MeasureSource {
   /** Changes with each photo, so the previous photo's numbers never show beside a new one. */
   key: string;
-  png: Uint8Array;
+  /** The PNG to send for the slider's threshold, and the threshold to send with it (an edited mask is {0, 255}). */
+  png: (threshold: number) => Uint8Array | Promise<{ png: Uint8Array; threshold: number }>;
   field: Uint8Array | null;
+  roi: string | null;
 }
 
 interface MeasureArgs {
-  png: Uint8Array;
-  field: Uint8Array | null;
+  source: MeasureSource;
   threshold: number;
   scale: Record<string, string>;
+}
+
+async function measure({ source, threshold, scale }: MeasureArgs, signal: AbortSignal): Promise<Readout> {
+  const prepared = await source.png(threshold);
+  const [png, sent] = prepared instanceof Uint8Array ? [prepared, threshold] : [prepared.png, prepared.threshold];
+  const readout = await fetchMeasurements(png, source.field, sent, scale, signal, source.roi);
+  return { ...readout, threshold }; // the numbers belong to the slider's threshold, whatever was sent
 }
 
 export function useMeasurements(source: MeasureSource | null, threshold: number) {
@@ -36,7 +44,7 @@ export function useMeasurements(source: MeasureSource | null, threshold: number)
     () =>
       latestOnly<MeasureArgs, Readout>(
         MEASURE_DEBOUNCE_MS,
-        (a, signal) => fetchMeasurements(a.png, a.field, a.threshold, a.scale, signal),
+        measure,
         (answer) => {
           setReadout(answer);
           setMeasureError(null);
@@ -63,7 +71,7 @@ export function useMeasurements(source: MeasureSource | null, threshold: number)
     if (lastKey.current !== source.key) setReadout(null);
     lastKey.current = source.key;
     setMeasuring(true);
-    measurer.schedule({ png: source.png, field: source.field, threshold, scale: JSON.parse(scaleKey) });
+    measurer.schedule({ source, threshold, scale: JSON.parse(scaleKey) });
   }, [source, threshold, scaleKey, measurer]);
 
   return { readout, measuring, measureError, scale, setScale, scaleError };

@@ -24,7 +24,7 @@ export function usePrediction(segmentFile: typeof segmentPhoto = segmentPhoto) {
     };
   }, [result]);
 
-  const segment = useCallback(async (file: File) => {
+  const segment = useCallback(async (file: File, roi: string | null = null) => {
     setError(null);
     setNotice(null);
     const check = checkFile(file);
@@ -44,6 +44,7 @@ export function usePrediction(segmentFile: typeof segmentPhoto = segmentPhoto) {
           if (!controller.signal.aborted) setProgress({ fileName: file.name, phase, fraction });
         },
         controller.signal,
+        roi,
       );
       if (!done || controller.signal.aborted) return;
       if (done.notice) setNotice(done.notice);

@@ -106,11 +106,12 @@ export async function predictProbability(
   file: Blob,
   onProgress: (phase: PredictPhase, fraction: number | null) => void,
   signal?: AbortSignal,
-  query = "",
+  roi: string | null = null,
 ): Promise<Prediction> {
   const form = new FormData();
   form.append("file", file, (file as File).name ?? "photo");
-  const answer = await withAccess(access, (headers) => sendPredict(form, headers, onProgress, query, signal), { signal });
+  if (roi) form.append("roi", roi);
+  const answer = await withAccess(access, (headers) => sendPredict(form, headers, onProgress, signal), { signal });
   const { xhr, bytes } = answer;
   if (answer.status < 200 || answer.status >= 300) throw new ApiError(answer.detail, answer.status);
   const ms = Number.parseFloat(xhr.getResponseHeader("X-Inference-Time-Ms") ?? "");
@@ -122,18 +123,17 @@ export async function predictProbability(
   };
 }
 
-/** One `POST /predict?format=probability` attempt; `query` adds fields such as `roi`. */
+/** One `POST /predict?format=probability` attempt. */
 function sendPredict(
   form: FormData,
   headers: Record<string, string>,
   onProgress: (phase: PredictPhase, fraction: number | null) => void,
-  query: string,
   signal?: AbortSignal,
 ): Promise<Answer & { xhr: XMLHttpRequest; bytes: Uint8Array }> {
   return new Promise((resolve, reject) => {
     if (signal?.aborted) return reject(new DOMException("Prediction cancelled", "AbortError"));
     const xhr = new XMLHttpRequest();
-    xhr.open("POST", `/predict?format=probability${query ? `&${query}` : ""}`);
+    xhr.open("POST", "/predict?format=probability");
     for (const [name, value] of Object.entries(headers)) xhr.setRequestHeader(name, value);
     xhr.responseType = "arraybuffer";
     xhr.upload.onprogress = (e) => onProgress("uploading", e.lengthComputable ? e.loaded / e.total : null);
@@ -161,14 +161,19 @@ export type ScaleInfo = Schemas["PhysicalScaleInfo"];
 /** What `POST /measure` (and `POST /predict?format=json`) return about a mask inside its field. */
 export type Readout = Schemas["Readout"];
 
-async function postFiles(
+/** `POST` of a multipart form: blobs and PNG bytes as files, strings as plain fields; null fields are left out. */
+export async function postFiles(
   url: string,
-  files: Record<string, Blob | Uint8Array | null>,
+  files: Record<string, Blob | Uint8Array | string | null>,
   signal?: AbortSignal,
 ): Promise<Response> {
   const form = new FormData();
   for (const [name, value] of Object.entries(files)) {
-    if (!value) continue;
+    if (value === null) continue;
+    if (typeof value === "string") {
+      form.append(name, value);
+      continue;
+    }
     const blob = value instanceof Blob ? value : new Blob([value as BlobPart], { type: "image/png" });
     form.append(name, blob, value instanceof File ? value.name : `${name}.png`);
   }
@@ -176,8 +181,8 @@ async function postFiles(
 }
 
 /** The photo's field of view as the server detects it: `POST /predict?format=fov`, a {0, 255} PNG (no model run). */
-export async function fetchField(photo: Blob, signal?: AbortSignal): Promise<Uint8Array> {
-  const response = await postFiles("/predict?format=fov", { file: photo }, signal);
+export async function fetchField(photo: Blob, signal?: AbortSignal, roi: string | null = null): Promise<Uint8Array> {
+  const response = await postFiles("/predict?format=fov", { file: photo, roi }, signal);
   return new Uint8Array(await response.arrayBuffer());
 }
 
@@ -196,10 +201,11 @@ export async function fetchMeasurements(
   threshold: number,
   scale: Record<string, string>,
   signal?: AbortSignal,
+  roi: string | null = null,
 ): Promise<Readout> {
   const response = await postFiles(
     `/measure?${mapQuery(threshold, scale)}`,
-    { file: probabilityPng, fov: fieldPng },
+    { file: probabilityPng, fov: fieldPng, roi },
     signal,
   );
   return (await response.json()) as Readout;
@@ -211,7 +217,8 @@ export async function fetchGeoJson(
   fieldPng: Uint8Array | null,
   threshold: number,
   signal?: AbortSignal,
+  roi: string | null = null,
 ): Promise<Blob> {
-  const response = await postFiles(`/geojson?${mapQuery(threshold)}`, { file: probabilityPng, fov: fieldPng }, signal);
+  const response = await postFiles(`/geojson?${mapQuery(threshold)}`, { file: probabilityPng, fov: fieldPng, roi }, signal);
   return new Blob([await response.arrayBuffer()], { type: "application/geo+json" });
 }

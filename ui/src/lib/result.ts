@@ -12,6 +12,10 @@ export interface Result {
   /** The field of view PNG ({0, 255}) from `/predict?format=fov`, and its outline as SVG path data. */
   fieldPng: Uint8Array | null;
   fieldPath: string | null;
+  /** The field decoded ({0, 255} per pixel), or null. */
+  field: Uint8Array | null;
+  /** The region of interest the prediction was restricted to (GeoJSON Polygon text), or null. */
+  roi: string | null;
   bins: Uint32Array;
   photo: ImageBitmap | null;
   photoUrl: string | null;

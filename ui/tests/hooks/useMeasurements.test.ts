@@ -15,7 +15,7 @@ function readoutFor(url: string) {
   });
 }
 
-const photo = (key: string): MeasureSource => ({ key, png: new Uint8Array([1, 2, 3]), field: null });
+const photo = (key: string): MeasureSource => ({ key, png: () => new Uint8Array([1, 2, 3]), field: null, roi: null });
 
 describe("useMeasurements", () => {
   it("sends one debounced request for quick slider moves and shows only the latest answer", async () => {
@@ -54,6 +54,26 @@ describe("useMeasurements", () => {
     expect(String(fetch.mock.calls.at(-1)![0])).toContain("um_per_pixel=10");
     act(() => result.current.setScale({ kind: "um_per_pixel", text: "-1" }));
     expect(result.current.scaleError).toMatch(/µm per pixel must be a number/);
+  });
+
+  it("measures an edited mask: sends its PNG and threshold, reports the slider's threshold", async () => {
+    vi.useFakeTimers();
+    const fetch = vi.fn(async (url: string) => readoutFor(url));
+    vi.stubGlobal("fetch", fetch);
+    const edited: MeasureSource = {
+      key: "a",
+      png: async () => ({ png: new Uint8Array([9]), threshold: 0.5 }),
+      field: null,
+      roi: '{"type":"Polygon","coordinates":[[[0,0],[4,0],[4,4],[0,0]]]}',
+    };
+    const { result } = renderHook(() => useMeasurements(edited, 0));
+    await act(async () => {
+      await vi.advanceTimersByTimeAsync(MEASURE_DEBOUNCE_MS + 1);
+    });
+    expect(String(fetch.mock.calls[0][0])).toContain("threshold=0.5");
+    const form = (fetch.mock.calls[0] as unknown as [string, RequestInit])[1].body as FormData;
+    expect(form.get("roi")).toBe(edited.roi);
+    expect(result.current.readout?.threshold).toBe(0);
   });
 
   it("reports a failed request and clears everything without a photo", async () => {
