@@ -2,7 +2,8 @@
  * Starts `e2e/serve_test_model.py` (a real vessel-serve with a freshly registered small model) unless
  * VESSEL_E2E_URL names a server already running, waits until /health says ready, and hands the URL to the tests
  * through process.env.VESSEL_E2E_URL (and the store through VESSEL_E2E_STORE, so a test can start a second server
- * on the same model). Returns the teardown that stops the server.
+ * on the same model). Saved annotations go to a temporary folder of the run. Returns the teardown that stops the
+ * server.
  *
  * Env: VESSEL_PYTHON (default ../.venv/bin/python, else python3), VESSEL_E2E_STARTUP_S (default 300).
  */
@@ -23,7 +24,8 @@ export default async function globalSetup(): Promise<(() => Promise<void>) | voi
   const work = mkdtempSync(path.join(tmpdir(), "vessel-ui-e2e-"));
   const logPath = path.join(work, "server.log");
   const store = path.join(work, "mlflow");
-  const server = await startServer(["--store-dir", store], {}, logPath);
+  // Saved annotations go to a folder of this run (a server without the annotation routes ignores it).
+  const server = await startServer(["--store-dir", store], { VESSEL_ANNOTATIONS_DIR: path.join(work, "annotations") }, logPath);
   console.log(`[e2e] vessel-serve at ${server.url} (log: ${logPath})`);
   process.env.VESSEL_E2E_URL = server.url;
   process.env.VESSEL_E2E_STORE = store;

@@ -22,7 +22,13 @@ const TOOLS: [Tool, string, string][] = [
 
 export default function EditSection({ editor, counts }: EditSectionProps) {
   return (
-    <section aria-labelledby="edit-heading" data-testid="edit-section" data-edit-version={editor.version}>
+    <section
+      aria-labelledby="edit-heading"
+      data-testid="edit-section"
+      data-edit-version={editor.version}
+      data-undo-steps={editor.layer?.history.steps ?? 0}
+      data-history-bytes={editor.layer?.history.bytes ?? 0}
+    >
       <h2 id="edit-heading">Edit</h2>
       <div className="tools" role="toolbar" aria-label="Editing tools">
         {TOOLS.map(([tool, label, key]) => (
