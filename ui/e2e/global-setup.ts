@@ -25,7 +25,9 @@ export default async function globalSetup(): Promise<(() => Promise<void>) | voi
   const logPath = path.join(work, "server.log");
   const store = path.join(work, "mlflow");
   // Saved annotations go to a folder of this run (a server without the annotation routes ignores it).
-  const server = await startServer(["--store-dir", store], { VESSEL_ANNOTATIONS_DIR: path.join(work, "annotations") }, logPath);
+  const annotations = path.join(work, "annotations");
+  mkdirSync(annotations);
+  const server = await startServer(["--store-dir", store], { VESSEL_ANNOTATIONS_DIR: annotations }, logPath);
   console.log(`[e2e] vessel-serve at ${server.url} (log: ${logPath})`);
   process.env.VESSEL_E2E_URL = server.url;
   process.env.VESSEL_E2E_STORE = store;
