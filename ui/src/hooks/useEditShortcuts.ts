@@ -1,7 +1,7 @@
 "use client";
 /**
- * The editor's keys, anywhere on the page except while typing in a field: B brush, E eraser, L lasso, V (or Esc)
- * pan, [ and ] brush size, Ctrl/Cmd+Z undo, Shift+Ctrl/Cmd+Z (or Ctrl+Y) redo.
+ * The editor's keys, anywhere on the page except while typing in a text field: B brush, E eraser, L lasso, V pan,
+ * [ and ] brush size, Ctrl/Cmd+Z undo, Shift+Ctrl/Cmd+Z (or Ctrl+Y) redo.
  */
 import { useEffect, useRef } from "react";
 import type { Editor } from "./useEditor";
@@ -27,6 +27,9 @@ export function editKeyAction(e: Pick<KeyboardEvent, "key" | "ctrlKey" | "metaKe
   return actions[key] ?? null;
 }
 
+/** Fields where keys are typed text (a radio, checkbox, slider or button keeps the shortcuts). */
+const TYPING = "textarea, select, [contenteditable], input:not([type=radio]):not([type=checkbox]):not([type=range]):not([type=button]):not([type=color]):not([type=file])";
+
 export function useEditShortcuts(editor: Editor, enabled: boolean): void {
   const current = useRef(editor);
   current.current = editor;
@@ -34,7 +37,7 @@ export function useEditShortcuts(editor: Editor, enabled: boolean): void {
     if (!enabled) return;
     const onKey = (e: KeyboardEvent) => {
       const target = e.target as HTMLElement | null;
-      if (target?.closest?.("input, textarea, select, [contenteditable]")) return;
+      if (target?.closest?.(TYPING)) return;
       const action = editKeyAction(e, current.current);
       if (!action) return;
       e.preventDefault();
