@@ -98,7 +98,11 @@ export function usePointerTools(
     const mode = panning ? "pan" : tool === "lasso" ? "lasso" : "stroke";
     e.preventDefault();
     drag.current = { id: e.pointerId, x: e.clientX, y: e.clientY, mode };
-    (e.currentTarget as HTMLElement).setPointerCapture(e.pointerId);
+    try {
+      (e.currentTarget as HTMLElement).setPointerCapture(e.pointerId);
+    } catch {
+      // a pointer the browser no longer tracks (synthetic events in tests): the drag works without capture
+    }
     if (mode === "stroke") {
       timings.current = [];
       cb.current.onStrokeStart(at);
