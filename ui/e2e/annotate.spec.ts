@@ -162,3 +162,40 @@ test("paint, erase, undo, save: the saved annotation rasterises to exactly the m
 
   expect(consoleErrors).toEqual([]);
 });
+
+test("a region of interest restricts the prediction, the measurements and the downloads", async ({ page }, testInfo) => {
+  const settings = await page.request.get(`${baseUrl()}/annotations/settings`);
+  test.skip(settings.status() !== 200, "the server does not take a region of interest (no annotation routes)");
+  const roiFields: string[] = [];
+  page.on("request", (r) => {
+    const body = r.postDataBuffer()?.toString("latin1") ?? "";
+    if (body.includes('name="roi"')) roiFields.push(new URL(r.url()).pathname);
+  });
+  await page.goto(baseUrl() + "/");
+  await page.getByTestId("photo-input").setInputFiles(PHOTO);
+  await expect(page.getByTestId("measurements")).toHaveAttribute("data-state", "ready");
+  const wholeField = (await page.getByTestId("field-info").textContent()) ?? "";
+
+  await page.getByTestId("tool-roi").click();
+  const box = (await page.getByTestId("viewer").boundingBox())!;
+  // the photo is fitted in the viewer: a square in its middle third
+  const corners: [number, number][] = [[0.4, 0.35], [0.6, 0.35], [0.6, 0.65], [0.4, 0.65]];
+  for (const [fx, fy] of corners) await page.mouse.click(box.x + fx * box.width, box.y + fy * box.height);
+  await expect(page.getByTestId("polygon-draft")).toBeVisible();
+  await page.keyboard.press("Enter");
+  await expect(page.getByTestId("roi-outline")).toBeVisible();
+  await expect(page.getByTestId("measurements")).toHaveAttribute("data-state", "ready");
+  await expect(page.getByTestId("field-info")).not.toHaveText(wholeField);
+  const share = Number(/(\d+) % of the frame/.exec((await page.getByTestId("field-info").textContent()) ?? "")?.[1]);
+  expect(share).toBeLessThan(10);
+  expect(roiFields).toEqual(expect.arrayContaining(["/predict", "/measure"]));
+
+  const [download] = await Promise.all([page.waitForEvent("download"), page.getByRole("button", { name: "Mask PNG" }).click()]);
+  await download.saveAs(testInfo.outputPath("roi.mask.png"));
+  const mask = await decodePng(new Uint8Array(readFileSync(testInfo.outputPath("roi.mask.png"))));
+  // nothing is vessel in the photo's left quarter, far outside the region
+  let outside = 0;
+  for (let y = 0; y < mask.height; y++) for (let x = 0; x < mask.width / 4; x++) if (mask.data[y * mask.width + x]) outside++;
+  expect(outside).toBe(0);
+  await page.screenshot({ path: testInfo.outputPath("roi.png") });
+});
