@@ -9,9 +9,10 @@ import { useCallback, useEffect, useMemo, useState } from "react";
 import { rasterizeAnnotation } from "@/lib/annotationsApi";
 import { ApiError } from "@/lib/api";
 import { editCounts, editsFromMask } from "@/lib/editLayer";
-import { decodePng, encodePng, firstChannel } from "@/lib/png";
+import { encodePng } from "@/lib/png";
 import type { Result } from "@/lib/result";
 import { countAtOrAbove, cutoffFor } from "@/lib/threshold";
+import { decodeProbability } from "@/components/browser";
 import { finalMask, maskThreshold } from "./downloadFiles";
 import type { Editor } from "./useEditor";
 import type { MeasureSource } from "./useMeasurements";
@@ -60,11 +61,12 @@ export function useEditedMask(result: Result | null, editor: Editor, threshold: 
       try {
         const isPng = file.type === "image/png" || /\.png$/i.test(file.name);
         const png = isPng ? new Uint8Array(await file.arrayBuffer()) : await rasterizeAnnotation(file, result.width, result.height);
-        const image = await decodePng(png);
+        // any PNG a browser reads (1-bit label masks too), nonzero = vessel
+        const image = await decodeProbability(png);
         if (image.width !== result.width || image.height !== result.height) {
           throw new Error(`it is ${image.width}×${image.height}, the photo ${result.width}×${result.height}`);
         }
-        reset(result.width, result.height, editsFromMask(firstChannel(image)), result.file);
+        reset(result.width, result.height, editsFromMask(image.values), result.file);
       } catch (e) {
         const why = e instanceof ApiError ? `${e.message} (${e.status})` : e instanceof Error ? e.message : String(e);
         setOpenError(`Could not open ${file.name}: ${why}`);
