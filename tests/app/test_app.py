@@ -30,6 +30,7 @@ from tests.helpers.app import (
     photo,
     png_bytes,
     raw_png,
+    ready_client,
     with_exif_orientation,
 )
 from vessel_lightning.inference.predictor import Predictor
@@ -49,20 +50,13 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     mlflow.set_tracking_uri(previous)
 
 
-def _client(settings: Settings) -> TestClient:
-    client = TestClient(create_app(settings))
-    client.__enter__()
-    assert client.app.state.manager.wait_ready(120), client.app.state.manager.error
-    return client
-
-
 @pytest.fixture(scope="module")
 def client(registry: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     """The API without a key, champion at version 1."""
     from vessel_lightning.tracking.registry import set_alias
 
     set_alias("1")
-    client = _client(app_settings(registry, tmp_path_factory.mktemp("serve")))
+    client = ready_client(app_settings(registry, tmp_path_factory.mktemp("serve")))
     yield client
     client.__exit__(None, None, None)
 
@@ -234,7 +228,7 @@ def test_api_key_on(registry: str, tmp_path: Path) -> None:
     from vessel_lightning.tracking.registry import set_alias
 
     set_alias("1")
-    client = _client(app_settings(registry, tmp_path, api_key="s3cret"))
+    client = ready_client(app_settings(registry, tmp_path, api_key="s3cret"))
     try:
         assert _predict(client, png_bytes()).status_code == 401
         wrong = client.post("/predict", files={"file": ("a", png_bytes())}, headers={"X-API-Key": "nope"})
@@ -314,7 +308,7 @@ def test_onnx_backend_is_exported_once_checked_and_matches_torch(registry: str, 
     rgb = encode(photo())
     expected = Predictor.from_uri("models:/vessel-unet/1").predict_proba(photo())
     for cached in (False, True):
-        client = _client(app_settings(registry, tmp_path, backend="onnx"))
+        client = ready_client(app_settings(registry, tmp_path, backend="onnx"))
         try:
             model = client.get("/model").json()
             assert model["backend"] == "onnx"
@@ -330,7 +324,7 @@ def test_onnx_backend_is_exported_once_checked_and_matches_torch(registry: str, 
 
 
 def test_onnx_int8_without_calibration_falls_back_to_torch(registry: str, tmp_path: Path) -> None:
-    client = _client(app_settings(registry, tmp_path, backend="onnx-int8"))
+    client = ready_client(app_settings(registry, tmp_path, backend="onnx-int8"))
     try:
         model = client.get("/model").json()
         assert (
@@ -353,7 +347,7 @@ def test_onnx_int8_is_calibrated_cached_and_close_to_torch(registry: str, tmp_pa
         Image.fromarray(photo(seed=seed)).save(photos / f"eye{seed}.png")
     expected = Predictor.from_uri("models:/vessel-unet/1").predict_proba(photo())
     for cached in (False, True):
-        client = _client(app_settings(registry, tmp_path, backend="onnx-int8", calibration_dir=photos))
+        client = ready_client(app_settings(registry, tmp_path, backend="onnx-int8", calibration_dir=photos))
         try:
             model = client.get("/model").json()
             assert model["backend"] == "onnx-int8", model["backend_details"]
@@ -381,7 +375,7 @@ def test_openvino_backends_are_converted_once_checked_and_match_torch(registry: 
         ("openvino", True, "f32", 1),
         ("openvino-bf16", True, "bf16", 8),  # bf16 keeps 8 mantissa bits: a few 8-bit levels
     ]:
-        client = _client(app_settings(registry, tmp_path, backend=backend))
+        client = ready_client(app_settings(registry, tmp_path, backend=backend))
         try:
             model = client.get("/model").json()
             assert model["backend"] == backend, model["backend_details"]
@@ -411,7 +405,7 @@ def test_auto_backend_times_gates_and_caches_its_choice(registry: str, tmp_path:
     for seed in range(3):
         Image.fromarray(photo(seed=seed)).save(photos / f"eye{seed}.png")
     for cached in (False, True):
-        client = _client(app_settings(registry, tmp_path, backend="auto", calibration_dir=photos))
+        client = ready_client(app_settings(registry, tmp_path, backend="auto", calibration_dir=photos))
         try:
             model = client.get("/model").json()
             auto = model["backend_details"]["auto"]

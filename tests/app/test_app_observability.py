@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from app.logs import JsonFormatter, RequestIdFilter, sane_request_id
 from app.redact import public, public_text
 from app.server import create_app
-from tests.helpers.app import app_settings, make_registry, png_bytes
+from tests.helpers.app import app_settings, make_registry, png_bytes, ready_client
 
 N = 3
 ABSOLUTE_PATH = re.compile(r"(?<![\w.:/-])(?:/[\w.@+-]+){2,}")
@@ -35,17 +35,10 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     mlflow.set_tracking_uri(previous)
 
 
-def _client(settings) -> TestClient:
-    client = TestClient(create_app(settings))
-    client.__enter__()
-    assert client.app.state.manager.wait_ready(120), client.app.state.manager.error
-    return client
-
-
 @pytest.fixture(scope="module")
 def client(registry: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     """The API on the PyTorch backend with dynamic batching on (so the CPU shows batch sizes too)."""
-    client = _client(app_settings(registry, tmp_path_factory.mktemp("observed"), batching="on"))
+    client = ready_client(app_settings(registry, tmp_path_factory.mktemp("observed"), batching="on"))
     yield client
     client.__exit__(None, None, None)
 
@@ -263,7 +256,7 @@ def test_public_cuts_paths_to_names_and_describes_files(tmp_path: Path) -> None:
 
 
 def test_no_server_path_in_any_answer_of_an_onnx_model(registry: str, tmp_path: Path) -> None:
-    client = _client(app_settings(registry, tmp_path, backend="onnx"))
+    client = ready_client(app_settings(registry, tmp_path, backend="onnx"))
     try:
         model = client.get("/model")
         answers = [

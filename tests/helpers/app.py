@@ -136,3 +136,16 @@ def fundus_photo(
     inside = np.stack([170 * shade, 70 * shade, 30 * shade], axis=2) + rng.normal(0, 6, (height, width, 3))
     photo[disc] = inside[disc]
     return np.clip(photo, 0, 255).astype(np.uint8), disc
+
+
+def ready_client(settings: Settings):  # -> TestClient (fastapi's import kept out of the module's top)
+    """A TestClient of the app entered (its lifespan started) once its model is loaded; leave it with
+    ``client.__exit__(None, None, None)``."""
+    from fastapi.testclient import TestClient
+
+    from app.server import create_app
+
+    client = TestClient(create_app(settings))
+    client.__enter__()
+    assert client.app.state.manager.wait_ready(120), client.app.state.manager.error
+    return client

@@ -4,12 +4,10 @@
  * the right one for the tab only (sessionStorage) and sends it as X-API-Key with every request; the overlay and
  * the measurements then show.
  */
-import path from "node:path";
 import { expect, test } from "@playwright/test";
-import { type RunningServer, startSecondServer } from "./server";
+import { CHASE_PHOTO, type RunningServer, startSecondServer } from "./server";
 
-const DATA_DIR = path.resolve(__dirname, "..", process.env.VESSEL_DATA_DIR ?? "../../shared/data");
-const PHOTO = path.join(DATA_DIR, "CHASE_DB1", "images", "Image_01L.jpg");
+const PHOTO = CHASE_PHOTO;
 const KEY = "e2e-key-7f3a";
 
 let server: RunningServer;

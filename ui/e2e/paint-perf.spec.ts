@@ -13,8 +13,8 @@
 import { readdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { expect, test } from "@playwright/test";
+import { DATA_DIR } from "./server";
 
-const DATA_DIR = path.resolve(__dirname, "..", process.env.VESSEL_DATA_DIR ?? "../../shared/data");
 const HRF = path.join(DATA_DIR, "HRF", "test", "images");
 const STROKES = 100;
 const MOVES_PER_STROKE = 30;

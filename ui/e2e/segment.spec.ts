@@ -9,19 +9,12 @@
  * Env: VESSEL_DATA_DIR (default ../../shared/data from ui/), VESSEL_E2E_URL (set by the global setup).
  */
 import { readFileSync, writeFileSync } from "node:fs";
-import path from "node:path";
 import { expect, type Page, test } from "@playwright/test";
+import { baseUrl, CHASE_PHOTO } from "./server";
 import { decodePng, firstChannel } from "../src/lib/png";
 import { thresholdMask } from "../src/lib/threshold";
 
-const DATA_DIR = path.resolve(__dirname, "..", process.env.VESSEL_DATA_DIR ?? "../../shared/data");
-const PHOTO = path.join(DATA_DIR, "CHASE_DB1", "images", "Image_01L.jpg");
-
-function baseUrl(): string {
-  const url = process.env.VESSEL_E2E_URL;
-  if (!url) throw new Error("VESSEL_E2E_URL is not set: the global setup did not start a server");
-  return url;
-}
+const PHOTO = CHASE_PHOTO;
 
 /** Set the threshold slider as a user's input would (React listens to the input event). */
 async function setThreshold(page: Page, value: number): Promise<void> {

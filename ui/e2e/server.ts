@@ -100,3 +100,14 @@ export async function startSecondServer(env: Record<string, string>, logPath: st
   }
   return startServer([], env, logPath);
 }
+
+/** The real data (VESSEL_DATA_DIR, default ../../shared/data from ui/) and the photo most tests open. */
+export const DATA_DIR = path.resolve(UI_DIR, process.env.VESSEL_DATA_DIR ?? "../../shared/data");
+export const CHASE_PHOTO = path.join(DATA_DIR, "CHASE_DB1", "images", "Image_01L.jpg");
+
+/** The URL of the server the global setup started (VESSEL_E2E_URL). */
+export function baseUrl(): string {
+  const url = process.env.VESSEL_E2E_URL;
+  if (!url) throw new Error("VESSEL_E2E_URL is not set: the global setup did not start a server");
+  return url;
+}

@@ -16,7 +16,7 @@ from typing import Any
 
 from vessel_lightning.contract import ModelContract
 from vessel_lightning.hardware import cpu_features
-from vessel_lightning.inference.cache import cache_folder, calibration_folder, fp32_onnx
+from vessel_lightning.inference.cache import CheckedExport, cache_folder, calibration_folder, fp32_onnx
 from vessel_lightning.inference.predictor import Predictor
 from vessel_lightning.inference.settings import (
     BACKENDS,
@@ -119,7 +119,9 @@ def build_backend(
         return torch_cpu(module, settings.threads)
     folder = cache_folder(settings.cache_root, info, settings.tracking_uri)
     reference, record = fp32_onnx(contract, info, module, settings, folder)
-    calibration = calibration_folder(info, settings, folder)
+    base = CheckedExport(
+        reference, record, contract, folder, calibration_folder(info, settings, folder), settings.threads
+    )
 
     def build(name: str) -> BackendResult:
         if name == "torch":
@@ -127,17 +129,17 @@ def build_backend(
         if name.startswith("openvino"):
             from vessel_lightning.inference.openvino_runtime import build_openvino
 
-            return build_openvino(name, reference, [record], contract, folder, calibration, settings.threads)
+            return build_openvino(name, base)
         from vessel_lightning.inference.onnx_runtime import build_onnx
 
-        return build_onnx(name, reference, [record], contract, folder, calibration, settings.threads)
+        return build_onnx(name, base)
 
     if backend != "auto":
         return build(backend)
     from vessel_lightning.inference.auto import choose_backend
 
     return choose_backend(
-        reference, contract, folder, build, calibration=calibration, threads=settings.threads,
+        reference, contract, folder, build, calibration=base.calibration, threads=settings.threads,
         window=settings.window, torch=module is not None,
     )  # fmt: skip
 

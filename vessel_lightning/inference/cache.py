@@ -13,6 +13,7 @@ import os
 import shutil
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -129,6 +130,20 @@ def fp32_onnx(
     record |= {"sha256": file_sha256(path), "seconds": round(time.perf_counter() - start, 2)}
     update_meta(folder, "fp32", record)
     return OnnxNetwork(path, settings.threads), export_record(path, record["source"], False, record)
+
+
+@dataclass(frozen=True)
+class CheckedExport:
+    """What every CPU runtime starts from: the checked fp32 ONNX network of a model version (``reference``, what
+    derived networks are compared with) and its record, the contract, the version's cache folder, the calibration
+    photos (None: none) and the runtime's threads."""
+
+    reference: OnnxNetwork
+    record: ExportRecord
+    contract: ModelContract
+    folder: Path
+    calibration: Path | None
+    threads: int | None
 
 
 def _artifacts(info: ModelInfo) -> dict[str, str]:

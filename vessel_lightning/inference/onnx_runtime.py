@@ -16,6 +16,7 @@ from vessel_lightning.contract import ModelContract
 from vessel_lightning.digest import file_sha256
 from vessel_lightning.inference.cache import (
     FP32_FILE,
+    CheckedExport,
     calibration_id,
     calibration_inputs,
     export_record,
@@ -89,19 +90,11 @@ def int8_onnx(folder: Path, contract: ModelContract, calibration: Path | None) -
     return int8_path, export_record(int8_path, "quantize", cached, record)
 
 
-def build_onnx(
-    backend: str,
-    reference: OnnxNetwork,
-    exports: list[ExportRecord],
-    contract: ModelContract,
-    folder: Path,
-    calibration: Path | None,
-    threads: int | None,
-) -> BackendResult:
-    """``onnx`` (the fp32 ``reference`` itself) or ``onnx-int8`` (calibrated, compared with the reference)."""
+def build_onnx(backend: str, base: CheckedExport) -> BackendResult:
+    """``onnx`` (the checked fp32 network itself) or ``onnx-int8`` (calibrated, compared with the fp32 one)."""
     if backend == "onnx":
-        return BackendResult(reference, "onnx", exports=exports)
-    int8_path, record = int8_onnx(folder, contract, calibration)
-    int8 = OnnxNetwork(int8_path, threads)
-    check: dict[str, Any] = {"max_abs_diff_vs_fp32": compare(reference, int8, contract.size)}
-    return BackendResult(int8, "onnx-int8", precision="int8", exports=[*exports, record], check=check)
+        return BackendResult(base.reference, "onnx", exports=[base.record])
+    int8_path, record = int8_onnx(base.folder, base.contract, base.calibration)
+    int8 = OnnxNetwork(int8_path, base.threads)
+    check: dict[str, Any] = {"max_abs_diff_vs_fp32": compare(base.reference, int8, base.contract.size)}
+    return BackendResult(int8, "onnx-int8", precision="int8", exports=[base.record, record], check=check)

@@ -21,12 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from vessel_lightning.contract import ModelContract
 from vessel_lightning.digest import file_sha256
-from vessel_lightning.inference.cache import FP32_FILE, export_record, read_meta, update_meta
+from vessel_lightning.inference.cache import FP32_FILE, CheckedExport, export_record, read_meta, update_meta
 from vessel_lightning.inference.onnx_runtime import int8_onnx
 from vessel_lightning.inference.settings import BackendError, BackendResult, ExportRecord
-from vessel_lightning.models.onnx import FP32_TOLERANCE, ArrayNetwork, compare, fp32_mismatch
+from vessel_lightning.models.onnx import FP32_TOLERANCE, compare, fp32_mismatch
 
 PRECISIONS = {"openvino": "f32", "openvino-bf16": "bf16", "openvino-int8": "int8"}
 # bf16 keeps 8 bits of mantissa. On the check batch (uniform noise) rounding moved a trained B0's probabilities by
@@ -142,18 +141,11 @@ def bf16_mismatch(diff: dict[str, float]) -> bool:
     return diff["probability_mean"] > BF16_PROBABILITY_TOLERANCE
 
 
-def build_openvino(
-    backend: str,
-    reference: ArrayNetwork,
-    exports: list[ExportRecord],
-    contract: ModelContract,
-    folder: Path,
-    calibration: Path | None,
-    threads: int | None,
-) -> BackendResult:
+def build_openvino(backend: str, base: CheckedExport) -> BackendResult:
     """The OpenVINO network for ``backend`` (``openvino``, ``openvino-bf16``, ``openvino-int8``) from the checked
-    fp32 ONNX file in ``folder``, compared with ``reference`` (its ONNX Runtime network); raises
-    :class:`BackendError`."""
+    fp32 ONNX file in ``base.folder``, compared with its ONNX Runtime network; raises :class:`BackendError`."""
+    reference, exports, contract, folder = base.reference, [base.record], base.contract, base.folder
+    calibration, threads = base.calibration, base.threads
     if not openvino_available():
         raise BackendError(f"{backend} needs the openvino package (pip install 'vessel-lightning[serve]')")
     precision = PRECISIONS[backend]
