@@ -1,4 +1,5 @@
-"""The work a request does in a worker thread: decode, predict (or threshold) and encode one upload."""
+"""The work a request does in a worker thread: decode, predict (or threshold) and encode one upload. The photo
+goes through the model as ``vessel-predict`` sends it (:func:`~vessel_lightning.inference.photo.predict_photo`)."""
 
 from __future__ import annotations
 
@@ -20,12 +21,8 @@ from app.measure import (
 from app.model_manager import LoadedModel
 from app.query import PredictOptions
 from app.roi import restrict
-from vessel_lightning.inference.predictor import (
-    check_scale,
-    probability_png_values,
-    resample_factor,
-    served_mask,
-)
+from vessel_lightning.inference.photo import predict_photo
+from vessel_lightning.inference.predictor import check_scale, probability_png_values, resample_factor
 
 
 def run_prediction(
@@ -46,21 +43,21 @@ def run_prediction(
     field, mode = restrict(field_of_view(rgb, options.fov), options.fov, roi)
     if options.format == "fov":
         return encode_png(field), "image/png", 0.0
-    inside = None if mode == "none" else field
-    if options.resample is None:
-        scale = model.predictor.scale_for(rgb, inside)
-    else:  # the query's scale, checked against the contract by the route before the photo was queued
+    inside = "none" if mode == "none" else field
+    scale = None  # the served predictor's own rule
+    if options.resample is not None:  # the query's, checked against the contract by the route before queueing
         contract = model.predictor.contract
-        scale = resample_factor(*check_scale(options.resample, contract), contract, rgb, inside)
+        within = None if mode == "none" else field
+        scale = resample_factor(*check_scale(options.resample, contract), contract, rgb, within)
     predictor = model.predictor if token is None else watched(model.predictor, token)
     start = time.perf_counter()
-    prob = predictor.predict_proba(rgb, inside, scale=scale)
+    result = predict_photo(predictor, rgb, inside, threshold=threshold, scale=scale)
     inference_ms = (time.perf_counter() - start) * 1000
     if token is not None:
         token.check()
     if options.format == "probability":
-        return encode_png(probability_png_values(prob)), "image/png", inference_ms
-    mask = served_mask(prob, threshold)
+        return encode_png(probability_png_values(result.prob)), "image/png", inference_ms
+    mask = result.mask
     if options.format == "mask":
         return encode_png(mask), "image/png", inference_ms
     if options.format == "geojson":
@@ -72,7 +69,7 @@ def run_prediction(
         }
         return geojson_bytes(mask, properties), GEOJSON_MEDIA_TYPE, inference_ms
     body = readout(mask, field, mode, threshold, options.physical)
-    body |= {"model_version": model.version, "resample_scale": round(scale, 4)}
+    body |= {"model_version": model.version, "resample_scale": round(result.scale, 4)}
     return json.dumps(body).encode(), "application/json", inference_ms
 
 

@@ -105,15 +105,12 @@ def run_worker(args: argparse.Namespace) -> None:
         from app.query import PredictOptions
     except ImportError:  # a --baseline tree from before the query parsing left app.measure
         from app.measure import PredictOptions  # type: ignore[attr-defined,no-redef]
-    try:  # this tree
-        from app.pipeline import run_prediction
-        from tests.helpers.server import multipart
-    except (
-        ImportError
-    ):  # a --baseline tree from before the service moved into routers and the harness into tests/
-        from app.process import multipart
+    from app.pipeline import run_prediction
 
-        from app.server import run_prediction
+    try:  # this tree
+        from tests.helpers.server import multipart
+    except ImportError:  # a --baseline tree from before the tests were laid out by stage
+        from tests.server_process import multipart  # type: ignore[no-redef]
 
     torch.set_num_threads(args.threads)
     settings = Settings.from_env()
@@ -137,6 +134,8 @@ def run_worker(args: argparse.Namespace) -> None:
     options = PredictOptions()
     threshold = model.predictor.threshold
     bare_input = torch.rand(1, 3, 512, 512)
+    if hasattr(model.predictor, "ops"):  # this tree: CPU networks take arrays (the old tree's took tensors)
+        bare_input = bare_input.numpy()
     loop = asyncio.new_event_loop()
 
     async def chunks() -> object:
