@@ -67,7 +67,19 @@ class PhotoActor:
             except Exception as exc:  # the photo's row says what went wrong; the batch goes on
                 row = error_row(photo, exc)
             rows.append(json.dumps(row, default=_plain))
-        return {"row": rows}
+        return {
+            "row": rows,
+            "actor": [f"{os.uname().nodename}:{os.getpid()}"] * len(rows),
+            "peak_rss_mb": [_peak_rss_mb()] * len(rows),
+        }
+
+
+def _peak_rss_mb() -> float:
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return round(peak / (2**20 if sys.platform == "darwin" else 2**10), 1)
 
 
 def _plain(value: Any) -> Any:
@@ -114,10 +126,11 @@ def predict_with_ray(
     threshold: float,
     actors: int | None = None,
     retries: int = 3,
+    peaks: dict[str, float] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Predict ``photos`` on a pool of Ray actors, writing their outputs; yield one row per photo as it finishes
     (unordered; an ``error`` row for a photo that failed). Actors are restarted and their work retried up to
-    ``retries`` times when a worker dies."""
+    ``retries`` times when a worker dies. ``peaks``, when given, collects each actor's peak memory (MB)."""
     import ray.data
     from ray.data import ActorPoolStrategy
 
@@ -144,4 +157,6 @@ def predict_with_ray(
         **per_actor,
     )
     for item in rows.iter_rows():
+        if peaks is not None:
+            peaks[item["actor"]] = max(peaks.get(item["actor"], 0.0), float(item["peak_rss_mb"]))
         yield json.loads(item["row"])
