@@ -103,3 +103,20 @@ def test_ray_engine_writes_what_the_local_engine_writes_and_resumes(
     assert not any(
         name.startswith(".") for name in os.listdir(tmp_path / "ray")
     )  # no journal or temporary left
+
+
+def test_ray_address_joins_that_cluster_and_without_it_a_local_ray_starts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ray = pytest.importorskip("ray")
+    from vessel_lightning.inference.ray_engine import connect
+
+    calls: list[dict] = []
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **kwargs: calls.append(kwargs))
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 8.0})
+    monkeypatch.setenv("RAY_ADDRESS", "ray://127.0.0.1:10001")
+    assert connect(num_cpus=2) == {"CPU": 8.0}
+    monkeypatch.delenv("RAY_ADDRESS")
+    connect(num_cpus=2)
+    assert [(c["address"], c["num_cpus"]) for c in calls] == [("ray://127.0.0.1:10001", None), (None, 2)]
