@@ -27,7 +27,7 @@ $(BIN)/python:
 # timm dependency imports cleanly beside; everything else is pinned by constraints.txt.
 $(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
 	$(BIN)/pip install --quiet torch==2.14.1 torchvision==0.29.1
-	$(BIN)/pip install --quiet -c constraints.txt -e ".[train,serve,dev]"
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[train,serve,dev,postgres,ray]"
 	touch $@
 
 install: $(VENV)/.installed

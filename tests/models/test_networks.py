@@ -276,3 +276,42 @@ def test_the_training_module_keeps_depthwise_convolutions_fp32_unless_told() -> 
 
     assert depthwise() == [True] * 16
     assert depthwise(cpu_fp32_depthwise=False) == [False] * 16
+
+
+@pytest.mark.parametrize(
+    "arch, kwargs",
+    [
+        ("unet", {}),
+        ("unetplusplus", {}),
+        ("transunet", {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "mlp_dim": 32}),
+        ("unet", {"encoder_name": "timm-efficientnet-b0"}),
+        ("unet_plain", {"width": 8, "depth": 2}),
+    ],
+)
+def test_every_parameter_gets_a_gradient(arch: str, kwargs: dict) -> None:
+    # DDP fails in its first step on parameters the loss never reaches (smp's EfficientNet classifier head).
+    net = build_network(arch=arch, **kwargs).train()
+    net(torch.rand(2, 3, 64, 64)).sum().backward()
+    assert [name for name, p in net.named_parameters() if p.grad is None] == []
+
+
+def test_weights_saved_with_the_classifier_leftovers_still_load() -> None:
+    import segmentation_models_pytorch as smp
+
+    from vessel_lightning.models.networks import NormalizedSegmenter
+
+    torch.manual_seed(0)
+    old = NormalizedSegmenter(
+        smp.create_model("unet", encoder_name="efficientnet-b0", encoder_weights=None, classes=1),
+        IMAGENET_MEAN,
+        IMAGENET_STD,
+    ).eval()
+    assert "model.encoder._conv_head.weight" in old.state_dict()
+    new = build_network(encoder_name="efficientnet-b0").eval()
+    new.load_state_dict(old.state_dict())  # strict: nothing missing, the extra entries are skipped
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(new(x), old(x), rtol=0, atol=0)
+    assert not any(
+        k.startswith(("model.encoder._conv_head.", "model.encoder._bn1.")) for k in new.state_dict()
+    )

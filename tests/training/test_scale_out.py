@@ -1,4 +1,5 @@
-"""Sweeps beyond one process: parallel jobs into one store (run here), SLURM and DDP configs (composed here)."""
+"""Sweeps beyond one process: parallel jobs into one store, a two-job sweep on a one-node SLURM cluster (run here),
+the SLURM and DDP configs for GPUs (composed here)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 import pytest
 from omegaconf import DictConfig
 
+from tests.helpers.slurm import PARTITION, slurm_cluster
 from tests.helpers.train import data_overrides, run_train_cli, small_overrides, sweep_runs
 
 
@@ -35,6 +37,39 @@ def test_joblib_launcher_runs_two_jobs_in_parallel_into_one_store(
     # the two jobs overlapped in time: each started before the other ended
     (a, b) = sorted(found, key=lambda r: r.info.start_time)
     assert b.info.start_time < a.info.end_time
+
+
+@pytest.mark.slow
+def test_submitit_launcher_runs_a_two_job_sweep_on_a_slurm_cluster(
+    tiny_prepared: DictConfig, tmp_path: Path
+) -> None:
+    with slurm_cluster() as cluster:
+        args = [
+            "-m",
+            "hydra/launcher=slurm",
+            f"hydra.launcher.partition={PARTITION}",
+            "hydra.launcher.gpus_per_node=null",  # the test node has CPUs only
+            "hydra.launcher.cpus_per_task=1",
+            "hydra.launcher.mem_gb=1",
+            "hydra.launcher.timeout_min=15",
+            "model/encoder=b0,b1",
+            *data_overrides(tiny_prepared),
+            *small_overrides("runs"),
+            "++trainer.max_steps=2",
+            "trainer.max_epochs=1",
+            "test=false",
+        ]
+        done = run_train_cli(
+            args, cwd=tmp_path, env={"MLFLOW_TRACKING_URI": None, **cluster.env}, timeout=900
+        )
+    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+    (sweep_dir,) = (tmp_path / "runs" / "train" / "multirun").iterdir()
+    # submitit's own records: one SLURM job per sweep point, each with its log and its pickled result.
+    job_logs = sorted((sweep_dir / ".submitit").rglob("*_log.out"))
+    assert len(job_logs) == 2 and len(list((sweep_dir / ".submitit").rglob("*_result.pkl"))) == 2
+    parent, found = sweep_runs(f"sqlite:///{tmp_path / 'runs' / 'mlflow' / 'mlflow.db'}")
+    assert sorted(r.data.tags["encoder"] for r in found) == ["efficientnet-b0", "efficientnet-b1"]
+    assert all(r.info.status == "FINISHED" for r in [parent, *found])
 
 
 def _compose_with_hydra(overrides: list[str]) -> DictConfig:

@@ -5,6 +5,7 @@
     vessel-predict eyes/ --out results/ --format png,geojson --fov-degrees 30
     vessel-predict slitlamp/images --out slitlamp/annotations --format geojson   # then vessel-prepare data=geojson
     vessel-predict eyes/ --out results/ --backend openvino-bf16 --calibration-dir train-photos/
+    vessel-predict study.csv --out results/ --engine ray --actors 4      # a manifest (column photo), on Ray
 
 ``--backend`` (default ``auto``, as ``vessel-serve``) picks the runtime: the fastest this CPU runs accurately, cached
 per model version and CPU, or a named one (``torch``, ``onnx``, ``openvino``, ...).
@@ -16,35 +17,59 @@ view was detected, ``<name>.fov.png``; with ``--format geojson`` ``<name>.geojso
 pixel convention ``vessel-prepare data=geojson`` reads). Always ``measurements.csv``: one row per photo with
 the field of view and the vessel measurements of ``vessel_lightning.measurements`` (inside the
 field, in pixels, and in µm when ``--um-per-pixel`` or ``--fov-degrees`` gives the scale).
-A photo that cannot be read is reported and skipped; the exit status is 1 if any failed.
+Photos come as files, folders, or CSV manifests (a ``photo`` column; relative paths from the manifest's folder).
+A photo that cannot be read or predicted is a row with its ``error``; the exit status is 1 if any failed. Every
+file is written atomically and ``measurements.csv`` (sorted by photo) when the batch ends, so a rerun into the same
+``--out`` skips the photos whose outputs are complete and an interrupted batch resumes (``--overwrite``: redo all).
+
+``--engine ray`` predicts on a pool of Ray actors (:mod:`vessel_lightning.inference.ray_engine`; the cluster at
+``$RAY_ADDRESS`` or a local one) and writes the same files. From Python: :func:`predict_batch`.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import json
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import numpy as np
+from vessel_lightning.inference.outputs import (  # noqa: F401  (the command's names, as before)
+    CSV_LEAD,
+    CSV_NAME,
+    FORMATS,
+    OUTPUT_SUFFIXES,
+    MeasurementsTable,
+    OutputSpec,
+    error_row,
+    measurement_columns,
+    predict_to_files,
+)
 
-FORMATS = ("png", "geojson")
-OUTPUT_SUFFIXES = (".mask.png", ".prob.png", ".overlay.png", ".fov.png")  # ours: never read back as photos
-CSV_NAME = "measurements.csv"
-CSV_LEAD = ("photo", "width", "height", "threshold", "fov", "fov_diameter_px", "scale")
+ENGINES = ("local", "ray")
+
+
+def read_manifest(path: Path) -> list[Path]:
+    """The photos a CSV manifest lists in its ``photo`` column (relative paths from the manifest's folder)."""
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        if "photo" not in (reader.fieldnames or []):
+            raise ValueError(f"{path}: a manifest needs a 'photo' column (found {reader.fieldnames})")
+        return [path.parent / row["photo"] for row in reader if row["photo"].strip()]
 
 
 def expand_photos(paths: Sequence[Path]) -> list[Path]:
-    """Files as given; a folder becomes the image files directly inside it (sorted), except our own outputs."""
+    """Files as given; a folder becomes the image files directly inside it (sorted), except our own outputs; a
+    ``.csv`` file the photos it lists."""
     from vessel_lightning.data.images import IMAGE_EXTENSIONS
 
     photos: list[Path] = []
     for path in paths:
-        if path.is_dir():
+        if path.suffix.lower() == ".csv" and path.is_file():
+            photos.extend(read_manifest(path))
+        elif path.is_dir():
             photos.extend(
                 p
                 for p in sorted(path.iterdir())
@@ -74,14 +99,6 @@ def _scale(value: str) -> float | str:
         return float(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"--scale takes a number or 'auto', not {value!r}") from None
-
-
-def measurement_columns() -> list[str]:
-    """The header of ``measurements.csv``: the photo and its field, then every measurement."""
-    from vessel_lightning.measurements import measure_vessels
-
-    keys = measure_vessels(np.zeros((8, 8), dtype=bool)).to_dict(histogram=True)
-    return [*CSV_LEAD, *keys]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -137,7 +154,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="photos for int8 calibration and auto's mask gate (default: $VESSEL_CALIBRATION_DIR)",
     )
     parser.add_argument("--tracking-uri", help="default: $MLFLOW_TRACKING_URI or the embedded store")
+    parser.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="local",
+        help="local: this process (default); ray: a pool of Ray actors ($RAY_ADDRESS, else a local Ray)",
+    )
+    parser.add_argument("--actors", type=int, help="--engine ray: actors (default: one per GPU, else 2)")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="predict every photo, also those already done"
+    )
     args = parser.parse_args(argv)
+    if args.actors is not None and args.actors < 1:
+        parser.error("--actors must be at least 1")
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
         parser.error("--threshold must be within [0, 1]")
     for name in ("um_per_pixel", "fov_degrees"):
@@ -145,32 +174,121 @@ def main(argv: Sequence[str] | None = None) -> int:
         if value is not None and not value > 0:
             parser.error(f"--{name.replace('_', '-')} must be positive")
 
+    try:
+        photos = expand_photos(args.photos)
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if not photos:
+        print("error: no image files found in " + ", ".join(map(str, args.photos)), file=sys.stderr)
+        return 1
+    spec = OutputSpec(args.out, args.format, args.fov, args.um_per_pixel, args.fov_degrees)
+    try:
+        summary = predict_batch(
+            photos,
+            spec,
+            model_uri=args.model_uri,
+            threshold=args.threshold,
+            engine=args.engine,
+            actors=args.actors,
+            overwrite=args.overwrite,
+            backend=args.backend,
+            device=args.device,
+            precision=args.precision,
+            calibration_dir=args.calibration_dir,
+            tracking_uri=args.tracking_uri,
+            tta=args.tta,
+            scale=args.scale,
+            reference_diameter=args.reference_fov_diameter,
+        )
+    except LoadError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    for name, message in summary.errors.items():
+        print(f"error: {message if name in message else f'{name}: {message}'}", file=sys.stderr)
+    print(
+        f"{summary.done} photo(s) → {args.out} ({summary.predicted} predicted, {summary.skipped} already done; "
+        f"model {summary.model}, threshold {summary.threshold:.2f}, backend {summary.backend}, engine "
+        f"{args.engine}, {CSV_NAME})"
+    )
+    return 1 if summary.errors else 0
+
+
+class LoadError(RuntimeError):
+    """The model or its runtime cannot be loaded (one line, for the command's error)."""
+
+
+@dataclass(frozen=True)
+class BatchSummary:
+    """What a batch did: photos done (predicted now or skipped as complete), failed ones by photo with their error,
+    the model, threshold and runtime used, and the table written."""
+
+    predicted: int
+    skipped: int
+    errors: dict[str, str]
+    model: str
+    threshold: float
+    backend: str
+    csv: Path
+
+    @property
+    def done(self) -> int:
+        return self.predicted + self.skipped - len(self.errors)
+
+
+def predict_batch(
+    photos: Sequence[Path | str],
+    spec: OutputSpec | Path | str,
+    *,
+    model_uri: str | None = None,
+    threshold: float | None = None,
+    engine: str = "local",
+    actors: int | None = None,
+    overwrite: bool = False,
+    backend: str = "auto",
+    device: str = "auto",
+    precision: str = "auto",
+    calibration_dir: Path | None = None,
+    tracking_uri: str | None = None,
+    tta: bool = False,
+    scale: float | str = 1.0,
+    reference_diameter: float | None = None,
+) -> BatchSummary:
+    """Predict a batch of photos into an output folder, as ``vessel-predict`` does; return what was done.
+
+    ``spec``: the :class:`OutputSpec` (or just the output folder: PNG masks, detected field). ``engine``:
+    ``local`` (this process) or ``ray`` (``actors`` Ray actors; ``$RAY_ADDRESS`` or a local Ray). Photos whose
+    outputs are complete from an earlier run are skipped unless ``overwrite``. Raises :class:`LoadError` when the
+    model or runtime cannot be loaded; a photo that fails is an ``error`` row and an entry of ``errors``.
+    """
     from mlflow.exceptions import MlflowException
     from tqdm.auto import tqdm
 
+    from vessel_lightning.config import DEFAULT_MODEL_URI
     from vessel_lightning.contract import ContractError
     from vessel_lightning.inference.backends import load_predictor, resolve_device
     from vessel_lightning.inference.settings import BackendError, BackendSettings, DeviceError
     from vessel_lightning.tracking.bundle import BundleError
     from vessel_lightning.tracking.registry import RegistryError, connect
 
-    photos = expand_photos(args.photos)
-    if not photos:
-        print("error: no image files found in " + ", ".join(map(str, args.photos)), file=sys.stderr)
-        return 1
+    if engine not in ENGINES:
+        raise ValueError(f"engine={engine!r}: one of {', '.join(ENGINES)}")
+    if not isinstance(spec, OutputSpec):
+        spec = OutputSpec(Path(spec))
+    photos = [Path(p) for p in photos]
+    model_uri = model_uri or DEFAULT_MODEL_URI
     try:
-        uri = connect(args.tracking_uri)
-        settings = BackendSettings(
-            tracking_uri=uri, calibration_dir=args.calibration_dir, precision=args.precision
-        )
-        predictor, backend = load_predictor(
-            args.model_uri,
-            args.backend,
+        uri = connect(tracking_uri)
+        settings = BackendSettings(tracking_uri=uri, calibration_dir=calibration_dir, precision=precision)
+        chosen_device = resolve_device(device, "--device")
+        predictor, result = load_predictor(
+            model_uri,
+            backend,
             settings,
-            resolve_device(args.device, "--device"),
-            tta=args.tta,
-            scale=args.scale,
-            reference_diameter=args.reference_fov_diameter,
+            chosen_device,
+            tta=tta,
+            scale=scale,
+            reference_diameter=reference_diameter,
         )
     except (
         MlflowException,
@@ -181,76 +299,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         DeviceError,
         ValueError,
     ) as exc:
-        print(f"error: {str(exc).splitlines()[0]}", file=sys.stderr)
-        return 1
-    threshold = predictor.threshold if args.threshold is None else args.threshold
-    args.out.mkdir(parents=True, exist_ok=True)
-    inputs = {p.resolve() for p in photos}
-    failed = 0
-    with (args.out / CSV_NAME).open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=measurement_columns())
-        writer.writeheader()
-        for photo in tqdm(photos, desc="predict", unit="img"):
-            try:
-                row = predict_one(photo, args, predictor, threshold, inputs)
-            except ValueError as exc:  # ImageReadError and overwrite refusals name the photo
-                print(f"error: {exc}", file=sys.stderr)
-                failed += 1
-                continue
-            writer.writerow(row)
-            handle.flush()  # an interrupted run keeps every finished row
-    done = len(photos) - failed
-    print(
-        f"{done} photo(s) → {args.out} (model {predictor.info.uri}, threshold {threshold:.2f}, "
-        f"backend {backend.backend}, {CSV_NAME})"
+        raise LoadError(str(exc).splitlines()[0]) from exc
+    threshold = predictor.threshold if threshold is None else threshold
+    table = MeasurementsTable(spec, photos, threshold)
+    todo = [p for p in photos if overwrite or not table.complete(p)]
+    try:
+        if engine == "ray" and todo:
+            from vessel_lightning.inference.ray_engine import ModelSpec, predict_with_ray
+
+            model = ModelSpec(
+                predictor.info.uri, result.backend, settings, "cpu", tta, scale, reference_diameter
+            )
+            table.add_all(predict_with_ray(todo, spec, model, threshold, actors=actors))
+        else:
+            inputs = {p.resolve() for p in photos}
+            model_info = {"uri": predictor.info.uri, "version": predictor.info.version}
+            for photo in tqdm(todo, desc="predict", unit="img"):
+                try:
+                    row = predict_to_files(predictor, photo, spec, threshold, inputs, model_info)
+                except Exception as exc:  # the photo's row says what went wrong; the batch goes on
+                    row = error_row(photo, exc)
+                table.add(row)
+    finally:
+        csv_path = table.close()
+    return BatchSummary(
+        predicted=len(todo),
+        skipped=len(photos) - len(todo),
+        errors={name: table.rows[name]["error"] for name in table.failed},
+        model=predictor.info.uri,
+        threshold=threshold,
+        backend=result.backend,
+        csv=csv_path,
     )
-    return 1 if failed else 0
-
-
-def predict_one(
-    photo: Path, args: argparse.Namespace, predictor: Any, threshold: float, inputs: set[Path]
-) -> dict[str, Any]:
-    """Predict, write the chosen outputs and return the CSV row of one photo; ValueError names the photo."""
-    from vessel_lightning.data.fov import fov_diameter
-    from vessel_lightning.data.images import read_rgb
-    from vessel_lightning.inference.photo import PhysicalScale, predict_photo
-    from vessel_lightning.inference.predictor import probability_png_values
-    from vessel_lightning.overlays import save_png, vessel_overlay
-
-    targets: dict[str, Path] = {}
-    if "png" in args.format:
-        kinds = ("mask", "prob", "overlay", *(("fov",) if args.fov == "detect" else ()))
-        targets |= {kind: args.out / f"{photo.stem}.{kind}.png" for kind in kinds}
-    if "geojson" in args.format:
-        targets["geojson"] = args.out / f"{photo.stem}.geojson"
-    if inputs & {t.resolve() for t in targets.values()}:
-        raise ValueError(f"{photo}: an output would overwrite an input photo; choose another --out")
-    rgb = read_rgb(photo)
-    result = predict_photo(predictor, rgb, args.fov, threshold=threshold)
-    if "png" in args.format:
-        save_png((result.mask * 255).astype(np.uint8), targets["mask"])
-        save_png(probability_png_values(result.prob), targets["prob"])
-        save_png(vessel_overlay(rgb, result.mask), targets["overlay"])
-        if "fov" in targets:
-            save_png(result.field.astype(np.uint8) * 255, targets["fov"])
-    if "geojson" in args.format:
-        properties = {
-            "model": predictor.info.uri,
-            "model_version": predictor.info.version,
-            "threshold": threshold,
-        }
-        targets["geojson"].write_text(json.dumps(result.geojson(properties), separators=(",", ":")))
-    physical = PhysicalScale(args.um_per_pixel, args.fov_degrees)
-    lead = {
-        "photo": str(photo),
-        "width": rgb.shape[1],
-        "height": rgb.shape[0],
-        "threshold": threshold,
-        "fov": "whole frame" if result.whole_frame else "detected",
-        "fov_diameter_px": None if result.whole_frame else round(fov_diameter(result.field), 1),
-        "scale": round(result.scale, 4),
-    }
-    return lead | result.measurements(physical, histogram=True)
 
 
 if __name__ == "__main__":

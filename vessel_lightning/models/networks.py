@@ -186,6 +186,52 @@ def set_batchnorm_momentum(module: nn.Module, momentum: float | None) -> int:
     return count
 
 
+# Layers smp's EfficientNet encoders keep from the ImageNet classifier but never run (smp deletes only the final
+# linear layer): the 1×1 head convolution to 1280+ channels and its BatchNorm. Their parameters never get a gradient,
+# which DDP rejects in the first step ("parameters that were not used in producing the loss").
+CLASSIFIER_LEFTOVERS: dict[str, tuple[str, ...]] = {
+    "EfficientNetEncoder": ("_conv_head", "_bn1"),  # efficientnet-bN (and the timm-efficientnet family below)
+    "EfficientNetBaseEncoder": ("conv_head", "bn2"),
+}
+
+
+def _leftover_names(encoder: nn.Module) -> tuple[str, ...]:
+    for cls in type(encoder).__mro__:
+        if cls.__name__ in CLASSIFIER_LEFTOVERS and all(
+            hasattr(encoder, name) for name in CLASSIFIER_LEFTOVERS[cls.__name__]
+        ):
+            return CLASSIFIER_LEFTOVERS[cls.__name__]
+    return ()
+
+
+def _skip_removed_layers(
+    names: tuple[str, ...],
+    module: nn.Module,
+    state_dict: dict[str, Any],
+    prefix: str,
+    *args: Any,
+) -> None:
+    # Weights saved before the layers were removed (registered models, checkpoints, smp's pretrained files)
+    # still load: their entries for the removed layers are dropped.
+    for key in [k for k in state_dict if k.startswith(tuple(f"{prefix}{n}." for n in names))]:
+        del state_dict[key]
+
+
+def drop_classifier_leftovers(encoder: nn.Module) -> tuple[str, ...]:
+    """Remove the classifier layers an smp EfficientNet encoder builds but never runs (:data:`CLASSIFIER_LEFTOVERS`),
+    so every parameter left gets a gradient. State dicts that still hold them load as before (their entries are
+    ignored). Returns the names removed (none for other encoders)."""
+    import functools
+
+    names = _leftover_names(encoder)
+    if not names:
+        return ()
+    for name in names:
+        delattr(encoder, name)
+    encoder.register_load_state_dict_pre_hook(functools.partial(_skip_removed_layers, names))
+    return names
+
+
 class _Fp32DepthwiseOnCpu:
     """Mixed into a depthwise convolution: under CPU autocast it computes in float32 and returns autocast's dtype.
 
@@ -301,6 +347,7 @@ def build_network(
         model = smp.create_model(
             arch, encoder_name=encoder_name, encoder_weights=None, in_channels=3, classes=1, **kwargs
         )
+    drop_classifier_leftovers(model.encoder)
     if weights_file is not None:
         model.encoder.load_state_dict(_load_state_dict_file(weights_file))
     if bn_momentum is not None:

@@ -108,6 +108,18 @@ def sweep_kind(config: DictConfig) -> str:
     return "grid" if target.endswith("BasicSweeper") or not target else target.rsplit(".", 1)[-1]
 
 
+def task_overrides(node: Any) -> list[str]:
+    """The command-line overrides as typed: a value such as ``${paths.output_dir}/probe`` stays unresolved (it
+    belongs to the job, and outside a job it cannot be resolved)."""
+    if node is None:
+        return []
+    return (
+        [str(o) for o in OmegaConf.to_container(node, resolve=False)]
+        if OmegaConf.is_config(node)
+        else list(node)
+    )
+
+
 def start_sweep_run(uri: str, experiment_id: str, config: DictConfig, sweep_id: str) -> str:
     """Create the sweep's parent run (RUNNING) in ``experiment_id``; return its id.
 
@@ -117,7 +129,7 @@ def start_sweep_run(uri: str, experiment_id: str, config: DictConfig, sweep_id: 
     from mlflow.tracking import MlflowClient
 
     kind = sweep_kind(config)
-    overrides = list(OmegaConf.select(config, "hydra.overrides.task", default=[]) or [])
+    overrides = task_overrides(OmegaConf.select(config, "hydra.overrides.task", default=None))
     tags = {
         "sweep_id": sweep_id,
         "sweep_kind": kind,
@@ -188,7 +200,7 @@ def hydra_job_info() -> dict[str, str]:
     # The sweep folder name (a timestamp) stands in when the Hydra callback did not run.
     sweep_id = os.environ.get(SWEEP_ID_ENV) or Path(str(hc.sweep.dir)).name
     params = {}
-    for override in hc.overrides.task:
+    for override in task_overrides(hc.overrides.task):
         key, _, value = str(override).partition("=")
         params[key.lstrip("+~")] = value
     info = {

@@ -114,6 +114,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     import torch
 
     from vessel_lightning.training.callbacks import find_mlflow_logger
+    from vessel_lightning.training.ddp import sync_batchnorm_where_it_runs
 
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
@@ -127,7 +128,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         with open_dict(cfg):
             cfg.callbacks.model_checkpoint.dirpath = str(Path(ckpt_path).parent)
     _prepare_mlflow(cfg, run_id)
-    config_yaml = write_resolved_config(cfg)
+    config_yaml = write_resolved_config(cfg) if _rank_zero() else OmegaConf.to_yaml(cfg, resolve=True)
 
     log.info("data: %s", cfg.data.get("name"))
     datamodule = build_datamodule(cfg.data)
@@ -139,6 +140,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         warm = warm_start(model.net, str(cfg.init_from), OmegaConf.select(cfg, "logger.mlflow.tracking_uri"))
     callbacks = instantiate_group(cfg.get("callbacks"))
     loggers = instantiate_group(cfg.get("logger"))
+    sync_batchnorm_where_it_runs(cfg.trainer)
     trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     object_dict = {
         "cfg": cfg,
@@ -170,7 +172,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
                 log.warning("no best checkpoint: testing the current weights")
             trainer.test(model=model, datamodule=datamodule, ckpt_path=best or None, weights_only=False)
             metric_dict.update(trainer.callback_metrics)
-        if cfg.get("register") and mlflow_logger is not None:
+        if cfg.get("register") and mlflow_logger is not None and trainer.is_global_zero:
             from vessel_lightning.tracking.registry import register
 
             name, alias = cfg.registry.name, cfg.registry.get("alias")
@@ -182,6 +184,13 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
             logger.finalize(status)
     metric_dict = {k: float(v) for k, v in metric_dict.items()}
     return metric_dict, object_dict
+
+
+def _rank_zero() -> bool:
+    # DDP's extra processes run this module again with LOCAL_RANK/RANK set: only the first one writes files.
+    from lightning.pytorch.utilities import rank_zero_only
+
+    return getattr(rank_zero_only, "rank", 0) == 0
 
 
 def write_resolved_config(cfg: DictConfig) -> str:
@@ -228,8 +237,11 @@ def main(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
+    from vessel_lightning.training.ddp import ddp_job
+
     try:
-        metric_dict, _ = train(cfg)
+        with ddp_job():  # under a multirun, DDP's extra processes run this job alone, in its folder
+            metric_dict, _ = train(cfg)
         return metric_value(metric_dict, cfg.get("optimized_metric"))
     except Exception:
         if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:

@@ -111,11 +111,27 @@ class VesselSegmenter(LightningModule):
     def _log_loss(
         self, stage: str, loss: torch.Tensor, parts: Mapping[str, torch.Tensor], batch_size: int
     ) -> None:
-        # Epoch means only: on_step would rename the key to "<stage>/loss_epoch" in the loggers.
-        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=batch_size)
+        # Epoch means only: on_step would rename the key to "<stage>/loss_epoch" in the loggers. Under DDP the
+        # epoch means are averaged over the processes (one reduction per epoch; nothing without DDP).
+        self.log(
+            f"{stage}/loss",
+            loss,
+            on_step=False,
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=batch_size,
+            sync_dist=True,
+        )
         if len(parts) > 1:
             for name, value in parts.items():
-                self.log(f"{stage}/loss_{name}", value, on_step=False, on_epoch=True, batch_size=batch_size)
+                self.log(
+                    f"{stage}/loss_{name}",
+                    value,
+                    on_step=False,
+                    on_epoch=True,
+                    batch_size=batch_size,
+                    sync_dist=True,
+                )
 
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
         loss, parts, logits = self._step(batch)
@@ -168,6 +184,7 @@ class VesselSegmenter(LightningModule):
             hist = hist.sum(0) if hist.dim() == 3 else hist  # summed over processes under DDP
             threshold, f1 = best_f1_threshold(hist[0].cpu().numpy(), hist[1].cpu().numpy())
             self.val_threshold.fill_(threshold)
+            # From the histograms of all processes: the same value on every rank, nothing left to reduce.
             self.log("val/threshold", threshold, sync_dist=False)
             self.log("val/f1_tuned", f1, sync_dist=False)
 

@@ -13,13 +13,26 @@ launcher batch, run in parallel by a parallel launcher), ``params`` (``key: "cho
 ``trial_number_key`` (an override that hands each job its trial number, e.g. ``++tags.optuna_trial``).
 Sweep overrides on the command line join the search space; plain ones fix a key, also one from ``params``.
 A job that fails or returns NaN counts as a failed trial.
+
+Several sweepers may work on one study at once (on one machine or many, sharing a database: SQLite on one machine,
+PostgreSQL ``postgresql+psycopg2://user@host/db`` across machines). ``n_trials`` is then the study's total: each
+worker asks for trials under a study-wide lock (a PostgreSQL advisory lock, a file lock beside a SQLite file) and
+only while the study holds fewer, running ones included, so no trial is asked for twice and the total is exact.
+Each worker registers on the study under that lock and seeds its sampler with ``sampler.seed + <its number>``
+(the first worker of a fresh study uses the seed itself, so a single worker reproduces as before; a resumed or
+second worker does not repeat the first one's proposals). Running trials send heartbeats; a trial whose sweeper
+died is marked failed after ``grace_period`` seconds and no longer counts.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
-from collections.abc import Mapping, Sequence
+import threading
+import warnings
+import zlib
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +46,88 @@ from omegaconf import DictConfig, OmegaConf
 log = logging.getLogger(__name__)
 
 RESULTS_FILE = "optimization_results.yaml"  # in the sweep folder, as hydra-optuna-sweeper writes it
+WORKERS_ATTR = "vessel_workers"  # study user attribute: how many sweepers have worked on the study
+DRIVER = "psycopg2"  # the PostgreSQL driver the project pins (psycopg2-binary)
+
+
+def check_storage_url(url: str | None) -> str | None:
+    """Return ``url`` if its database driver is the one installed; a bare ``postgresql://`` (SQLAlchemy's default,
+    psycopg 3) or ``postgres://`` raises ValueError naming the spelling that works."""
+    if url is None:
+        return None
+    scheme, sep, rest = str(url).partition("://")
+    if sep and scheme in ("postgresql", "postgres"):
+        raise ValueError(
+            f"hydra.sweeper.storage={url}: write postgresql+{DRIVER}://{rest} (a bare {scheme}:// asks SQLAlchemy for"
+            f" another driver than the one installed, {DRIVER}-binary)"
+        )
+    return str(url)
+
+
+@contextlib.contextmanager
+def study_lock(url: str | None, study_name: str) -> Iterator[None]:
+    """Hold a lock over the study ``study_name`` in the database at ``url`` (no lock in memory): a PostgreSQL
+    advisory lock, or a file lock beside a SQLite file. Other databases get no lock (a warning says so)."""
+    if url is None:
+        yield
+        return
+    scheme = url.split("://", 1)[0]
+    if scheme.startswith("sqlite"):
+        from filelock import FileLock
+
+        database = url.split(":///", 1)[1] if ":///" in url else ""
+        if not database or database == ":memory:":
+            yield
+            return
+        with FileLock(f"{database}.lock"):
+            yield
+        return
+    if scheme.startswith("postgresql"):
+        import sqlalchemy
+
+        key = zlib.crc32(f"vessel-optuna:{study_name}".encode()) - 2**31  # a signed 32-bit advisory lock key
+        engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+        try:
+            with engine.connect() as connection:
+                connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": key})
+                try:
+                    yield
+                finally:
+                    connection.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+        finally:
+            engine.dispose()
+        return
+    log.warning(
+        "no study lock for %s databases: workers may together run a few trials more than n_trials", scheme
+    )
+    yield
+
+
+class Heartbeats:
+    """Records a heartbeat for each trial in flight every ``interval`` seconds, in a background thread."""
+
+    def __init__(self, storage: Any, trials: Sequence[Any], interval: float) -> None:
+        self.storage, self.trials, self.interval = storage, list(trials), interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="optuna-heartbeats", daemon=True)
+
+    def _run(self) -> None:
+        while True:
+            for trial in self.trials:
+                try:
+                    self.storage.record_heartbeat(trial._trial_id)
+                except Exception:  # a missed beat is not worth a failed sweep; the next one may pass
+                    log.debug("heartbeat of trial %d failed", trial.number, exc_info=True)
+            if self._stop.wait(self.interval):
+                return
+
+    def __enter__(self) -> Heartbeats:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def distribution(override: Override) -> Any:
@@ -101,11 +196,18 @@ class OptunaSweeper(Sweeper):
         n_jobs: int = 1,
         params: Mapping[str, Any] | None = None,
         trial_number_key: str | None = None,
+        heartbeat_interval: int = 30,
+        grace_period: int = 120,
     ) -> None:
         self.sampler_cfg = sampler
         self.direction = direction
         self.study_name = study_name
-        self.storage = storage
+        self.storage = check_storage_url(storage)
+        self.heartbeat_interval = int(heartbeat_interval)
+        self.grace_period = int(grace_period)
+        self.worker: int | None = None
+        self._rdb: Any = None
+        self.sampler_seed: int | None = None
         self.n_trials = int(n_trials)
         self.n_jobs = max(1, int(n_jobs))
         self.params = dict(params or {})
@@ -119,20 +221,66 @@ class OptunaSweeper(Sweeper):
             hydra_context=hydra_context, task_function=task_function, config=config
         )
 
-    def _study(self) -> Any:
+    def _storage(self) -> Any:
+        """The Optuna storage: None (in memory), or a database storage whose running trials send heartbeats."""
+        if self.storage is None:
+            return None
         import optuna
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(
+                self.storage, heartbeat_interval=self.heartbeat_interval, grace_period=self.grace_period
+            )
+
+    def _sampler(self, worker: int) -> Any:
+        """The configured sampler with its seed moved by the worker's number (seed + worker; unseeded stays so)."""
         from hydra.utils import instantiate
 
-        sampler = self.sampler_cfg  # Hydra instantiates the sweeper's nested _target_ nodes already
-        if isinstance(sampler, Mapping | DictConfig):
-            sampler = instantiate(sampler)
-        return optuna.create_study(
-            study_name=self.study_name,
-            storage=self.storage,
-            sampler=sampler,
-            direction=self.direction,
-            load_if_exists=True,
+        # Hydra hands the sweeper its sampler built; the config node is rebuilt with the worker's seed.
+        node = OmegaConf.select(self.config, "hydra.sweeper.sampler") if self.config is not None else None
+        if node is None and isinstance(self.sampler_cfg, Mapping | DictConfig):
+            node = OmegaConf.create(dict(self.sampler_cfg))
+        if node is None or "_target_" not in node:
+            if self.sampler_cfg is not None and worker:
+                log.warning("hydra.sweeper.sampler has no config to re-seed for worker %d", worker)
+            return self.sampler_cfg
+        config = OmegaConf.to_container(node, resolve=True)
+        if config.get("seed") is not None:
+            config["seed"] = int(config["seed"]) + worker
+            self.sampler_seed = config["seed"]
+        return instantiate(config)
+
+    def _study(self) -> Any:
+        """Load or create the study and register this worker on it (under the study lock); the sampler is seeded
+        for the worker's number."""
+        import optuna
+
+        name = self.study_name
+        with study_lock(self.storage, str(name)):
+            # Under the lock: two workers on a fresh database would otherwise both create Optuna's tables.
+            storage = self._rdb = self._storage()
+            study = optuna.create_study(
+                study_name=name, storage=storage, direction=self.direction, load_if_exists=True
+            )
+            self.worker = int(study.user_attrs.get(WORKERS_ATTR, 0))
+            study.set_user_attr(WORKERS_ATTR, self.worker + 1)
+        return optuna.load_study(
+            study_name=study.study_name, storage=storage, sampler=self._sampler(self.worker)
         )
+
+    def _ask(self, study: Any, space: Mapping[str, Any]) -> list[Any]:
+        """Ask for up to ``n_jobs`` trials, only as many as the study lacks of ``n_trials`` (running ones count),
+        under the study lock; trials of dead workers are failed first."""
+        from optuna.storages import fail_stale_trials
+        from optuna.trial import TrialState
+
+        counted = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED, TrialState.RUNNING)
+        with study_lock(self.storage, study.study_name):
+            if self.storage is not None:
+                fail_stale_trials(study)
+            held = len(study.get_trials(deepcopy=False, states=counted))
+            return [study.ask(space) for _ in range(max(0, min(self.n_jobs, self.n_trials - held)))]
 
     def sweep(self, arguments: list[str]) -> list[Any]:
         """Run trials until the study has ``n_trials`` finished (complete, failed or pruned) ones; return the
@@ -145,26 +293,28 @@ class OptunaSweeper(Sweeper):
             raise ValueError("the Optuna sweeper has nothing to search: hydra.sweeper.params is empty")
         study = self._study()
         finished = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
-        done = len(study.get_trials(deepcopy=False, states=finished))
         log.info(
-            "Optuna study %r (%s): %d of %d trials done; searching %s",
+            "Optuna study %r (%s): %d of %d trials done; worker %d, sampler seed %s; searching %s",
             study.study_name,
             self.storage or "in memory",
-            done,
+            len(study.get_trials(deepcopy=False, states=finished)),
             self.n_trials,
+            self.worker,
+            self.sampler_seed,
             ", ".join(space),
         )
         returns: list[Any] = []
         job_idx = 0
-        while done < self.n_trials:
-            trials = [study.ask(space) for _ in range(min(self.n_jobs, self.n_trials - done))]
+        while trials := self._ask(study, space):
             batch = []
             for trial in trials:
                 overrides = [*fixed, *(f"{k}={as_override_value(v)}" for k, v in trial.params.items())]
                 if self.trial_number_key:
                     overrides.append(f"{self.trial_number_key}={trial.number}")
                 batch.append(tuple(overrides))
-            results = self.launcher.launch(batch, initial_job_idx=job_idx)
+            beats = Heartbeats(self._rdb, trials, self.heartbeat_interval) if self.storage else None
+            with beats or contextlib.nullcontext():
+                results = self.launcher.launch(batch, initial_job_idx=job_idx)
             job_idx += len(batch)
             for trial, result in zip(trials, results, strict=True):
                 try:
@@ -180,7 +330,6 @@ class OptunaSweeper(Sweeper):
                 else:
                     study.tell(trial, value)
             returns.extend(results)
-            done += len(trials)
         self._report(study)
         return returns
 
@@ -197,6 +346,8 @@ class OptunaSweeper(Sweeper):
             "study_name": study.study_name,
             "storage": self.storage,
             "n_trials": len(study.trials),
+            "worker": self.worker,
+            "sampler_seed": self.sampler_seed,
             "best_trial": best.number,
             "best_value": best.value,
             "best_params": dict(best.params),
