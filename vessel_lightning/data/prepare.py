@@ -31,6 +31,7 @@ from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -286,6 +287,7 @@ def _locked(target: Path) -> Iterator[None]:
     pool workers and dies with this process. Elsewhere (Windows, no ``fcntl``): ``filelock``'s lock.
     """
     lock_path = target.parent / f".{target.name}.lock"
+    fcntl: ModuleType | None
     try:
         import fcntl
     except ImportError:
