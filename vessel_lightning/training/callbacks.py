@@ -138,7 +138,7 @@ class BatchNormRecalibration(Callback):
                     image = image.contiguous(memory_format=torch.channels_last)
                 yield image
 
-        seen = recalibrate_batchnorm(pl_module.net, images())
+        seen = recalibrate_batchnorm(pl_module.get_submodule("net"), images())
         log.debug("BatchNorm statistics re-estimated over %d training batches", seen)
 
 
@@ -161,14 +161,15 @@ class ServingCost(Callback):
 
         if trainer.global_rank != 0 or self.repeats < 1:
             return
-        network = copy.deepcopy(pl_module.net).float().cpu().to(memory_format=torch.channels_last)
+        net = pl_module.get_submodule("net")
+        network = copy.deepcopy(net).float().cpu().to(memory_format=torch.channels_last)
         metrics = {
             "cost/size": float(self.size),
             "cost/gflop": gflop(network, self.size, self.size),
             "cost/cpu_ms": forward_ms(network, self.size, self.size, self.repeats),
         }
         if pl_module.device.type == "cuda":
-            metrics["cost/gpu_ms"] = forward_ms(pl_module.net, self.size, self.size, self.repeats, "cuda")
+            metrics["cost/gpu_ms"] = forward_ms(net, self.size, self.size, self.repeats, "cuda")
         log.info("serving cost at %d²: %s", self.size, {k: round(v, 2) for k, v in metrics.items()})
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=trainer.global_step)
