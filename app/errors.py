@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -19,7 +20,7 @@ from app.upload import UploadError
 log = logging.getLogger("vessel_serve")
 
 
-def error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+def error(status: int, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
     """The JSON error answer: ``{"detail": message}``."""
     return JSONResponse({"detail": message}, status_code=status, headers=headers)
 

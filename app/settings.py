@@ -181,7 +181,8 @@ def _environment_fields() -> dict[str, Any]:
     """:class:`Settings`' fields (types, bounds, validators and defaults: one definition) for pydantic-settings,
     each read from :meth:`Settings.env_name`."""
     fields: dict[str, Any] = {}
-    for name, info in Settings.__pydantic_fields__.items():
+    # A pydantic dataclass carries __pydantic_fields__; mypy sees a plain dataclass.
+    for name, info in Settings.__pydantic_fields__.items():  # type: ignore[attr-defined]
         if name == "fallback_to_torch":  # a library and test knob, not a variable
             continue
         copied = copy.copy(info)
