@@ -47,7 +47,9 @@ class AnnotationError(ValueError):
         self.feature = feature
         self.problem = problem
 
-    def __reduce__(self):  # keyword-only constructor: rebuild faithfully in worker processes
+    def __reduce__(
+        self,
+    ) -> tuple[Any, ...]:  # keyword-only constructor: rebuild faithfully in worker processes
         return (_rebuild_annotation_error, (self.problem, self.source, self.feature))
 
 

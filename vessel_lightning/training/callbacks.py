@@ -4,7 +4,7 @@ BatchNorm recalibration, the trained network's serving cost."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -125,14 +125,15 @@ class BatchNormRecalibration(Callback):
         self.max_batches = max_batches
 
     def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if trainer.sanity_checking or trainer.train_dataloader is None:
+        loader = trainer.train_dataloader
+        if trainer.sanity_checking or loader is None:
             return
         from itertools import islice
 
         from vessel_lightning.models.networks import recalibrate_batchnorm
 
-        def images():
-            for batch in islice(trainer.train_dataloader, self.max_batches):
+        def images() -> Iterator[torch.Tensor]:
+            for batch in islice(loader, self.max_batches):
                 image = batch["image"].to(pl_module.device)
                 if pl_module.hparams.get("channels_last"):
                     image = image.contiguous(memory_format=torch.channels_last)
