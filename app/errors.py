@@ -102,6 +102,7 @@ async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
 def add_exception_handlers(app: FastAPI) -> None:
     """Answer HTTP errors, validation errors, upload limits, unmeasurable maps, slow bodies, hang-ups and surprises
     as the API always has."""
+    # Starlette types a handler as taking any Exception; it calls each with the class it is registered for.
     app.add_exception_handler(StarletteHTTPException, _http)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation)  # type: ignore[arg-type]
     app.add_exception_handler(BodyTooLarge, _too_large)  # type: ignore[arg-type]

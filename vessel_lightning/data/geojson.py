@@ -47,9 +47,8 @@ class AnnotationError(ValueError):
         self.feature = feature
         self.problem = problem
 
-    def __reduce__(
-        self,
-    ) -> tuple[Any, ...]:  # keyword-only constructor: rebuild faithfully in worker processes
+    # A keyword-only constructor: rebuild faithfully in worker processes.
+    def __reduce__(self) -> tuple[Any, ...]:
         return (_rebuild_annotation_error, (self.problem, self.source, self.feature))
 
 

@@ -362,6 +362,7 @@ def read_manifest(prepared_dir: str | Path) -> dict[str, Any]:
 def _plain(cfg: Any) -> dict[str, Any]:
     from omegaconf import DictConfig, OmegaConf
 
+    # to_container is typed for any config; a DictConfig gives a dict.
     return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)  # type: ignore[return-value]
 
 

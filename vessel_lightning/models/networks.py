@@ -199,6 +199,7 @@ class _Fp32DepthwiseOnCpu:
     saw before. GPU autocast and plain float32 are left alone (cuDNN's half-precision depthwise kernels are fast).
     """
 
+    # A mixin: the convolution class it is mixed into has the forward that mypy cannot see here.
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
             with torch.autocast("cpu", enabled=False):

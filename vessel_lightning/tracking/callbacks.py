@@ -122,7 +122,7 @@ class MlflowArtifacts(Callback):
         self.history = list(state_dict.get("history", []))
 
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if not trainer.is_global_zero or trainer.fast_dev_run:  # type: ignore[attr-defined]  # set by a connector
+        if not trainer.is_global_zero or trainer.fast_dev_run:  # type: ignore[attr-defined]  # Lightning sets it from a connector
             return
         self._save_figure(trainer, pl_module, "predictions_final.png")
         if self.history and importlib.util.find_spec("matplotlib") is not None:
