@@ -7,7 +7,7 @@ PORT ?= 8000
 export VESSEL_DATA_DIR ?= $(CURDIR)/data
 export NEXT_TELEMETRY_DISABLED = 1
 
-.PHONY: help install ui api-types chromium demo test test-python test-fast ui-test lint format clean
+.PHONY: help install ui api-types chromium demo test test-python test-fast ui-test lint typecheck pre-commit format clean
 
 help:
 	@echo "make demo       set everything up, prepare CHASE_DB1, train B0 (~15 min on 2 CPU cores), register and"
@@ -17,7 +17,10 @@ help:
 	@echo "make ui         build the browser UI into ui/out"
 	@echo "make api-types  regenerate ui/src/api/{openapi.json,schema.d.ts} from the API's OpenAPI schema"
 	@echo "make test-fast  Python tests without those marked slow"
-	@echo "make lint       ruff lint and format check, the import layering (lint-imports)"
+	@echo "make lint       the pre-commit hooks on every file (ruff, ruff format, lint-imports, mypy, the UI's API"
+	@echo "                types, codespell), then hadolint and the compose file"
+	@echo "make typecheck  mypy over vessel_lightning/ and app/ (one of the hooks)"
+	@echo "make pre-commit install the hooks into git, so each commit runs them on its files"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -74,14 +77,22 @@ test: test-python ui-test
 test-fast: install
 	$(BIN)/pytest -m "not slow" --durations=15
 
+# The hooks call the pinned tools from the venv (.pre-commit-config.yaml): its bin/ goes first on PATH.
+HOOKS = PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pre-commit run --all-files --show-diff-on-failure
+
 lint: install
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
-	$(BIN)/lint-imports
+	$(HOOKS)
 	$(BIN)/hadolint docker/app.Dockerfile docker/train.Dockerfile
 	@if command -v docker-compose >/dev/null; then docker-compose -f docker/compose.yaml --profile train --profile gpu config -q && echo "docker/compose.yaml: valid"; \
 	 elif docker compose version >/dev/null 2>&1; then docker compose -f docker/compose.yaml --profile train --profile gpu config -q && echo "docker/compose.yaml: valid"; \
 	 else echo "docker compose not installed: docker/compose.yaml not validated (apt-get install docker-compose)"; fi
+
+typecheck: install
+	$(HOOKS) mypy
+
+pre-commit: install
+	$(BIN)/pre-commit install
+	@echo "the hooks call the venv's tools: commit with it active (source $(VENV)/bin/activate)"
 
 format: install
 	$(BIN)/ruff check --fix .

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -19,7 +20,7 @@ from app.upload import UploadError
 log = logging.getLogger("vessel_serve")
 
 
-def error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+def error(status: int, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
     """The JSON error answer: ``{"detail": message}``."""
     return JSONResponse({"detail": message}, status_code=status, headers=headers)
 
@@ -101,6 +102,7 @@ async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
 def add_exception_handlers(app: FastAPI) -> None:
     """Answer HTTP errors, validation errors, upload limits, unmeasurable maps, slow bodies, hang-ups and surprises
     as the API always has."""
+    # Starlette types a handler as taking any Exception; it calls each with the class it is registered for.
     app.add_exception_handler(StarletteHTTPException, _http)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation)  # type: ignore[arg-type]
     app.add_exception_handler(BodyTooLarge, _too_large)  # type: ignore[arg-type]

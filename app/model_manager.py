@@ -186,7 +186,7 @@ class ModelManager:
     def resolve(self) -> str | None:
         """The version the configured alias points at now (None when the URI is not an alias)."""
         name, _, alias = parse_registry_uri(self.settings.model_uri) or (None, None, None)
-        return alias_version(name, alias, self.tracking_uri or None) if alias else None
+        return alias_version(name, alias, self.tracking_uri or None) if name and alias else None
 
     def reload(self, force: bool = False) -> LoadedModel:
         """Load the alias's version if it moved (or ``force``); swap it in; return the current model.

@@ -25,7 +25,8 @@ from app.logs import REQUEST_ID_HEADER, RequestIdMiddleware, logging_config
 from app.metrics import Metrics, MetricsMiddleware, metrics_endpoint
 from app.model_manager import ModelManager
 from app.pool import InferencePool, Pools
-from app.routes import annotations, maps, model, predict, ui
+from app.routes import annotations as annotation_routes
+from app.routes import maps, model, predict, ui
 from app.schemas import MODEL_HEADERS
 from app.settings import Settings, SettingsError
 from vessel_lightning.data.annotations import AnnotationFolderError
@@ -62,11 +63,11 @@ def create_app(settings: Settings | None = None, manager: ModelManager | None = 
     app.state.settings, app.state.manager, app.state.pools = settings, manager, pools
     app.state.metrics = metrics = Metrics(manager, pools)
     # A missing or read-only annotation folder stops the start (AnnotationFolderError names the variable).
-    app.state.annotations = annotations.open_annotations(settings)
-    app.state.worklist = annotations.open_worklist(settings)
+    app.state.annotations = annotation_routes.open_annotations(settings)
+    app.state.worklist = annotation_routes.open_worklist(settings)
     add_exception_handlers(app)
     app.add_api_route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)
-    routers = (model.router, predict.router, maps.router, annotations.router)
+    routers = (model.router, predict.router, maps.router, annotation_routes.router)
     for router in routers:
         app.include_router(router)
     if settings.cors_origins:

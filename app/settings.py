@@ -89,7 +89,7 @@ class Settings:
         30.0  # 0 disables polling (POST /model/reload still works)
     )
     # The fastest backend this CPU runs accurately (inference.auto), or one by name.
-    backend: Annotated[Literal[BACKENDS], BeforeValidator(_lower)] = "auto"  # type: ignore[valid-type]
+    backend: Annotated[Literal[BACKENDS], BeforeValidator(_lower)] = "auto"  # type: ignore[valid-type]  # the names tuple: pydantic reads it, mypy wants literals
     cors_origins: Annotated[tuple[str, ...], NoDecode, BeforeValidator(_origins)] = ()
     ui_dir: Path = DEFAULT_UI_DIR
     workers: OptionalCount = (
@@ -123,7 +123,7 @@ class Settings:
     # auto (CUDA when PyTorch sees a GPU, else CPU), cpu, cuda, cuda:N
     device: Annotated[str, BeforeValidator(_lower), AfterValidator(_device)] = "auto"
     # GPU: auto (= fp16), fp32, fp16, bf16; the CPU backends run fp32
-    precision: Annotated[Literal[PRECISIONS], BeforeValidator(_lower)] = "auto"  # type: ignore[valid-type]
+    precision: Annotated[Literal[PRECISIONS], BeforeValidator(_lower)] = "auto"  # type: ignore[valid-type]  # the names tuple: pydantic reads it, mypy wants literals
     # GPU: torch.compile with CUDA graphs (slower load; see the README's GPU figures)
     compile: Annotated[bool, BeforeValidator(_switch)] = False
     # Dynamic batching of concurrent requests: auto (on for a GPU only), on, off.
@@ -181,7 +181,8 @@ def _environment_fields() -> dict[str, Any]:
     """:class:`Settings`' fields (types, bounds, validators and defaults: one definition) for pydantic-settings,
     each read from :meth:`Settings.env_name`."""
     fields: dict[str, Any] = {}
-    for name, info in Settings.__pydantic_fields__.items():
+    # A pydantic dataclass carries __pydantic_fields__; mypy sees a plain dataclass.
+    for name, info in Settings.__pydantic_fields__.items():  # type: ignore[attr-defined]
         if name == "fallback_to_torch":  # a library and test knob, not a variable
             continue
         copied = copy.copy(info)

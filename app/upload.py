@@ -108,6 +108,7 @@ async def read_file_fields(
     }
     try:
         # A part header may be as long as the body allows: the client's file name is never read.
+        # python-multipart types the callbacks as a TypedDict; this dict holds its keys, built by name.
         parser = MultipartParser(boundary, callbacks, max_header_size=max_bytes)  # type: ignore[arg-type]
         async for chunk in chunks:
             parser.write(chunk)

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
@@ -156,7 +157,7 @@ def measure_vessels(
         float((arc[long_enough] / chord[long_enough] * arc[long_enough]).sum() / arc_sum) if arc_sum else None
     )
     tort_k = float(turning[long_enough].sum() / arc_sum) if arc_sum else None
-    values = {
+    values: dict[str, Any] = {
         "fov_area_px": fov_area,
         "vessel_area_px": vessel_area,
         "area_density": vessel_area / fov_area,

@@ -126,9 +126,9 @@ class ProbabilityHistogram:
 
     def add(self, prob: np.ndarray, target: np.ndarray, fov: np.ndarray | None = None) -> None:
         """Accumulate one image's probabilities (float in [0, 1]) split by its boolean label."""
-        fov = None if fov is None else torch.from_numpy(np.asarray(fov, bool))
+        fov_t = None if fov is None else torch.from_numpy(np.asarray(fov, bool))
         counts = probability_histograms(
-            torch.from_numpy(np.asarray(prob)), torch.from_numpy(np.asarray(target, bool)), fov
+            torch.from_numpy(np.asarray(prob)), torch.from_numpy(np.asarray(target, bool)), fov_t
         )
         self.positive += counts[0].numpy()
         self.negative += counts[1].numpy()

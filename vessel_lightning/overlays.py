@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 from PIL import Image
 
@@ -41,7 +43,7 @@ def error_overlay(
     return out.astype(np.uint8)
 
 
-def save_png(array: np.ndarray, path, max_side: int | None = None) -> None:
+def save_png(array: np.ndarray, path: str | os.PathLike[str], max_side: int | None = None) -> None:
     """Write a uint8 array as PNG, shrunk (area resampling) so its longer side is at most ``max_side``."""
     image = Image.fromarray(array)
     if max_side and max(image.size) > max_side:

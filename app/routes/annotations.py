@@ -132,7 +132,7 @@ def _mask_png(data: bytes, shape: tuple[int, int], max_pixels: int, field: str) 
             f"the mask is {values.shape[1]}x{values.shape[0]} but the photo is {shape[1]}x{shape[0]}: "
             "send a mask of the photo's size",
         )
-    return values.any(axis=2)
+    return np.asarray(values.any(axis=2))
 
 
 def _annotation_mask(data: bytes, shape: tuple[int, int], max_pixels: int) -> np.ndarray:
@@ -196,16 +196,18 @@ def _save(
     )
 
 
+SAVE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"model": AnnotationSaved, "description": "A new version of an existing annotation."},
+    201: {"description": "The photo's first annotation."},
+}
+
+
 @router.post(
     "/annotations",
     dependencies=[Depends(require_api_key)],
     status_code=201,
     response_model=AnnotationSaved,
-    responses={
-        200: {"model": AnnotationSaved, "description": "A new version of an existing annotation."},
-        201: {"description": "The photo's first annotation."},
-    }
-    | errors(400, 401, 408, 413, 415, 422, 503),
+    responses=SAVE_RESPONSES | errors(400, 401, 408, 413, 415, 422, 503),
     openapi_extra=multipart_body(AnnotationUpload),
 )
 async def save_annotation(

@@ -21,7 +21,7 @@ def json_405(app: FastAPI, routers: Sequence[APIRouter]) -> None:
     allowed: dict[str, set[str]] = {}
     for route in [*app.routes, *(route for router in routers for route in router.routes)]:
         if isinstance(route, APIRoute):
-            allowed.setdefault(route.path, set()).update(route.methods)
+            allowed.setdefault(route.path, set()).update(route.methods or ())
     for path, ok in allowed.items():
         endpoint = _not_allowed(", ".join(sorted(ok)))
         app.add_api_route(path, endpoint, methods=sorted(methods - ok), include_in_schema=False)

@@ -241,3 +241,42 @@ def test_the_ui_s_committed_openapi_schema_is_current() -> None:
         "ui/src/api/openapi.json is stale: run `make api-types` (python -m app.openapi_schema --ui, then "
         "npm run api:types in ui/) and commit both files"
     )
+
+
+def test_openapi_check_names_the_stale_ui_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``python -m app.openapi_schema --check`` (the pre-commit hook): 0 when the UI's openapi.json matches the
+    server and its schema.d.ts what openapi-typescript makes of it (run in ui/ on the relative path); else 1."""
+    from app import openapi_schema
+
+    ui = tmp_path / "ui"
+    (ui / "src" / "api").mkdir(parents=True)
+    fake_ts = ui / "node_modules" / ".bin" / "openapi-typescript"
+    fake_ts.parent.mkdir(parents=True)
+    fake_ts.write_text('#!/bin/sh\necho "// generated in $(basename "$PWD") from $1"\n')
+    fake_ts.chmod(0o755)
+    monkeypatch.setattr(openapi_schema, "UI_DIR", ui)
+    monkeypatch.setattr(openapi_schema, "UI_SCHEMA", ui / "src" / "api" / "openapi.json")
+    monkeypatch.setattr(openapi_schema, "UI_TYPES", ui / "src" / "api" / "schema.d.ts")
+    monkeypatch.setattr(openapi_schema, "OPENAPI_TS", fake_ts)
+    monkeypatch.setattr(openapi_schema, "schema_text", lambda: '{"openapi": "3.1.0"}\n')
+
+    (ui / "src" / "api" / "openapi.json").write_text('{"openapi": "3.0.0"}\n')
+    assert openapi_schema.main(["--check"]) == 1
+    assert "ui/src/api/openapi.json and ui/src/api/schema.d.ts: stale" in capsys.readouterr().err
+
+    (ui / "src" / "api" / "openapi.json").write_text('{"openapi": "3.1.0"}\n')
+    (ui / "src" / "api" / "schema.d.ts").write_text("// hand-edited\n")
+    assert openapi_schema.main(["--check"]) == 1
+    assert "ui/src/api/schema.d.ts: stale; run `make api-types`" in capsys.readouterr().err
+
+    (ui / "src" / "api" / "schema.d.ts").write_text("// generated in ui from src/api/openapi.json\n")
+    assert openapi_schema.main(["--check"]) == 0
+    assert "ui/src/api/openapi.json and ui/src/api/schema.d.ts: current" in capsys.readouterr().out
+
+    fake_ts.unlink()  # no node_modules: the types are left to the UI tests, the schema is still compared
+    assert openapi_schema.main(["--check"]) == 0
+    assert "schema.d.ts is left to the UI tests" in capsys.readouterr().err
+    (ui / "src" / "api" / "openapi.json").write_text('{"openapi": "3.0.0"}\n')
+    assert openapi_schema.main(["--check"]) == 1

@@ -54,6 +54,14 @@ def test_search_space_refuses_what_optuna_cannot_search() -> None:
         search_space({"x": "range(5, 5)"}, [])
 
 
+def test_sweeper_refuses_a_direction_optuna_does_not_know() -> None:
+    from hydra_plugins.vessel_optuna_sweeper.optuna_sweeper import OptunaSweeper
+
+    assert OptunaSweeper(direction="minimize").direction == "minimize"
+    with pytest.raises(ValueError, match=r"hydra\.sweeper\.direction.*'maximise'"):
+        OptunaSweeper(direction="maximise")
+
+
 def test_chase_optuna_composes_with_a_seeded_sampler_and_storage_beside_the_store(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -75,7 +75,7 @@ def photo_id(rgb: np.ndarray) -> str:
     if rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ValueError(f"a photo is (H, W, 3) uint8, got shape {rgb.shape}")
     digest = hashlib.sha256(b"%dx%d:" % (rgb.shape[1], rgb.shape[0]))
-    digest.update(memoryview(rgb).cast("B"))
+    digest.update(rgb.data.cast("B"))
     return digest.hexdigest()
 
 
@@ -432,6 +432,9 @@ class AnnotationStore:
                 except UnknownAnnotation:
                     previous = 0
                 version = previous + 1
+                vessel_pixels = int(mask.sum())
+                added = None if model_mask is None else int((mask & ~model_mask).sum())
+                removed = None if model_mask is None else int((model_mask & ~mask).sum())
                 meta = {
                     "id": annotation_id,
                     "version": version,
@@ -441,9 +444,9 @@ class AnnotationStore:
                     "saved_at": _now(),
                     "width": int(shape[1]),
                     "height": int(shape[0]),
-                    "vessel_pixels": int(mask.sum()),
-                    "added": None if model_mask is None else int((mask & ~model_mask).sum()),
-                    "removed": None if model_mask is None else int((model_mask & ~mask).sum()),
+                    "vessel_pixels": vessel_pixels,
+                    "added": added,
+                    "removed": removed,
                     "roi_pixels": None if roi_mask is None else int(roi_mask.sum()),
                     "threshold": threshold,
                     "model": model or {},
@@ -468,9 +471,9 @@ class AnnotationStore:
             id=annotation_id,
             version=version,
             count=self.count(),
-            vessel_pixels=meta["vessel_pixels"],
-            added=meta["added"],
-            removed=meta["removed"],
+            vessel_pixels=vessel_pixels,
+            added=added,
+            removed=removed,
             status=status,
             annotator=annotator,
         )

@@ -118,7 +118,8 @@ def _rim(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     inner[:, :-1] &= mask[:, 1:]
     rim = mask & ~inner
     rim[0], rim[-1], rim[:, 0], rim[:, -1] = False, False, False, False
-    return np.nonzero(rim)
+    rows, cols = np.nonzero(rim)
+    return rows, cols
 
 
 def _fit_circle(rows: np.ndarray, cols: np.ndarray) -> tuple[float, float, float] | None:

@@ -17,7 +17,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -30,6 +30,13 @@ MAX_COORDINATE = 1_000_000
 MAX_COLLECTION_DEPTH = 32
 
 
+class _Where(TypedDict):
+    """Where a geometry sits: AnnotationError's keyword arguments."""
+
+    source: str
+    feature: int
+
+
 class AnnotationError(ValueError):
     """An annotation that cannot be turned into a mask; the message names the file and feature index."""
 
@@ -40,7 +47,8 @@ class AnnotationError(ValueError):
         self.feature = feature
         self.problem = problem
 
-    def __reduce__(self):  # keyword-only constructor: rebuild faithfully in worker processes
+    # A keyword-only constructor: rebuild faithfully in worker processes.
+    def __reduce__(self) -> tuple[Any, ...]:
         return (_rebuild_annotation_error, (self.problem, self.source, self.feature))
 
 
@@ -90,6 +98,7 @@ def _decode(raw: bytes, name: str) -> str:
 
 def _features_of(data: Any, name: str) -> list[dict[str, Any]]:
     """The Features of a parsed GeoJSON document (FeatureCollection, list of Features or one Feature)."""
+    items: Any
     if isinstance(data, list):
         items = data
     elif isinstance(data, dict) and data.get("type") == "FeatureCollection":
@@ -145,7 +154,7 @@ def read_annotation(source: str | Path | dict[str, Any] | Sequence[Any]) -> Anno
     return Annotation(features=_features_of(data, name), name=name)
 
 
-def _check_position(pos: Any, where: dict[str, Any]) -> tuple[float, float]:
+def _check_position(pos: Any, where: _Where) -> tuple[float, float]:
     if not isinstance(pos, list | tuple) or len(pos) < 2:
         raise AnnotationError(f"a position must be [x, y], got {pos!r}", **where)
     x, y = pos[0], pos[1]
@@ -168,13 +177,13 @@ def _check_position(pos: Any, where: dict[str, Any]) -> tuple[float, float]:
     return float(x), float(y)
 
 
-def _check_positions(seq: Any, what: str, where: dict[str, Any]) -> list[tuple[float, float]]:
+def _check_positions(seq: Any, what: str, where: _Where) -> list[tuple[float, float]]:
     if not isinstance(seq, list | tuple):
         raise AnnotationError(f"{what} must be a list of positions", **where)
     return [_check_position(p, where) for p in seq]
 
 
-def _check_ring(ring: Any, where: dict[str, Any]) -> list[tuple[float, float]]:
+def _check_ring(ring: Any, where: _Where) -> list[tuple[float, float]]:
     points = _check_positions(ring, "a polygon ring", where)
     if len(set(points)) < 3:
         raise AnnotationError(
@@ -185,14 +194,14 @@ def _check_ring(ring: Any, where: dict[str, Any]) -> list[tuple[float, float]]:
     return points
 
 
-def _check_list(value: Any, what: str, where: dict[str, Any]) -> list[Any]:
+def _check_list(value: Any, what: str, where: _Where) -> list[Any]:
     if not isinstance(value, list | tuple) or not value:
         raise AnnotationError(f"{what} must be a non-empty list", **where)
     return list(value)
 
 
 def _shapes(
-    geometry: dict[str, Any], where: dict[str, Any], line_width: float, depth: int = 0
+    geometry: dict[str, Any], where: _Where, line_width: float, depth: int = 0
 ) -> Iterator[dict[str, Any]]:
     """Validated GeoJSON polygon dicts for one geometry (lines and points buffered to ``line_width``)."""
     from shapely.geometry import LineString, MultiPoint
@@ -271,7 +280,7 @@ def rasterize_annotation(
     holed: list[list[list[tuple[float, float]]]] = []
     outside: list[int] = []
     for index, feature in enumerate(annotation.features):
-        where = {"source": annotation.name, "feature": index}
+        where: _Where = {"source": annotation.name, "feature": index}
         if feature["geometry"] is None:  # GeoJSON allows unlocated features; they draw nothing
             continue
         shapes = list(_shapes(feature["geometry"], where, line_width))

@@ -35,8 +35,9 @@ def _open(path: Path) -> Image.Image:
     except Image.DecompressionBombError as exc:
         pixels = claimed_pixels(exc)
         claim = f"its header claims {pixels:,} pixels" if pixels else str(exc)
+        limit = f"{2 * Image.MAX_IMAGE_PIXELS:,}" if Image.MAX_IMAGE_PIXELS else "off"
         raise ImageReadError(
-            f"{path}: image too large to decode safely ({claim}; Pillow's limit is {2 * Image.MAX_IMAGE_PIXELS:,})"
+            f"{path}: image too large to decode safely ({claim}; Pillow's limit is {limit})"
         ) from exc
     except (OSError, SyntaxError, ValueError) as exc:  # PIL raises these for truncated / corrupt data
         raise ImageReadError(f"{path}: unreadable or truncated image ({exc})") from exc

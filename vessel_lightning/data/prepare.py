@@ -31,6 +31,7 @@ from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -286,6 +287,7 @@ def _locked(target: Path) -> Iterator[None]:
     pool workers and dies with this process. Elsewhere (Windows, no ``fcntl``): ``filelock``'s lock.
     """
     lock_path = target.parent / f".{target.name}.lock"
+    fcntl: ModuleType | None
     try:
         import fcntl
     except ImportError:
@@ -360,6 +362,7 @@ def read_manifest(prepared_dir: str | Path) -> dict[str, Any]:
 def _plain(cfg: Any) -> dict[str, Any]:
     from omegaconf import DictConfig, OmegaConf
 
+    # to_container is typed for any config; a DictConfig gives a dict.
     return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)  # type: ignore[return-value]
 
 
@@ -438,7 +441,16 @@ def prepare(data_cfg: Any, *, progress: bool = True) -> PrepareSummary:
 
 
 def _build(
-    samples, splits, keys, settings, label_rule, cfg, staging, target, old, progress
+    samples: list[RawSample],
+    splits: Mapping[str, str],
+    keys: Mapping[str, str],
+    settings: dict[str, Any],
+    label_rule: str,
+    cfg: Mapping[str, Any],
+    staging: Path,
+    target: Path,
+    old: Mapping[str, Any] | None,
+    progress: bool,
 ) -> tuple[dict[str, Any], int, list[tuple[str, str]]]:
     """Write every sample into ``staging``; returns the manifest body, how many were processed, and errors."""
     from tqdm.auto import tqdm
@@ -520,13 +532,15 @@ def _build(
     )
 
 
-def _summarise(target: Path, manifest: dict[str, Any], skipped, start: float) -> PrepareSummary:
+def _summarise(
+    target: Path, manifest: dict[str, Any], skipped: list[tuple[str, str]], start: float
+) -> PrepareSummary:
     samples = manifest["samples"]
     return PrepareSummary(
         prepared_dir=target,
         counts={split: sum(s["split"] == split for s in samples) for split in SPLITS},
         mean_vessel_fraction=float(np.mean([s["vessel_fraction"] for s in samples])),
-        skipped=[tuple(s) for s in skipped],
+        skipped=list(skipped),
         warnings=list(manifest.get("warnings", [])),
         outside_features=int(manifest.get("outside_features", 0)),
         reused=len(samples),

@@ -334,6 +334,7 @@ def _main(cfg: Any) -> None:
         DeviceError,
         BackendError,
         BundleError,
+        OSError,
     )
     # An exported folder scored without logging needs no store (and no MLflow: a bare GPU box may lack it).
     store = cfg.log_to_mlflow or not is_exported_model(str(cfg.model_uri))
@@ -346,7 +347,7 @@ def _main(cfg: Any) -> None:
             errors += (MlflowException, RegistryError)
             connect(cfg.tracking_uri)
         evaluate(cfg)
-    except (*errors, OSError) as exc:
+    except errors as exc:
         log.error("vessel-eval: %s", str(exc).splitlines()[0])
         raise SystemExit(1) from None
 

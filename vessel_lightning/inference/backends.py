@@ -104,6 +104,8 @@ def build_backend(
     if device.startswith("cuda"):
         if backend not in ("auto", "torch"):
             raise BackendError(f"backend {backend} runs on the CPU; on {device} the backend is torch")
+        if module is None:
+            raise BackendError(f"on {device} the backend is torch: it needs PyTorch and the network")
         from vessel_lightning.inference.torch_runtime import build_cuda, resolve_device
 
         return build_cuda(

@@ -196,7 +196,7 @@ def calibration_inputs(
     from vessel_lightning.data.images import network_crops, read_rgb
 
     for photo in photos:
-        windows = network_crops(read_rgb(photo), contract.mode, tuple(contract.size), crops)
+        windows = network_crops(read_rgb(photo), contract.mode, contract.size, crops)
         yield (np.stack(windows).transpose(0, 3, 1, 2).astype(np.float32) / 255.0).copy()
 
 

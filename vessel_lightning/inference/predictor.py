@@ -79,8 +79,8 @@ def check_scale(
         raise ValueError(f"scale must be a number or 'auto', not {scale!r}")
     else:
         scale = float(scale)
-    if scale != AUTO and not 0 < scale <= 4:
-        raise ValueError(f"scale {scale:g} must be in (0, 4]")
+        if not 0 < scale <= 4:
+            raise ValueError(f"scale {scale:g} must be in (0, 4]")
     if scale not in (1, AUTO) and contract.mode != "tiles":  # auto is 1 for resize models
         raise ValueError(
             f"scale {scale:g} applies to tile models only; this {contract.mode} model always sees its "
@@ -308,10 +308,7 @@ class Predictor:
     def _predict(self, rgb: np.ndarray, scale: float) -> np.ndarray:
         height, width = rgb.shape[:2]
         tiles = self.contract.mode == "tiles"
-        if tiles:
-            size = (max(1, round(height * scale)), max(1, round(width * scale)))
-        else:
-            size = tuple(self.contract.size)
+        size = (max(1, round(height * scale)), max(1, round(width * scale))) if tiles else self.contract.size
         ops = self.ops
         image = ops.upload(resize_image(rgb, size))
         with ops.context():

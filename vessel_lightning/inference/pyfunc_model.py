@@ -15,6 +15,7 @@ from typing import Any
 
 import mlflow
 import numpy as np
+from mlflow.pyfunc import PythonModel
 
 OUTPUTS = ("probability", "mask")
 
@@ -40,7 +41,7 @@ def as_rgb_uint8(model_input: Any) -> np.ndarray:
     raise ValueError(f"expected a numeric RGB array, got dtype {array.dtype}")
 
 
-class VesselPyfuncModel(mlflow.pyfunc.PythonModel):
+class VesselPyfuncModel(PythonModel):
     """Builds the network from the bundle's plain config and weights; predicts through the project's Predictor."""
 
     def load_context(self, context: Any) -> None:

@@ -122,7 +122,8 @@ class CudaNetwork(nn.Module):
         self.precision = precision
         self.dtype = DTYPES[precision]
         self.compiled = compile
-        network = network.to(device=device, dtype=self.dtype, memory_format=torch.channels_last).eval()
+        # Module.to takes memory_format beside device and dtype; torch's overloads leave that combination out.
+        network = network.to(device=device, dtype=self.dtype, memory_format=torch.channels_last).eval()  # type: ignore[call-overload]
         self.network = torch.compile(network, mode="reduce-overhead", dynamic=False) if compile else network
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:

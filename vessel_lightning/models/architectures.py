@@ -73,6 +73,7 @@ class TransformerBottleneck(nn.Module):
         self.norm = nn.LayerNorm(hidden_size)
         self.proj_out = nn.Conv2d(hidden_size, channels, kernel_size=1)
         nn.init.zeros_(self.proj_out.weight)
+        assert self.proj_out.bias is not None  # Conv2d's bias=True
         nn.init.zeros_(self.proj_out.bias)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:

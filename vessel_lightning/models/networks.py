@@ -28,6 +28,9 @@ class NormalizedSegmenter(nn.Module):
     The mean and std are buffers, so they travel with the state dict and no caller can get preprocessing wrong.
     """
 
+    mean: torch.Tensor  # buffers, registered in __init__
+    std: torch.Tensor
+
     def __init__(self, model: nn.Module, mean: Sequence[float], std: Sequence[float]) -> None:
         super().__init__()
         self.model = model
@@ -242,6 +245,7 @@ class _Fp32DepthwiseOnCpu:
     saw before. GPU autocast and plain float32 are left alone (cuDNN's half-precision depthwise kernels are fast).
     """
 
+    # A mixin: the convolution class it is mixed into has the forward that mypy cannot see here.
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
             with torch.autocast("cpu", enabled=False):
@@ -340,21 +344,21 @@ def build_network(
     # Weights come from resolve_encoder_weights (the cache, or our own download into it) and load below: smp itself
     # is never asked to download (its retries take ~25 s offline).
     if arch == "transunet":
-        model = TransUNet(encoder_name=encoder_name, classes=1, **kwargs)
+        network = TransUNet(encoder_name=encoder_name, classes=1, **kwargs)
     else:
         import segmentation_models_pytorch as smp
 
-        model = smp.create_model(
+        network = smp.create_model(
             arch, encoder_name=encoder_name, encoder_weights=None, in_channels=3, classes=1, **kwargs
         )
     drop_classifier_leftovers(model.encoder)
     if weights_file is not None:
-        model.encoder.load_state_dict(_load_state_dict_file(weights_file))
+        network.encoder.load_state_dict(_load_state_dict_file(weights_file))
     if bn_momentum is not None:
-        set_batchnorm_momentum(model.encoder, bn_momentum)
+        set_batchnorm_momentum(network.encoder, bn_momentum)
     params = preprocessing_params(encoder_name, encoder_weights)
     return NormalizedSegmenter(
-        model, mean if mean is not None else params["mean"], std if std is not None else params["std"]
+        network, mean if mean is not None else params["mean"], std if std is not None else params["std"]
     )
 
 

@@ -80,7 +80,7 @@ def load_logged_model(model_uri: str) -> tuple[nn.Module, ModelContract, ModelIn
     contract = require_contract(info.metadata, model_uri)
     network = _load_logged_network(model_uri, info.flavors)
     name, version, alias = parse_registry_uri(model_uri) or (None, None, None)
-    if alias:
+    if name and alias:  # parse_registry_uri gives an alias only with a name
         version = alias_version(name, alias)
     elapsed = time.perf_counter() - start
     return (
@@ -166,7 +166,7 @@ def describe_logged_model(model_uri: str) -> tuple[ModelContract, ModelInfo]:
     info = mlflow.models.get_model_info(model_uri)
     contract = require_contract(info.metadata, model_uri)
     name, version, alias = parse_registry_uri(model_uri) or (None, None, None)
-    if alias:
+    if name and alias:
         version = alias_version(name, alias)
     elapsed = round(time.perf_counter() - start, 3)
     return contract, ModelInfo(model_uri, name, version, alias, info.run_id, elapsed)

@@ -42,7 +42,7 @@ def validation_crops(datamodule: Any, contract: ModelContract, count: int) -> li
     per_photo = max(1, -(-count // len(samples)))  # spread over as many photos as there are
     for sample in samples:
         rgb = read_rgb(Path(prepared) / sample["image"])
-        crops += network_crops(rgb, contract.mode, tuple(contract.size), per_photo)
+        crops += network_crops(rgb, contract.mode, contract.size, per_photo)
         if len(crops) >= count:
             break
     return crops[:count]
@@ -122,7 +122,7 @@ class MlflowArtifacts(Callback):
         self.history = list(state_dict.get("history", []))
 
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if not trainer.is_global_zero or trainer.fast_dev_run:
+        if not trainer.is_global_zero or trainer.fast_dev_run:  # type: ignore[attr-defined]  # Lightning sets it from a connector
             return
         self._save_figure(trainer, pl_module, "predictions_final.png")
         if self.history and importlib.util.find_spec("matplotlib") is not None:
@@ -130,7 +130,7 @@ class MlflowArtifacts(Callback):
             self._log_file(trainer, curves, "figures")
         elif self.history:  # a bare GPU box may lack it; the curves are in the logged metrics anyway
             log.warning("matplotlib is not installed: learning_curves.png not drawn")
-        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        best = getattr(trainer.checkpoint_callback, "best_model_path", "")  # "" without a ModelCheckpoint
         if best and self.log_best_checkpoint:
             self._log_file(trainer, Path(best), "checkpoints")
         self._export_network(trainer, pl_module, best)
@@ -157,7 +157,9 @@ class MlflowArtifacts(Callback):
         if self.log_model and logger is not None:
             from vessel_lightning.tracking.model_logging import log_network_file  # imports mlflow
 
-            crops = validation_crops(trainer.datamodule, contract, self.calibration_crops)
+            datamodule = getattr(trainer, "datamodule", None)
+            crops = validation_crops(datamodule, contract, self.calibration_crops)
+            assert logger.run_id is not None  # the logger's run exists once it has logged
             log_network_file(path, contract, logger.run_id, calibration=crops)
 
     @staticmethod
@@ -166,7 +168,8 @@ class MlflowArtifacts(Callback):
         from vessel_lightning.contract import ModelContract
         from vessel_lightning.data.prepare import size_hw
 
-        data = getattr(trainer.datamodule, "cfg", None) or {}
+        datamodule = getattr(trainer, "datamodule", None)
+        data = getattr(datamodule, "cfg", None) or {}
         ckpt = trainer.checkpoint_callback
         score = getattr(ckpt, "best_model_score", None) if ckpt else None
         metrics = {"val/f1": float(score)} if score is not None else {}
@@ -179,7 +182,7 @@ class MlflowArtifacts(Callback):
             dataset=str(data.get("name", "")),
             metrics=metrics,
             split={k: float(data[k]) for k in ("val_fraction", "test_fraction", "seed") if k in data},
-            fov_diameter=training_fov_diameter(trainer.datamodule),
+            fov_diameter=training_fov_diameter(datamodule),
         )
 
 
@@ -213,7 +216,8 @@ class DatasetInputs(Callback):
         if logger is None or not trainer.is_global_zero or not manifest or "fingerprint" not in manifest:
             return
         inputs = [dataset_input(manifest)]
-        mixed = datamodule.cfg.get("mix_with") if hasattr(datamodule, "cfg") else None
+        data = getattr(datamodule, "cfg", None)
+        mixed = data.get("mix_with") if data is not None else None
         if mixed:
             from vessel_lightning.data.prepare import read_manifest
 

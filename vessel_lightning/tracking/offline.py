@@ -96,7 +96,7 @@ def import_job(
     """Create one MLflow run from a job folder and return its run id (see the module docstring)."""
     from mlflow.entities import Metric
     from mlflow.tracking import MlflowClient
-    from omegaconf import OmegaConf
+    from omegaconf import DictConfig, OmegaConf
 
     from vessel_lightning.contract import ModelContract
     from vessel_lightning.models.networks import load_network
@@ -107,6 +107,8 @@ def import_job(
 
     job = JobFolder.find(job_dir)
     cfg = OmegaConf.load(job.config)
+    if not isinstance(cfg, DictConfig):
+        raise ImportRunError(f"{job.config}: not a run config (a YAML mapping)")
     contract = ModelContract.read(job.contract)
     load_network(job.network)  # fails here, before a run exists, if the file is unreadable
     metrics = read_metrics(job.metrics)

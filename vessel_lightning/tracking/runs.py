@@ -69,8 +69,9 @@ class PrepareTrackingStore(Callback):
         self._prepared = self._prepare(config)
 
     def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
-        if getattr(self, "_prepared", None):
-            print(browse_hint(*self._prepared), file=sys.stderr)
+        prepared = getattr(self, "_prepared", None)
+        if prepared:
+            print(browse_hint(*prepared), file=sys.stderr)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_id = uuid.uuid4().hex[:12]

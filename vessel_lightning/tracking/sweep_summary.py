@@ -132,7 +132,7 @@ def plot(table: SweepTable, path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [m for m in ("cost/cpu_ms", "cost/gflop") if m in table.metrics] or ["trial"]
+    panels: list[str] = [m for m in ("cost/cpu_ms", "cost/gflop") if m in table.metrics] or ["trial"]
     sizes = {int(r["cost/size"]) for r in table.rows if r.get("cost/size")}
     at = f" at {sizes.pop()}²" if len(sizes) == 1 else ""
     labels = {"cost/cpu_ms": f"CPU forward{at} (ms, median)", "cost/gflop": f"GFLOP{at}"}

@@ -176,6 +176,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
             from vessel_lightning.tracking.registry import register
 
             name, alias = cfg.registry.name, cfg.registry.get("alias")
+            assert mlflow_logger.run_id is not None  # the logger's run exists once it has logged
             version = register(mlflow_logger.run_id, name, alias)
             log.info("registered %s version %s%s", name, version, f" ({alias})" if alias else "")
         status = "success"

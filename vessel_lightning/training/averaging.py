@@ -24,6 +24,7 @@ validation; this subclass makes it agree with the rest of the training loop:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -38,7 +39,7 @@ def warmed_decay(decay: float, updates: int) -> float:
     return min(decay, (1.0 + updates) / (10.0 + updates))
 
 
-def ema_with_warm_up(decay: float):
+def ema_with_warm_up(decay: float) -> Callable[[list[Tensor], list[Tensor], Tensor | int], None]:
     """An ``AveragedModel`` ``multi_avg_fn``: every tensor moves towards the current one by ``1 - warmed_decay``."""
 
     def update(averaged: list[Tensor], current: list[Tensor], num_averaged: Tensor | int) -> None:

@@ -86,7 +86,7 @@ class TimeBudget(Callback):
         self._last_epoch_s: float | None = None
 
     def _timer(self, trainer: Trainer) -> Timer:
-        timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
+        timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)  # type: ignore[attr-defined]  # Lightning sets it from a connector
         if timer is None or timer.time_remaining() is None:
             raise ValueError(
                 "callbacks.time_budget needs trainer.max_time (e.g. trainer.max_time=00:00:13:00): "
@@ -165,7 +165,7 @@ class TimeBudget(Callback):
     def _report(self, trainer: Trainer) -> BudgetReport:
         timer = self._timer(trainer)
         elapsed = timer.time_elapsed()
-        early = next((c for c in trainer.callbacks if isinstance(c, EarlyStopping)), None)
+        early = next((c for c in trainer.callbacks if isinstance(c, EarlyStopping)), None)  # type: ignore[attr-defined]  # Lightning sets it from a connector
         if self.stopped_early:
             stopped_by = "time budget"
         elif (timer.time_remaining() or 0.0) <= 0:

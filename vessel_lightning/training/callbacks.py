@@ -4,7 +4,7 @@ BatchNorm recalibration, the trained network's serving cost."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -125,20 +125,21 @@ class BatchNormRecalibration(Callback):
         self.max_batches = max_batches
 
     def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if trainer.sanity_checking or trainer.train_dataloader is None:
+        loader = trainer.train_dataloader
+        if trainer.sanity_checking or loader is None:
             return
         from itertools import islice
 
         from vessel_lightning.models.networks import recalibrate_batchnorm
 
-        def images():
-            for batch in islice(trainer.train_dataloader, self.max_batches):
+        def images() -> Iterator[torch.Tensor]:
+            for batch in islice(loader, self.max_batches):
                 image = batch["image"].to(pl_module.device)
                 if pl_module.hparams.get("channels_last"):
                     image = image.contiguous(memory_format=torch.channels_last)
                 yield image
 
-        seen = recalibrate_batchnorm(pl_module.net, images())
+        seen = recalibrate_batchnorm(pl_module.get_submodule("net"), images())
         log.debug("BatchNorm statistics re-estimated over %d training batches", seen)
 
 
@@ -161,14 +162,15 @@ class ServingCost(Callback):
 
         if trainer.global_rank != 0 or self.repeats < 1:
             return
-        network = copy.deepcopy(pl_module.net).float().cpu().to(memory_format=torch.channels_last)
+        net = pl_module.get_submodule("net")
+        network = copy.deepcopy(net).float().cpu().to(memory_format=torch.channels_last)
         metrics = {
             "cost/size": float(self.size),
             "cost/gflop": gflop(network, self.size, self.size),
             "cost/cpu_ms": forward_ms(network, self.size, self.size, self.repeats),
         }
         if pl_module.device.type == "cuda":
-            metrics["cost/gpu_ms"] = forward_ms(pl_module.net, self.size, self.size, self.repeats, "cuda")
+            metrics["cost/gpu_ms"] = forward_ms(net, self.size, self.size, self.repeats, "cuda")
         log.info("serving cost at %d²: %s", self.size, {k: round(v, 2) for k, v in metrics.items()})
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=trainer.global_step)

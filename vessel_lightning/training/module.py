@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 from lightning import LightningModule
+from lightning.pytorch.utilities.types import OptimizerLRScheduler
 from torchmetrics import MaxMetric, MetricCollection
 from torchmetrics.classification import BinaryF1Score, BinaryJaccardIndex, BinaryPrecision, BinaryRecall
 
@@ -51,6 +52,8 @@ class VesselSegmenter(LightningModule):
     Batches are dicts with ``image`` [B, 3, H, W] in [0, 1], ``mask`` and ``fov`` [B, 1, H, W] in {0, 1}.
     Everything it is built from is a plain value or a torch partial, so a checkpoint reloads by itself.
     """
+
+    val_threshold: torch.Tensor  # a buffer, registered in __init__
 
     def __init__(
         self,
@@ -99,7 +102,7 @@ class VesselSegmenter(LightningModule):
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """Take float images [N, 3, H, W] in [0, 1]; return logits [N, 1, H, W]."""
-        if self.hparams.channels_last:
+        if self.hparams["channels_last"]:
             image = image.contiguous(memory_format=torch.channels_last)
         return self.net(image)
 
@@ -142,7 +145,7 @@ class VesselSegmenter(LightningModule):
             torch.sigmoid(logits.detach()),
             batch["mask"],
             self._fov(batch),
-            self.hparams.threshold,
+            self.hparams["threshold"],
         )
         self.log_dict(self.train_metrics, on_step=False, on_epoch=True, batch_size=n)
         return loss
@@ -152,11 +155,11 @@ class VesselSegmenter(LightningModule):
         n = batch["image"].shape[0]
         probs = torch.sigmoid(logits)
         self._log_loss("val", loss, parts, n)
-        update_in_fov(self.val_metrics, probs, batch["mask"], self._fov(batch), self.hparams.threshold)
+        update_in_fov(self.val_metrics, probs, batch["mask"], self._fov(batch), self.hparams["threshold"])
         self.log_dict(self.val_metrics, on_step=False, on_epoch=True, prog_bar=True, batch_size=n)
         self._update_threshold_histograms(probs, batch["mask"], self._fov(batch))
         if batch_idx == 0:
-            k = self.hparams.num_samples
+            k = self.hparams["num_samples"]
             self.val_samples = {
                 "image": batch["image"][:k].detach().float().cpu(),
                 "mask": batch["mask"][:k].detach().float().cpu(),
@@ -181,6 +184,7 @@ class VesselSegmenter(LightningModule):
         self.log("val/f1_best", self.val_f1_best.compute(), prog_bar=True, sync_dist=True)
         if self._val_hist is not None:
             hist = self.all_gather(self._val_hist)
+            assert isinstance(hist, torch.Tensor)  # a tensor gathered is a tensor
             hist = hist.sum(0) if hist.dim() == 3 else hist  # summed over processes under DDP
             threshold, f1 = best_f1_threshold(hist[0].cpu().numpy(), hist[1].cpu().numpy())
             self.val_threshold.fill_(threshold)
@@ -193,7 +197,11 @@ class VesselSegmenter(LightningModule):
         n = batch["image"].shape[0]
         self._log_loss("test", loss, parts, n)
         update_in_fov(
-            self.test_metrics, torch.sigmoid(logits), batch["mask"], self._fov(batch), self.hparams.threshold
+            self.test_metrics,
+            torch.sigmoid(logits),
+            batch["mask"],
+            self._fov(batch),
+            self.hparams["threshold"],
         )
         self.log_dict(self.test_metrics, on_step=False, on_epoch=True, batch_size=n)
 
@@ -213,18 +221,19 @@ class VesselSegmenter(LightningModule):
             checkpoint["encoder_pretrained"] = hparams.get("encoder_weights")
             hparams.update(encoder_weights=None, weights_path=None)
 
-    def configure_optimizers(self) -> dict[str, Any]:
+    def configure_optimizers(self) -> OptimizerLRScheduler:
         """Build the optimizer (and scheduler, when configured) from the partials given at construction."""
-        optimizer = self.hparams.optimizer(params=self.trainer.model.parameters())
-        if self.hparams.scheduler is None:
+        assert self.trainer.model is not None  # the trainer has its model when it asks for the optimizer
+        optimizer = self.hparams["optimizer"](params=self.trainer.model.parameters())
+        if self.hparams["scheduler"] is None:
             return {"optimizer": optimizer}
-        scheduler = self.hparams.scheduler(optimizer=optimizer)
+        scheduler = self.hparams["scheduler"](optimizer=optimizer)
         return {
             "optimizer": optimizer,
             "lr_scheduler": {
                 "scheduler": scheduler,
-                "monitor": self.hparams.scheduler_monitor,
-                "interval": self.hparams.scheduler_interval,
+                "monitor": self.hparams["scheduler_monitor"],
+                "interval": self.hparams["scheduler_interval"],
                 "frequency": 1,
             },
         }

@@ -34,7 +34,7 @@ import warnings
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Override, RangeSweep
@@ -139,11 +139,13 @@ def distribution(override: Override) -> Any:
     if isinstance(value, ChoiceSweep):
         return dist.CategoricalDistribution(list(override.sweep_string_iterator()))
     if isinstance(value, IntervalSweep):
+        assert value.start is not None and value.end is not None  # the override grammar requires both ends
         log_scale = "log" in value.tags
         if "int" in value.tags:
             return dist.IntDistribution(int(value.start), int(value.end), log=log_scale)
         return dist.FloatDistribution(float(value.start), float(value.end), log=log_scale)
     if isinstance(value, RangeSweep):
+        assert value.start is not None and value.stop is not None  # the grammar requires both
         step = value.step
         count = math.ceil((value.stop - value.start) / step)
         if count < 1:
@@ -200,7 +202,11 @@ class OptunaSweeper(Sweeper):
         grace_period: int = 120,
     ) -> None:
         self.sampler_cfg = sampler
-        self.direction = direction
+        if direction not in ("minimize", "maximize"):
+            raise ValueError(f"hydra.sweeper.direction: 'minimize' or 'maximize', got {direction!r}")
+        self.direction: Literal["minimize", "maximize"] = (
+            "minimize" if direction == "minimize" else "maximize"
+        )
         self.study_name = study_name
         self.storage = check_storage_url(storage)
         self.heartbeat_interval = int(heartbeat_interval)
