@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import time
 
+import numpy as np
+
 from app.decode import decode_image
 from app.guard import WorkToken, watched
 from app.measure import (
@@ -21,7 +23,7 @@ from app.measure import (
 from app.model_manager import LoadedModel
 from app.query import PredictOptions
 from app.roi import restrict
-from vessel_lightning.inference.photo import predict_photo
+from vessel_lightning.inference.photo import FieldMode, predict_photo
 from vessel_lightning.inference.predictor import check_scale, probability_png_values, resample_factor
 
 
@@ -43,7 +45,7 @@ def run_prediction(
     field, mode = restrict(field_of_view(rgb, options.fov), options.fov, roi)
     if options.format == "fov":
         return encode_png(field), "image/png", 0.0
-    inside = "none" if mode == "none" else field
+    inside: FieldMode | np.ndarray = "none" if mode == "none" else field
     scale = None  # the served predictor's own rule
     if options.resample is not None:  # the query's, checked against the contract by the route before queueing
         contract = model.predictor.contract

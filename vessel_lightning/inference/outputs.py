@@ -9,15 +9,19 @@ appended to a journal beside it (``.measurements.partial.csv``), so an interrupt
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import os
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from vessel_lightning.inference.photo import FieldMode
 
 FORMATS = ("png", "geojson")
 OUTPUT_SUFFIXES = (".mask.png", ".prob.png", ".overlay.png", ".fov.png")  # ours: never read back as photos
@@ -34,7 +38,7 @@ class OutputSpec:
 
     out: Path
     formats: tuple[str, ...] = ("png",)
-    fov: str = "detect"
+    fov: FieldMode = "detect"
     um_per_pixel: float | None = None
     fov_degrees: float | None = None
 
@@ -57,9 +61,9 @@ def measurement_columns() -> list[str]:
     return [*CSV_LEAD, *keys, ERROR_COLUMN]
 
 
-def write_atomically(path: Path, write: Callable[[Path], None]) -> Path:
-    """Call ``write`` on a temporary file beside ``path`` (same suffix), then move it into place: a reader, or a
-    rerun after a kill, never finds a half-written ``path``."""
+def write_atomically(path: Path, write: Callable[[Path], object]) -> Path:
+    """Call ``write`` on a temporary file beside ``path`` (same suffix; what it returns is ignored), then move it
+    into place: a reader, or a rerun after a kill, never finds a half-written ``path``."""
     temporary = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.tmp{path.suffix}")
     try:
         write(temporary)
@@ -104,7 +108,7 @@ def predict_to_files(
         if "fov" in targets:
             images["fov"] = result.field.astype(np.uint8) * 255
     for kind, array in images.items():
-        write_atomically(targets[kind], lambda path, array=array: save_png(array, path))
+        write_atomically(targets[kind], functools.partial(save_png, array))
     if "geojson" in spec.formats:
         properties = {
             "model": model.get("uri"),

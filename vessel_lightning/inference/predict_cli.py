@@ -275,7 +275,7 @@ def predict_batch(
         raise ValueError(f"engine={engine!r}: one of {', '.join(ENGINES)}")
     if not isinstance(spec, OutputSpec):
         spec = OutputSpec(Path(spec))
-    photos = [Path(p) for p in photos]
+    paths = [Path(p) for p in photos]
     model_uri = model_uri or DEFAULT_MODEL_URI
     try:
         uri = connect(tracking_uri)
@@ -301,8 +301,8 @@ def predict_batch(
     ) as exc:
         raise LoadError(str(exc).splitlines()[0]) from exc
     threshold = predictor.threshold if threshold is None else threshold
-    table = MeasurementsTable(spec, photos, threshold)
-    todo = [p for p in photos if overwrite or not table.complete(p)]
+    table = MeasurementsTable(spec, paths, threshold)
+    todo = [p for p in paths if overwrite or not table.complete(p)]
     try:
         if engine == "ray" and todo:
             from vessel_lightning.inference.ray_engine import ModelSpec, predict_with_ray
@@ -312,7 +312,7 @@ def predict_batch(
             )
             table.add_all(predict_with_ray(todo, spec, model, threshold, actors=actors))
         else:
-            inputs = {p.resolve() for p in photos}
+            inputs = {p.resolve() for p in paths}
             model_info = {"uri": predictor.info.uri, "version": predictor.info.version}
             for photo in tqdm(todo, desc="predict", unit="img"):
                 try:
@@ -324,7 +324,7 @@ def predict_batch(
         csv_path = table.close()
     return BatchSummary(
         predicted=len(todo),
-        skipped=len(photos) - len(todo),
+        skipped=len(paths) - len(todo),
         errors={name: table.rows[name]["error"] for name in table.failed},
         model=predictor.info.uri,
         threshold=threshold,

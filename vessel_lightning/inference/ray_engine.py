@@ -16,7 +16,7 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from vessel_lightning.inference.outputs import OutputSpec, error_row, predict_to_files
 
@@ -56,7 +56,7 @@ class PhotoActor:
         self.inputs = {Path(p) for p in inputs}
         self.model = {"uri": self.predictor.info.uri, "version": self.predictor.info.version}
 
-    def __call__(self, batch: dict[str, Any]) -> dict[str, list[str]]:
+    def __call__(self, batch: dict[str, Any]) -> dict[str, list[str] | list[float]]:
         rows = []
         for name in batch["photo"]:
             photo = Path(str(name))
@@ -103,7 +103,14 @@ def connect(num_cpus: int | None = None) -> dict[str, float]:
     return dict(ray.cluster_resources())
 
 
-def pool_layout(resources: dict[str, float], actors: int | None) -> tuple[int, dict[str, float], int | None]:
+class ActorResources(TypedDict, total=False):
+    """The Ray resources of one actor, as ``map_batches`` takes them."""
+
+    num_cpus: float
+    num_gpus: float
+
+
+def pool_layout(resources: dict[str, float], actors: int | None) -> tuple[int, ActorResources, int | None]:
     """How many actors, the Ray resources of each, and the CPU threads of each (None on GPUs).
 
     GPUs: one actor per GPU (or ``actors``, at most the GPUs). CPUs: ``actors`` (default 2) sharing the cores,

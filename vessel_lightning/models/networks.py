@@ -351,7 +351,7 @@ def build_network(
         network = smp.create_model(
             arch, encoder_name=encoder_name, encoder_weights=None, in_channels=3, classes=1, **kwargs
         )
-    drop_classifier_leftovers(model.encoder)
+    drop_classifier_leftovers(network.encoder)
     if weights_file is not None:
         network.encoder.load_state_dict(_load_state_dict_file(weights_file))
     if bn_momentum is not None:

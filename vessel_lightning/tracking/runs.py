@@ -114,11 +114,12 @@ def task_overrides(node: Any) -> list[str]:
     belongs to the job, and outside a job it cannot be resolved)."""
     if node is None:
         return []
-    return (
-        [str(o) for o in OmegaConf.to_container(node, resolve=False)]
-        if OmegaConf.is_config(node)
-        else list(node)
-    )
+    if not OmegaConf.is_config(node):
+        return list(node)
+    task = OmegaConf.to_container(node, resolve=False)
+    if not isinstance(task, list):
+        raise TypeError(f"hydra.overrides.task: expected a list, got {type(task).__name__}")
+    return [str(o) for o in task]
 
 
 def start_sweep_run(uri: str, experiment_id: str, config: DictConfig, sweep_id: str) -> str:

@@ -98,7 +98,10 @@ def ddp_job() -> Iterator[None]:
             getattr(getattr(__main__, "__spec__", None), "name", None) or "vessel_lightning.tracking.train"
         )
         # As Hydra keeps them (interpolations escaped): the extra process parses them as the command line was.
-        overrides = [str(o) for o in OmegaConf.to_container(hc.overrides.task, resolve=False)]
+        task = OmegaConf.to_container(hc.overrides.task, resolve=False)
+        if not isinstance(task, list):
+            raise TypeError(f"hydra.overrides.task: expected a list, got {type(task).__name__}")
+        overrides = [str(o) for o in task]
         output_dir = str(hc.runtime.output_dir)
         cwd = hc.runtime.cwd
 

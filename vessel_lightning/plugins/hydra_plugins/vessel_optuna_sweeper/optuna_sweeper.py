@@ -252,6 +252,8 @@ class OptunaSweeper(Sweeper):
                 log.warning("hydra.sweeper.sampler has no config to re-seed for worker %d", worker)
             return self.sampler_cfg
         config = OmegaConf.to_container(node, resolve=True)
+        if not isinstance(config, dict):
+            raise TypeError(f"hydra.sweeper.sampler: expected a mapping, got {type(config).__name__}")
         if config.get("seed") is not None:
             config["seed"] = int(config["seed"]) + worker
             self.sampler_seed = config["seed"]
