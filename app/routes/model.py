@@ -38,13 +38,14 @@ async def ready(manager: ManagerDep) -> JSONResponse:
     if model is None:
         detail = "the model is still loading" if manager.error is None else f"no model: {manager.error}"
         return JSONResponse({"ready": False, "detail": detail, "error": manager.error}, status_code=503)
-    return JSONResponse({"ready": True, "model": model.summary()})
+    return JSONResponse({"ready": True, "model": model.summary(), "registry": manager.registry_status()})
 
 
 @router.get("/model", response_model=ModelInfo, responses=errors(503))
-async def model_info(model: LoadedModelDep) -> dict[str, Any]:
-    """Name, version, alias, run id, backend, load time, metrics and contract of the served model."""
-    return model.describe()
+async def model_info(model: LoadedModelDep, manager: ManagerDep) -> dict[str, Any]:
+    """Name, version, alias, run id, backend, load time, metrics and contract of the served model, and whether
+    the registry answers."""
+    return model.describe() | {"registry": manager.registry_status()}
 
 
 @router.post(
@@ -59,4 +60,4 @@ async def reload_model(manager: ManagerDep) -> dict[str, Any]:
         model = await asyncio.to_thread(manager.reload)
     except Exception as exc:
         raise HTTPException(503, f"reload failed: {manager.error or exc}") from exc
-    return model.describe()
+    return model.describe() | {"registry": manager.registry_status()}
