@@ -84,9 +84,9 @@ lint: install
 	$(BIN)/lint-imports
 	$(BIN)/hadolint docker/*.Dockerfile docker/bases/*.Dockerfile
 	@if command -v docker-compose >/dev/null || docker compose version >/dev/null 2>&1; then \
-	  for f in "" "-f docker/compose.cpu-train.yaml" "-f tests/deploy/compose.test.yaml"; do \
-	    $(COMPOSE) -f docker/compose.yaml $$f --profile train --profile gpu config -q || exit 1; \
-	  done; echo "docker/compose.yaml (and its override files): valid"; \
+	  for f in "" "-f tests/deploy/compose.test.yaml"; do \
+	    $(COMPOSE) -f docker/compose.yaml $$f --profile train --profile train-cpu --profile gpu config -q || exit 1; \
+	  done; echo "docker/compose.yaml (and the test's override): valid"; \
 	 else echo "docker compose not installed: docker/compose.yaml not validated (apt-get install docker-compose)"; fi
 
 # --- Docker: images, the stack's end-to-end test ------------------------------------------------------------
@@ -95,7 +95,7 @@ GIT_COMMIT := $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 IMAGE_TAG ?= latest
 # The classic builder (Debian's engine has no buildx); host networking reaches the package registries wherever
 # the host does (a proxy's CA included: docker/bases.sh).
-DOCKER_BUILD = DOCKER_BUILDKIT=0 docker build --network host --build-arg VERSION=$(VERSION) \
+DOCKER_BUILD = DOCKER_BUILDKIT=0 docker build --force-rm --network host --build-arg VERSION=$(VERSION) \
   --build-arg GIT_COMMIT=$(GIT_COMMIT)
 COMPOSE = $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 

@@ -54,7 +54,7 @@ needs_build() {
 build() {
   local tag="$1" file="$2" context="$3" start=$SECONDS
   cp "$CA_BUNDLE" "$context/ca-bundle.crt"
-  docker build --quiet --network host --label "$LABEL" --build-arg "DEBIAN_IMAGE=$DEBIAN_IMAGE" \
+  docker build --quiet --force-rm --network host --label "$LABEL" --build-arg "DEBIAN_IMAGE=$DEBIAN_IMAGE" \
     -f "$here/bases/$file.Dockerfile" -t "$tag" "$context" >"$work/build.log" 2>&1 \
     || { cat "$work/build.log" >&2; echo "bases.sh: building $tag failed" >&2; exit 1; }
   echo "$tag: built in $((SECONDS - start)) s ($(docker image inspect -f '{{.Size}}' "$tag" | awk '{printf "%.0f MB", $1/1e6}'))"

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import yaml
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[2]
@@ -81,9 +82,16 @@ class Stack:
             (secrets_dir / name).write_text(value + "\n")
             # Compose v1 mounts a secret file as it is, and the containers' users are not root.
             (secrets_dir / name).chmod(0o644)
+        # docker/compose.yaml without `ports` (Compose v1 refuses published ports on the host network and an
+        # override cannot remove them) nor `build` (the test uses the images make docker built); all else as is.
+        base = yaml.safe_load((REPO / "docker" / "compose.yaml").read_text())
+        for service in base["services"].values():
+            service.pop("ports", None)
+            service.pop("build", None)
+        (workdir / "compose.yaml").write_text(yaml.safe_dump(base, sort_keys=False))
         self.env = os.environ | {
             "COMPOSE_PROJECT_NAME": PROJECT,
-            "COMPOSE_FILE": "docker/compose.yaml:tests/deploy/compose.test.yaml",
+            "COMPOSE_FILE": f"{workdir / 'compose.yaml'}:{REPO / 'tests' / 'deploy' / 'compose.test.yaml'}",
             "VESSEL_SECRETS_DIR": str(secrets_dir),
             "VESSEL_DATA_DIR": str(data_dir),
             "TEST_PG_PORT": str(self.ports["pg"]),
