@@ -44,10 +44,15 @@ ARG PIP_EXTRA_INDEX_URL
 ARG PIP_FIND_LINKS
 RUN pip install torch==2.14.1 torchvision==0.29.1
 COPY pyproject.toml constraints.txt README.md ./
+# The dependencies from a skeleton of the package first, so a code change rebuilds only the last two layers.
+RUN mkdir -p vessel_lightning/plugins/hydra_plugins app conf \
+    && touch vessel_lightning/__init__.py app/__init__.py \
+    && pip install -c constraints.txt ".[train,serve]" \
+    && pip uninstall -y vessel-lightning && rm -rf vessel_lightning app conf
 COPY vessel_lightning/ vessel_lightning/
 COPY conf/ conf/
 COPY app/ app/
-RUN pip install -c constraints.txt ".[train,serve]"
+RUN pip install --no-deps .
 
 # --- target gpu: CUDA, half precision, dynamic batching ----------------------------------------------------
 # VESSEL_DEVICE=cuda makes a container started without a GPU stop at once with a clear error (not serve on the CPU).
@@ -81,10 +86,15 @@ ARG PIP_INDEX_URL
 ARG PIP_EXTRA_INDEX_URL
 ARG PIP_FIND_LINKS
 COPY pyproject.toml constraints.txt README.md ./
+# The dependencies from a skeleton of the package first, so a code change rebuilds only the last two layers.
+RUN mkdir -p vessel_lightning/plugins/hydra_plugins app conf \
+    && touch vessel_lightning/__init__.py app/__init__.py \
+    && pip install -c constraints.txt ".[serve]" \
+    && pip uninstall -y vessel-lightning && rm -rf vessel_lightning app conf
 COPY vessel_lightning/ vessel_lightning/
 COPY conf/ conf/
 COPY app/ app/
-RUN pip install -c constraints.txt ".[serve]"
+RUN pip install --no-deps .
 COPY --from=ui /src/ui/out/ /srv/vessel/ui/out/
 ENV VESSEL_HOST=0.0.0.0 \
     VESSEL_PORT=8000 \

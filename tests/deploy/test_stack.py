@@ -306,7 +306,7 @@ def reference_mask(
     env = os.environ | {"VESSEL_CACHE_DIR": str(out / "cache"), "NO_PROXY": "*"}
     result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
-    return _mask((out / (Path(PHOTO).stem + ".png")).read_bytes())
+    return _mask((out / f"{Path(PHOTO).stem}.mask.png").read_bytes())
 
 
 def test_app_serves_the_registered_model_like_vessel_predict(
