@@ -43,12 +43,14 @@ ARG PIP_INDEX_URL
 ARG PIP_EXTRA_INDEX_URL
 ARG PIP_FIND_LINKS
 RUN pip install torch==2.14.1 torchvision==0.29.1
-COPY pyproject.toml constraints.txt README.md ./
-# The dependencies from a skeleton of the package first, so a code change rebuilds only the last two layers.
+COPY pyproject.toml constraints.txt ./
+# The dependencies from a skeleton of the package first, so a code (or README) change rebuilds only the layers
+# below this one.
 RUN mkdir -p vessel_lightning/plugins/hydra_plugins app conf \
-    && touch vessel_lightning/__init__.py app/__init__.py \
+    && touch README.md vessel_lightning/__init__.py app/__init__.py \
     && pip install -c constraints.txt ".[train,serve]" \
-    && pip uninstall -y vessel-lightning && rm -rf vessel_lightning app conf
+    && pip uninstall -y vessel-lightning && rm -rf README.md vessel_lightning app conf
+COPY README.md ./
 COPY vessel_lightning/ vessel_lightning/
 COPY conf/ conf/
 COPY app/ app/
@@ -85,12 +87,14 @@ FROM python AS cpu
 ARG PIP_INDEX_URL
 ARG PIP_EXTRA_INDEX_URL
 ARG PIP_FIND_LINKS
-COPY pyproject.toml constraints.txt README.md ./
-# The dependencies from a skeleton of the package first, so a code change rebuilds only the last two layers.
+COPY pyproject.toml constraints.txt ./
+# The dependencies from a skeleton of the package first, so a code (or README) change rebuilds only the layers
+# below this one.
 RUN mkdir -p vessel_lightning/plugins/hydra_plugins app conf \
-    && touch vessel_lightning/__init__.py app/__init__.py \
+    && touch README.md vessel_lightning/__init__.py app/__init__.py \
     && pip install -c constraints.txt ".[serve]" \
-    && pip uninstall -y vessel-lightning && rm -rf vessel_lightning app conf
+    && pip uninstall -y vessel-lightning && rm -rf README.md vessel_lightning app conf
+COPY README.md ./
 COPY vessel_lightning/ vessel_lightning/
 COPY conf/ conf/
 COPY app/ app/
