@@ -119,6 +119,10 @@ def _run_metrics(run_id: str | None, tracking_uri: str) -> dict[str, float]:
         return {}
 
 
+def _one_line(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+
+
 class ModelManager:
     """Owns the current model: loads it in the background, polls the alias, reloads on demand.
 
@@ -135,6 +139,9 @@ class ModelManager:
         self.error: str | None = None
         self.loads = 0  # versions loaded and swapped in (GET /metrics)
         self.load_failures = 0
+        # The last look up of the alias: None before the first (or without an alias), then True or False.
+        self.registry_reachable: bool | None = None
+        self.registry_error: str | None = None
         self._loader = loader
         self._reload_lock = threading.Lock()
         self._stop = threading.Event()
@@ -183,6 +190,27 @@ class ModelManager:
 
             self.tracking_uri = connect(self.settings.tracking_uri)
 
+    def _resolve_recorded(self) -> str | None:
+        """Connect and :meth:`resolve`, recording whether the registry answered when there was an alias to ask
+        about (``registry_status``)."""
+        asks = bool((parse_registry_uri(self.settings.model_uri) or (None, None, None))[2])
+        try:
+            self._connect()
+            version = self.resolve()
+        except Exception as exc:
+            if asks:
+                self.registry_reachable, self.registry_error = False, _one_line(exc)
+            raise
+        if asks:
+            self.registry_reachable, self.registry_error = True, None
+        return version
+
+    def registry_status(self) -> dict[str, Any]:
+        """``reachable`` (null before the first look-up, or for a URI without an alias) and the last ``error``:
+        while the tracking server is down the loaded model keeps serving and this says why no new version can
+        arrive."""
+        return {"reachable": self.registry_reachable, "error": self.registry_error}
+
     def resolve(self) -> str | None:
         """The version the configured alias points at now (None when the URI is not an alias)."""
         name, _, alias = parse_registry_uri(self.settings.model_uri) or (None, None, None)
@@ -195,15 +223,14 @@ class ModelManager:
         """
         with self._reload_lock:
             try:
-                self._connect()
-                version = self.resolve()
+                version = self._resolve_recorded()
                 current = self.current
                 if current is not None and not force and version is not None and version == current.version:
                     return current
                 loaded = self._load(version)
             except Exception as exc:
                 self.load_failures += 1
-                self.error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                self.error = _one_line(exc)
                 raise
             previous, self.current, self.error = self.current, loaded, None
             self.loads += 1

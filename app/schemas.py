@@ -51,11 +51,22 @@ class Health(_Open):
     device: dict[str, Any] = Field(description="What the model runs on: type, name, threads or GPU memory.")
 
 
+class RegistryStatus(_Open):
+    """Whether the model registry answered the last look-up of the served alias."""
+
+    reachable: bool | None = Field(
+        description="False while the tracking server cannot be reached (the loaded model keeps serving); null "
+        "before the first look-up or for a model URI without an alias."
+    )
+    error: str | None = Field(description="Why the last look-up failed, null when it worked.")
+
+
 class Ready(_Open):
     """``GET /ready`` when a model is loaded."""
 
     ready: Literal[True]
     model: ModelSummary
+    registry: RegistryStatus
 
 
 class NotReady(_Open):
@@ -85,6 +96,7 @@ class ModelInfo(_Open):
         description="What the network takes and returns (threshold, size, mode...)."
     )
     inference: dict[str, Any] = Field(description="How photos reach the network: resize or sliding window.")
+    registry: RegistryStatus
 
 
 class FieldOfView(BaseModel):

@@ -23,6 +23,7 @@ from vessel_lightning.inference.settings import BACKENDS, DEVICE_CHOICES, PRECIS
 DEFAULT_UI_DIR = Path(__file__).resolve().parents[1] / "ui" / "out"
 ENV_PREFIX = "VESSEL_"
 TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"  # MLflow's own variable, not a VESSEL_ one
+API_KEY_FILE_ENV = "VESSEL_API_KEY_FILE"  # the key in a file (a Docker or Kubernetes secret)
 
 
 class SettingsError(ValueError):
@@ -82,7 +83,7 @@ class Settings:
     port: Annotated[int, Field(ge=0, le=65535)] = 8000
     model_uri: str = DEFAULT_MODEL_URI
     tracking_uri: str | None = None  # None: $MLFLOW_TRACKING_URI or the embedded store
-    api_key: str | None = None
+    api_key: str | None = None  # or read from the file $VESSEL_API_KEY_FILE names (a secret)
     max_upload_mb: Annotated[float, Field(ge=0.001)] = 20.0
     max_pixels: Annotated[int, Field(ge=1)] = 50_000_000  # a 24 MP fundus camera fits twice; HRF is 8 MP
     reload_interval_s: Annotated[float, Field(ge=0)] = (
@@ -158,17 +159,37 @@ class Settings:
     @classmethod
     def from_env(cls) -> Settings:
         """Settings from ``VESSEL_*`` variables and ``MLFLOW_TRACKING_URI`` (an empty variable means the
-        default); raises one :class:`SettingsError` naming every bad variable."""
+        default), the API key possibly from the file ``VESSEL_API_KEY_FILE`` names; raises one
+        :class:`SettingsError` naming every bad variable."""
         try:
             found = _Environment().model_dump(exclude_unset=True, by_alias=False)
         except ValidationError as exc:
             raise SettingsError(_describe(exc)) from None
+        key_file = os.environ.get(API_KEY_FILE_ENV, "").strip()
+        if key_file:
+            if "api_key" in found:
+                raise SettingsError(f"{ENV_PREFIX}API_KEY and {API_KEY_FILE_ENV} are both set: use one")
+            found["api_key"] = _read_api_key(key_file)
         return cls(**found)
 
     @staticmethod
     def env_name(field: str) -> str:
         """The environment variable of settings field ``field`` (``max_queue`` → ``VESSEL_MAX_QUEUE``)."""
         return TRACKING_URI_ENV if field == "tracking_uri" else ENV_PREFIX + field.upper()
+
+
+def _read_api_key(path: str) -> str:
+    """The API key in file ``path`` (surrounding whitespace, such as the final newline, removed)."""
+    try:
+        key = Path(path).expanduser().read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise SettingsError(f"{API_KEY_FILE_ENV}={path!r}: cannot read the API key: {reason}") from None
+    if not key:
+        raise SettingsError(
+            f"{API_KEY_FILE_ENV}={path!r}: the file is empty (an empty key would accept anyone)"
+        )
+    return key
 
 
 class _EnvironmentBase(BaseSettings):

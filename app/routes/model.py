@@ -42,13 +42,17 @@ async def ready(manager: ManagerDep) -> JSONResponse:
         error = public_text(manager.error) if manager.error is not None else None
         detail = "the model is still loading" if error is None else f"no model: {error}"
         return JSONResponse({"ready": False, "detail": detail, "error": error}, status_code=503)
-    return JSONResponse(public({"ready": True, "model": model.summary()}))
+    return JSONResponse(
+        public({"ready": True, "model": model.summary(), "registry": manager.registry_status()})
+    )
 
 
 @router.get("/model", response_model=ModelInfo, responses=errors(503))
-async def model_info(model: LoadedModelDep) -> dict[str, Any]:
-    """Name, version, alias, run id, backend, load time, metrics and contract of the served model."""
-    return public(model.describe())  # its files by name, size and digest, never by where they lie
+async def model_info(model: LoadedModelDep, manager: ManagerDep) -> dict[str, Any]:
+    """Name, version, alias, run id, backend, load time, metrics and contract of the served model, and whether
+    the registry answers."""
+    # Its files by name, size and digest, never by where they lie.
+    return public(model.describe() | {"registry": manager.registry_status()})
 
 
 @router.post(
@@ -63,4 +67,4 @@ async def reload_model(manager: ManagerDep) -> dict[str, Any]:
         model = await asyncio.to_thread(manager.reload)
     except Exception as exc:
         raise HTTPException(503, public_text(f"reload failed: {manager.error or exc}")) from exc
-    return public(model.describe())
+    return public(model.describe() | {"registry": manager.registry_status()})

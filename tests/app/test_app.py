@@ -267,6 +267,27 @@ def test_no_model_answers_503_while_health_stays_up(registry: str, tmp_path: Pat
         assert client.post("/model/reload").status_code == 503
 
 
+def test_registry_unreachable_is_reported_while_the_model_serves(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert client.get("/ready").json()["registry"] == {"reachable": True, "error": None}
+
+    def refused(*_args, **_kwargs):
+        raise ConnectionError("http://mlflow:5000: Connection refused")
+
+    monkeypatch.setattr("app.model_manager.alias_version", refused)  # the tracking server is down
+    assert client.post("/model/reload").status_code == 503
+    ready = client.get("/ready")
+    assert ready.status_code == 200  # the loaded model still serves
+    registry = ready.json()["registry"]
+    assert registry["reachable"] is False and "Connection refused" in registry["error"]
+    assert client.get("/model").json()["registry"] == registry
+    _assert_still_serving(client)
+    monkeypatch.undo()  # back up
+    assert client.post("/model/reload").json()["registry"] == {"reachable": True, "error": None}
+    assert client.get("/ready").json()["registry"] == {"reachable": True, "error": None}
+
+
 def test_alias_moved_while_four_clients_predict(client: TestClient) -> None:
     from vessel_lightning.tracking.registry import set_alias
 

@@ -22,7 +22,8 @@ export interface paths {
   "/model": {
     /**
      * Model Info
-     * @description Name, version, alias, run id, backend, load time, metrics and contract of the served model.
+     * @description Name, version, alias, run id, backend, load time, metrics and contract of the served model, and whether
+     * the registry answers.
      */
     get: operations["model_info_model_get"];
   };
@@ -333,6 +334,7 @@ export interface components {
       inference: {
         [key: string]: unknown;
       };
+      registry: components["schemas"]["RegistryStatus"];
     };
     /**
      * ModelSummary
@@ -447,6 +449,23 @@ export interface components {
        */
       ready: true;
       model: components["schemas"]["ModelSummary"];
+      registry: components["schemas"]["RegistryStatus"];
+    };
+    /**
+     * RegistryStatus
+     * @description Whether the model registry answered the last look-up of the served alias.
+     */
+    RegistryStatus: {
+      /**
+       * Reachable
+       * @description False while the tracking server cannot be reached (the loaded model keeps serving); null before the first look-up or for a model URI without an alias.
+       */
+      reachable: boolean | null;
+      /**
+       * Error
+       * @description Why the last look-up failed, null when it worked.
+       */
+      error: string | null;
     };
     /**
      * WorklistNext
@@ -520,7 +539,8 @@ export interface operations {
   };
   /**
    * Model Info
-   * @description Name, version, alias, run id, backend, load time, metrics and contract of the served model.
+   * @description Name, version, alias, run id, backend, load time, metrics and contract of the served model, and whether
+   * the registry answers.
    */
   model_info_model_get: {
     responses: {
