@@ -47,7 +47,7 @@ def test_corrections_saved_through_the_api_fine_tune_a_model_that_agrees_with_th
 ) -> None:
     import mlflow
 
-    from vessel_lightning.tracking.registry import promote_main
+    from vessel_lightning.tracking.commands import promote_main
 
     previous_uri = mlflow.get_tracking_uri()
     uri = make_registry(tmp_path / "store", versions=1)  # vessel-unet v1 (champion): an untrained B0 at 64²
