@@ -6,8 +6,10 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export VESSEL_DATA_DIR ?= $(CURDIR)/data
 export NEXT_TELEMETRY_DISABLED = 1
+export NO_MKDOCS_2_WARNING = 1
 
 .PHONY: help install ui api-types chromium demo test test-python test-fast ui-test lint format clean
+.PHONY: docs screenshots
 
 help:
 	@echo "make demo       set everything up, prepare CHASE_DB1, train B0 (~15 min on 2 CPU cores), register and"
@@ -18,6 +20,8 @@ help:
 	@echo "make api-types  regenerate ui/src/api/{openapi.json,schema.d.ts} from the API's OpenAPI schema"
 	@echo "make test-fast  Python tests without those marked slow"
 	@echo "make lint       ruff lint and format check, the import layering (lint-imports)"
+	@echo "make docs       build the documentation site (docs/, mkdocs.yml) into site/, strict"
+	@echo "make screenshots  the UI screenshots in docs/images/ from the served champion (after make demo)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -83,9 +87,22 @@ lint: install
 	 elif docker compose version >/dev/null 2>&1; then docker compose -f docker/compose.yaml --profile train --profile gpu config -q && echo "docker/compose.yaml: valid"; \
 	 else echo "docker compose not installed: docker/compose.yaml not validated (apt-get install docker-compose)"; fi
 
+# The documentation site: reference pages are generated from the code at build time (docs/hooks.py); --strict makes a
+# broken link, a missing page or a page left out of the navigation an error.
+$(VENV)/.docs-installed: pyproject.toml constraints.txt | $(VENV)/.installed
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[docs]"
+	touch $@
+
+docs: $(VENV)/.docs-installed
+	$(BIN)/mkdocs build --strict
+
+# Screenshots of the UI for docs/images/, in Debian's Chromium against the served champion (a trained model, not noise).
+screenshots: install ui chromium
+	$(BIN)/python experiments/screenshots.py
+
 format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache ui/node_modules ui/out ui/.next
+	rm -rf $(VENV) .pytest_cache .ruff_cache ui/node_modules ui/out ui/.next site

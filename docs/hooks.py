@@ -23,6 +23,8 @@ PAGES = {
     "reference/cli.md": gen.cli_markdown,
     "results.md": lambda: (gen.REPO / "experiments" / "RESULTS.md").read_text(encoding="utf-8"),
 }
+# Files the results page links to, served beside it.
+ASSETS = {"results.csv": gen.REPO / "experiments" / "results.csv"}
 PLACEHOLDERS = {"<!-- import-contracts -->": gen.import_contracts_markdown}
 
 
@@ -30,6 +32,8 @@ def on_files(files: Files, config: Any) -> Files:
     """Add each generated page."""
     for uri, make in PAGES.items():
         files.append(File.generated(config, uri, content=make()))
+    for uri, path in ASSETS.items():
+        files.append(File.generated(config, uri, abs_src_path=str(path)))
     return files
 
 
