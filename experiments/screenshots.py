@@ -106,8 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         "--backend", default="onnx", help="the server's VESSEL_BACKEND (default onnx: no calibration)"
     )
     parser.add_argument("--chromium", default=os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
-    parser.add_argument("--width", type=int, default=1200)
-    parser.add_argument("--height", type=int, default=760)
+    parser.add_argument("--width", type=int, default=1440)
+    parser.add_argument("--height", type=int, default=860)
     parser.add_argument("--timeout", type=float, default=300, help="seconds for the server to become ready")
     args = parser.parse_args(argv)
     if not args.photo.is_file():

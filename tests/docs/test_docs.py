@@ -228,3 +228,10 @@ def test_headings_speak_of_the_project_not_of_work_rounds() -> None:
                 assert not re.search(r"\b(issue \d+|session|round of work)\b", line, re.I), (
                     f"{path.name}: {line}"
                 )
+
+
+def test_images_are_small_pngs() -> None:
+    images = sorted((REPO / "docs" / "images").glob("*"))
+    assert images, "docs/images/ holds the UI screenshots (make screenshots)"
+    for image in images:
+        assert image.suffix == ".png" and image.stat().st_size <= 300 * 1024, image.name
