@@ -429,3 +429,14 @@ def import_contracts_markdown(pyproject: Path = REPO / "pyproject.toml") -> str:
             detail = f"{kind}: " + ", ".join(f"`{x}`" for x in contract.get("ancestors", []))
         lines.append(f"- **{contract['name']}** — {detail}")
     return "\n".join(lines) + "\n"
+
+
+def generated_pages() -> dict[str, Any]:
+    """The site's generated pages: path under docs/ → the function that writes it (``docs/hooks.py`` adds them)."""
+    return {
+        "reference/configuration.md": config_markdown,
+        "reference/settings.md": settings_markdown,
+        "reference/http-api.md": http_api_markdown,
+        "reference/cli.md": cli_markdown,
+        "results.md": lambda: (REPO / "experiments" / "RESULTS.md").read_text(encoding="utf-8"),
+    }

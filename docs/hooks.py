@@ -16,13 +16,7 @@ gen = importlib.util.module_from_spec(_spec)  # type: ignore[arg-type]
 sys.modules["gen_reference"] = gen
 _spec.loader.exec_module(gen)  # type: ignore[union-attr]
 
-PAGES = {
-    "reference/configuration.md": gen.config_markdown,
-    "reference/settings.md": gen.settings_markdown,
-    "reference/http-api.md": gen.http_api_markdown,
-    "reference/cli.md": gen.cli_markdown,
-    "results.md": lambda: (gen.REPO / "experiments" / "RESULTS.md").read_text(encoding="utf-8"),
-}
+PAGES = gen.generated_pages()
 # Files the results page links to, served beside it.
 ASSETS = {"results.csv": gen.REPO / "experiments" / "results.csv"}
 PLACEHOLDERS = {"<!-- import-contracts -->": gen.import_contracts_markdown}
