@@ -6,9 +6,11 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export VESSEL_DATA_DIR ?= $(CURDIR)/data
 export NEXT_TELEMETRY_DISABLED = 1
+export NO_MKDOCS_2_WARNING = 1
 
 .PHONY: help install ui api-types chromium demo test test-python test-fast ui-test lint typecheck pre-commit format clean \
 	docker-bases docker docker-test docker-backup docker-restore
+.PHONY: docs screenshots
 
 help:
 	@echo "make demo       set everything up, prepare CHASE_DB1, train B0 (~15 min on 2 CPU cores), register and"
@@ -25,6 +27,8 @@ help:
 	@echo "make docker     build the images (app CPU and gpu target, train, mlflow); stand-in bases where Docker"
 	@echo "                Hub cannot be reached (make docker-bases)"
 	@echo "make docker-test  the compose stack end to end: train in the image, serve, break it (~15 min)"
+	@echo "make docs       build the documentation site (docs/, mkdocs.yml) into site/, strict"
+	@echo "make screenshots  the UI screenshots in docs/images/ from the served champion (after make demo)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -134,9 +138,22 @@ docker-restore:
 	@test -n "$(FROM)" || { echo "make docker-restore FROM=backups/<stamp>" >&2; exit 1; }
 	docker/restore.sh "$(FROM)"
 
+# The documentation site: reference pages are generated from the code at build time (docs/hooks.py); --strict makes a
+# broken link, a missing page or a page left out of the navigation an error.
+$(VENV)/.docs-installed: pyproject.toml constraints.txt | $(VENV)/.installed
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[docs]"
+	touch $@
+
+docs: $(VENV)/.docs-installed
+	$(BIN)/mkdocs build --strict
+
+# Screenshots of the UI for docs/images/, in Debian's Chromium against the served champion (a trained model, not noise).
+screenshots: install ui chromium
+	$(BIN)/python experiments/screenshots.py
+
 format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache ui/node_modules ui/out ui/.next
+	rm -rf $(VENV) .pytest_cache .ruff_cache ui/node_modules ui/out ui/.next site

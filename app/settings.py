@@ -125,7 +125,7 @@ class Settings:
     device: Annotated[str, BeforeValidator(_lower), AfterValidator(_device)] = "auto"
     # GPU: auto (= fp16), fp32, fp16, bf16; the CPU backends run fp32
     precision: Annotated[Literal[PRECISIONS], BeforeValidator(_lower)] = "auto"  # type: ignore[valid-type]  # the names tuple: pydantic reads it, mypy wants literals
-    # GPU: torch.compile with CUDA graphs (slower load; see the README's GPU figures)
+    # GPU: torch.compile with CUDA graphs (slower load; docs/serving.md, "On a GPU")
     compile: Annotated[bool, BeforeValidator(_switch)] = False
     # Dynamic batching of concurrent requests: auto (on for a GPU only), on, off.
     batching: Annotated[Literal["auto", "on", "off"], BeforeValidator(_lower)] = "auto"

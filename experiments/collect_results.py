@@ -1,8 +1,13 @@
-"""Rows of experiments/RESULTS.md from ``vessel-eval`` summaries and their training runs in MLflow, and the same
-rows for programs in experiments/results.csv.
+"""experiments/results.csv, the source of every accuracy figure, and the tables of experiments/RESULTS.md made from
+it and from ``vessel-eval`` summaries.
 
     python experiments/collect_results.py runs/results/*/summary.json --csv experiments/results.csv
+    python experiments/collect_results.py --headline experiments/RESULTS.md      # regenerate the headline table
     python experiments/collect_results.py --from-markdown experiments/RESULTS.md --csv experiments/results.csv
+
+The headline table at the top of RESULTS.md is generated from the CSV rows with a ``recipe`` (the best current
+figure per data set and recipe, with its protocol, command, steps, machine and date): edit the CSV, then run
+``--headline``; a test fails while the table and the CSV disagree.
 
 For each summary: the experiment tag, arch and encoder of the training run, its seed, optimizer steps, median
 epoch time (between consecutive ``val/f1`` logs, validation included), wall time (run start to end), then the
@@ -34,7 +39,12 @@ COLUMNS = (
 CSV_COLUMNS = (
     "experiment", "trained_on", "tested_on", "split", "f1", "iou", "cldice", "thin_recall", "auc", "threshold",
     "tta", "window", "scale", "device", "precision", "backend", "run_id", "source",
+    "recipe", "steps", "command", "machine", "date",
 )  # fmt: skip
+# Set by hand on the rows that head RESULTS.md; a row re-read from a summary or table keeps them.
+CURATED_COLUMNS = ("recipe", "steps", "command", "machine", "date")
+HEADLINE_START, HEADLINE_END = "<!-- headline:start -->", "<!-- headline:end -->"
+DATA_SET_NAMES = {"chase_db1": "CHASE_DB1", "hrf": "HRF", "drive": "DRIVE"}
 KEY_COLUMNS = (
     "experiment",
     "tested_on",
@@ -81,6 +91,9 @@ def from_markdown(text: str) -> list[dict[str, Any]]:
     from the row's text; figures measured on a GPU say so in the row.
     """
     rows: list[dict[str, Any]] = []
+    start, end = text.find(HEADLINE_START), text.find(HEADLINE_END)
+    if 0 <= start < end:  # the headline table is made from the CSV, not a source of it
+        text = text[:start] + text[end + len(HEADLINE_END) :]
     lines = text.splitlines()
     heading = ""
     i = 0
@@ -92,7 +105,7 @@ def from_markdown(text: str) -> list[dict[str, Any]]:
         if not is_table:
             i += 1
             continue
-        header = [c.strip().lower() for c in line.strip("|").split("|")]
+        header = [c.strip().replace("**", "").lower() for c in line.strip("|").split("|")]
         i += 2
         previous_run = ""
         while i < len(lines) and lines[i].strip().startswith("|"):
@@ -191,7 +204,13 @@ def write_csv(path: Path, new_rows: list[dict[str, Any]]) -> int:
         with path.open(newline="") as handle:
             existing = {key(r): r for r in csv.DictReader(handle)}
     for row in new_rows:
-        existing[key(row)] = {c: "" if row.get(c) is None else row.get(c) for c in CSV_COLUMNS}
+        kept = existing.get(key(row), {})
+        existing[key(row)] = {
+            c: kept.get(c, "")
+            if c in CURATED_COLUMNS and row.get(c) in (None, "")
+            else ("" if row.get(c) is None else row.get(c))
+            for c in CSV_COLUMNS
+        }
     temporary = path.with_name(path.name + ".partial")
     with temporary.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS, extrasaction="ignore")
@@ -199,6 +218,53 @@ def write_csv(path: Path, new_rows: list[dict[str, Any]]) -> int:
         writer.writerows(existing.values())
     temporary.replace(path)
     return len(existing)
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    """The rows of a results CSV."""
+    with path.open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def headline_table(rows: list[dict[str, str]]) -> str:
+    """The Markdown table of the rows that carry a ``recipe``, in the CSV's order: one per data set and recipe."""
+    lines = [
+        "| data set | recipe | F1 | IoU | protocol | command | steps | machine | date | MLflow run |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        if not row.get("recipe"):
+            continue
+        tested = DATA_SET_NAMES.get(row["tested_on"], row["tested_on"])
+        trained = DATA_SET_NAMES.get(row["trained_on"], row["trained_on"])
+        data_set = tested if trained == tested else f"{trained} → {tested}"
+        protocol = [f"{row['split']} split, native resolution, inside the FOV, threshold tuned on validation"]
+        if row.get("tta") == "True":
+            protocol.append("flip TTA")
+        if row.get("window"):
+            protocol.append(f"{row['window']}² window")
+        if row.get("scale") not in ("", "1.0", "1"):
+            protocol.append(f"photos scaled by {row['scale']}")
+        if row.get("backend") not in ("", "torch"):
+            protocol.append(row["backend"])
+        run = f"`{row['run_id']}`" if row.get("run_id") else ""
+        lines.append(
+            f"| {data_set} | {row['recipe']} | **{float(row['f1']):.4f}** | "
+            f"{float(row['iou']):.4f} | {'; '.join(protocol)} | `{row['command']}` | {row['steps']} | "
+            f"{row['machine']} | {row['date']} | {run} |"
+            if row.get("iou")
+            else f"| {data_set} | {row['recipe']} | **{float(row['f1']):.4f}** | | {'; '.join(protocol)} | "
+            f"`{row['command']}` | {row['steps']} | {row['machine']} | {row['date']} | {run} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def with_headline(markdown: str, table: str) -> str:
+    """``markdown`` with the text between the headline markers replaced by ``table``."""
+    start, end = markdown.find(HEADLINE_START), markdown.find(HEADLINE_END)
+    if start < 0 or end < start:
+        raise ValueError(f"no {HEADLINE_START} … {HEADLINE_END} markers")
+    return markdown[: start + len(HEADLINE_START)] + "\n" + table + markdown[end:]
 
 
 def training_facts(client: Any, run_id: str) -> dict[str, Any]:
@@ -246,7 +312,18 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     parser.add_argument("--csv", type=Path, help="add the rows to this CSV (experiments/results.csv)")
     parser.add_argument("--from-markdown", type=Path, help="take the rows from RESULTS.md's accuracy tables")
+    parser.add_argument(
+        "--headline", type=Path, help="rewrite this RESULTS.md's headline table from --csv's rows"
+    )
     args = parser.parse_args()
+    if args.headline:
+        source = args.csv or Path(__file__).resolve().parent / "results.csv"
+        text = with_headline(args.headline.read_text(encoding="utf-8"), headline_table(read_csv(source)))
+        temporary = args.headline.with_name(args.headline.name + ".partial")
+        temporary.write_text(text, encoding="utf-8")
+        temporary.replace(args.headline)
+        print(f"{args.headline}: headline table from {source}")
+        return
     if args.from_markdown:
         rows = from_markdown(args.from_markdown.read_text())
         print(f"{len(rows)} accuracy rows in {args.from_markdown}")

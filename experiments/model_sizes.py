@@ -1,6 +1,6 @@
 """Parameters, GFLOP and CPU forward time at 512×512 of every architecture, side by side in one run.
 
-    python experiments/model_sizes.py                  # the table (README "Architectures")
+    python experiments/model_sizes.py                  # the table (docs/training.md, "Architectures")
     python experiments/model_sizes.py --repeats 0      # sizes only, no timing
 
 GFLOP: torch.utils.flop_counter on one 3×512×512 image (multiply and add counted apart, so 2 × MACs);

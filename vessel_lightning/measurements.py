@@ -1,7 +1,7 @@
 """Vessel measurements of a thresholded mask, inside the field of view: what vascular studies report.
 
 All in pixel units, and in physical units when the scale is known (``um_per_pixel``, or the camera's field of
-view in degrees through :func:`um_per_pixel_from_fov`). Definitions (the README's "Vessel measurements" has the
+view in degrees through :func:`um_per_pixel_from_fov`). Definitions (docs/measurements.md has the
 same list with references):
 
 - ``area_density``: vessel pixels / field-of-view pixels.
