@@ -6,7 +6,6 @@ with mlflow_server("postgresql+psycopg2://...", artifacts_dir, log_path) as uri:
 
 from __future__ import annotations
 
-import http.client
 import os
 import signal
 import subprocess
@@ -16,18 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.helpers.server import HOST, free_port
-
-
-def _healthy(port: int) -> bool:
-    connection = http.client.HTTPConnection(HOST, port, timeout=2)
-    try:
-        connection.request("GET", "/health")
-        return connection.getresponse().status == 200
-    except OSError:
-        return False
-    finally:
-        connection.close()
+from tests.helpers.server import HOST, answers_ok, free_port
 
 
 @contextmanager
@@ -61,7 +49,7 @@ def mlflow_server(
         )
         try:
             deadline = time.monotonic() + ready_timeout_s
-            while not _healthy(port):
+            while not answers_ok(port, "/health"):
                 if process.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError("mlflow server did not start:\n" + log_path.read_text()[-3000:])
                 time.sleep(0.5)

@@ -53,10 +53,11 @@ def flat_png(width: int, height: int) -> bytes:
     return buffer.getvalue()
 
 
-def _ready(port: int) -> bool:
+def answers_ok(port: int, path: str = "/ready") -> bool:
+    """Whether ``GET path`` on the loopback ``port`` answers 200 (False while nothing listens)."""
     connection = http.client.HTTPConnection(HOST, port, timeout=2)
     try:
-        connection.request("GET", "/ready")
+        connection.request("GET", path)
         return connection.getresponse().status == 200
     except OSError:
         return False
@@ -89,7 +90,7 @@ def served(
         )
         try:
             deadline = time.monotonic() + ready_timeout_s
-            while not _ready(port):
+            while not answers_ok(port):
                 if process.poll() is not None:
                     raise RuntimeError("server exited:\n" + log_path.read_text()[-3000:])
                 if time.monotonic() > deadline:
