@@ -75,6 +75,20 @@ def test_registered_model_is_a_bundle_that_loads_without_a_class_path(store: str
     np.testing.assert_allclose(predictor.predict_proba(_rgb()), expected, atol=1e-6)
 
 
+def test_a_run_is_logged_to_by_id_whatever_experiment_the_process_had_set(store: str, network) -> None:
+    """A training run logs its model by run id after the run has ended (Lightning's logger made it): an active
+    experiment set earlier in the process for another experiment must not stop it."""
+    import mlflow
+
+    run_experiment = ensure_experiment(store, "format-test-a")
+    run = mlflow.MlflowClient().create_run(run_experiment)
+    mlflow.set_experiment(experiment_id=ensure_experiment(store, "format-test-b"))
+    model_uri = log_network(network, CONFIG, CONTRACT, run.info.run_id)
+    assert mlflow.active_run() is None
+    logged = mlflow.MlflowClient().get_run(run.info.run_id)
+    assert logged.info.experiment_id == run_experiment and logged.data.tags[MODEL_URI_TAG] == model_uri
+
+
 def test_mlflow_pyfunc_predicts_on_an_image_array(store: str, network) -> None:
     import mlflow
     import mlflow.pyfunc

@@ -122,7 +122,12 @@ def log_network(
         inputs=None, params=ParamSchema([ParamSpec("output", "string", "probability")])
     )
     active = mlflow.active_run()
-    context = mlflow.start_run(run_id=run_id) if active is None or active.info.run_id != run_id else None
+    context = None
+    if active is None or active.info.run_id != run_id:
+        # Resuming a run by id fails when this process's active experiment (a set_experiment made earlier, for
+        # another experiment or store) is not the run's: the run's own experiment becomes the active one.
+        mlflow.set_experiment(experiment_id=mlflow.MlflowClient().get_run(run_id).info.experiment_id)
+        context = mlflow.start_run(run_id=run_id)
     with tempfile.TemporaryDirectory(prefix="vessel-bundle-") as tmp:
         files = {
             "weights": Path(tmp) / BUNDLE_WEIGHTS,
