@@ -64,9 +64,11 @@ def _files(folder: Path) -> dict[str, bytes]:
 @pytest.mark.slow
 @pytest.mark.timeout(900)  # Ray on a busy 2-core machine: a stall fails the test instead of hanging CI
 def test_ray_engine_writes_what_the_local_engine_writes_and_resumes(
-    store: str, network, ray_local, tmp_path: Path, capsys
+    store: str, network, ray_local, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     register(logged_run(network, tiny_contract()), alias="champion")
+    # The store is named on the command line only: Ray's workers must not find it through their environment.
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
     eyes = tmp_path / "eyes"
     eyes.mkdir()
     for i in range(3):
@@ -76,7 +78,7 @@ def test_ray_engine_writes_what_the_local_engine_writes_and_resumes(
     manifest = tmp_path / "study.csv"
     names = sorted(p.name for p in eyes.iterdir())
     manifest.write_text("photo\n" + "".join(f"eyes/{name}\n" for name in names))
-    common = ["--format", "png,geojson", "--fov-degrees", "30", "--backend", "torch"]
+    common = ["--format", "png,geojson", "--fov-degrees", "30", "--backend", "torch", "--tracking-uri", store]
 
     assert predict_main([str(manifest), "--out", str(tmp_path / "local"), *common]) == 1
     assert predict_main([str(manifest), "--out", str(tmp_path / "ray"), *common, "--engine", "ray"]) == 1

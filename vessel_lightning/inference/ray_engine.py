@@ -42,7 +42,10 @@ class PhotoActor:
 
     def __init__(self, model: ModelSpec, spec: OutputSpec, threshold: float, inputs: list[str]) -> None:
         from vessel_lightning.inference.backends import load_predictor
+        from vessel_lightning.tracking.registry import connect
 
+        # A worker process has its own MLflow state: the caller's store (--tracking-uri), not its environment's.
+        connect(model.settings.tracking_uri)
         self.predictor, _ = load_predictor(
             model.uri,
             model.backend,
