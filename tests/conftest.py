@@ -11,6 +11,19 @@ from omegaconf import DictConfig
 from tests.helpers.data import data_config, make_masks_folder, real_data_dir, store_uri
 
 
+@pytest.fixture(autouse=True)
+def _root_handlers_restored():
+    """Stream handlers a test installs on the root logger (``vessel-serve``'s logging config, run in-process) go
+    when it ends: they write to the stream the test captured, which pytest then closes."""
+    import logging
+
+    root = logging.getLogger()
+    before = set(root.handlers)
+    yield
+    for handler in [h for h in root.handlers if h not in before and type(h) is logging.StreamHandler]:
+        root.removeHandler(handler)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tests that read a real data set (the ``data_dir`` fixture) are slow: ``make test-fast`` leaves them out."""
     for item in items:
