@@ -126,7 +126,8 @@ docker: docker-bases
 
 # Builds (make docker), then brings the stack up on loopback under its own project name and ports, trains in the
 # training image, serves, breaks and restores it (tests/deploy/test_stack.py), and tears it all down but the images.
-docker-test: docker install
+# The stack test drives the container's UI in Chromium too (ui/e2e/container.spec.ts): the UI's test tools first.
+docker-test: docker install ui/node_modules/.installed chromium
 	VESSEL_DOCKER_TEST=1 $(BIN)/pytest tests/deploy -m docker -p no:cacheprovider --durations=0
 
 # Backup and restore of the tracking data (PostgreSQL dump + artifacts volume): docker/backup.sh, docker/restore.sh.

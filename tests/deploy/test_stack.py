@@ -4,7 +4,8 @@ PostgreSQL, the MLflow tracking server and the app start from docker/compose.yam
 (host network, everything on 127.0.0.1, free ports, a project name of its own). A tiny model trains inside the
 training image on the CPU from CHASE_DB1 mounted read-only and is registered through the tracking server; the app
 container serves it, and its mask of a real photo must equal ``vessel-predict``'s on the host, pixel for pixel
-(ONNX Runtime fp32 on both sides). Then the faults: the tracking server stopped while the app serves, the alias
+(ONNX Runtime fp32 on both sides), and its UI, driven in Chromium, asks for the API key and shows the overlay of an
+uploaded photo. Then the faults: the tracking server stopped while the app serves, the alias
 moved after it is back, the app SIGKILLed, PostgreSQL restarted, ``down`` / ``up``, backup, ``down -v``, restore.
 
 The tests run in file order and share one stack (a module fixture); whatever happens, the fixture tears down the
@@ -342,6 +343,28 @@ def test_the_built_ui_is_served(stack: Stack) -> None:
     script = page.text.split('src="/_next/static/', 1)[1].split('"', 1)[0]
     asset = stack.get("/_next/static/" + script)
     assert asset.status_code == 200 and len(asset.content) > 100
+
+
+def test_the_containers_ui_predicts_in_chromium(stack: Stack, data_dir: Path) -> None:
+    """The UI the app container serves, driven in Debian's Chromium (``ui/e2e/container.spec.ts``): it asks for
+    the stack's API key once, shows the overlay of an uploaded CHASE_DB1 photo and its measurements."""
+    npx = shutil.which("npx")
+    assert npx and (REPO / "ui" / "node_modules" / ".bin" / "playwright").exists(), (
+        "the UI's test tools are missing: make docker-test installs them (ui/node_modules)"
+    )
+    env = os.environ | {
+        "VESSEL_E2E_URL": stack.app_url,
+        "VESSEL_E2E_CONTAINER_KEY": stack.api_key,
+        "VESSEL_DATA_DIR": str(data_dir),
+    }
+    start = time.monotonic()
+    run = subprocess.run(
+        [npx, "playwright", "test", "e2e/container.spec.ts"],
+        cwd=REPO / "ui", env=env, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
+    assert "1 passed" in run.stdout, run.stdout[-2000:]  # ran, not skipped
+    REPORT["ui_in_chromium_s"] = round(time.monotonic() - start, 1)
 
 
 def test_predictions_go_on_while_the_tracking_server_is_down(stack: Stack, photo: bytes) -> None:

@@ -1,8 +1,8 @@
 /**
- * Starts `e2e/serve_test_model.py` (a real vessel-serve with a freshly registered small model) unless
- * VESSEL_E2E_URL names a server already running, waits until /health says ready, and hands the URL to the tests
- * through process.env.VESSEL_E2E_URL (and the store through VESSEL_E2E_STORE, so a test can start a second server
- * on the same model). Saved annotations go to a temporary folder of the run. Returns the teardown that stops the
+ * Starts `e2e/serve_test_model.py` (a real vessel-serve with a freshly registered small model, serving ui/out)
+ * unless VESSEL_E2E_URL names a server already running (with its own UI), waits until /health says ready, and
+ * hands the URL to the tests through process.env.VESSEL_E2E_URL (and the store through VESSEL_E2E_STORE, so a
+ * test can start a second server on the same model). Saved annotations go to a temporary folder of the run. Returns the teardown that stops the
  * server.
  *
  * Env: VESSEL_PYTHON (default ../.venv/bin/python, else python3), VESSEL_E2E_STARTUP_S (default 300).
@@ -14,12 +14,13 @@ import path from "node:path";
 import { startServer, UI_DIR, waitForReady } from "./server";
 
 export default async function globalSetup(): Promise<(() => Promise<void>) | void> {
-  if (!existsSync(path.join(UI_DIR, "out", "index.html"))) {
-    throw new Error("ui/out is not built: run `npm run build` before `npm run test:e2e`");
-  }
   if (process.env.VESSEL_E2E_URL) {
+    // That server serves its own UI (a container's, say): this checkout's build is not used.
     await waitForReady(process.env.VESSEL_E2E_URL, { exitCode: null } as ChildProcess, Date.now() + 60_000, "-");
     return;
+  }
+  if (!existsSync(path.join(UI_DIR, "out", "index.html"))) {
+    throw new Error("ui/out is not built: run `npm run build` before `npm run test:e2e`");
   }
   const work = mkdtempSync(path.join(tmpdir(), "vessel-ui-e2e-"));
   const logPath = path.join(work, "server.log");
