@@ -5,6 +5,7 @@
  * with its measurements. Skipped in the ordinary end-to-end run (no container key).
  */
 import { expect, test } from "@playwright/test";
+import { overlayVesselPixels } from "./overlay";
 import { baseUrl, CHASE_PHOTO } from "./server";
 
 const KEY = process.env.VESSEL_E2E_CONTAINER_KEY;
@@ -28,15 +29,9 @@ test("the container's UI: key asked once, a photo uploaded, the overlay and meas
     await expect(page.getByTestId("key-prompt")).toHaveCount(0);
     await expect(page.getByTestId("vessel-layer")).toBeVisible();
     await expect(page.getByTestId("result-info")).toContainText("999×960");
-    const shown = await page.getByTestId("vessel-layer").evaluate((el) => {
-      const canvas = el as HTMLCanvasElement;
-      const data = canvas.getContext("2d")!.getImageData(0, 0, canvas.width, canvas.height).data;
-      let n = 0;
-      for (let i = 3; i < data.length; i += 4) if (data[i] > 0) n++;
-      return { n, pixels: canvas.width * canvas.height };
-    });
-    expect(shown.n, "vessel pixels drawn on the overlay").toBeGreaterThan(0);
-    expect(shown.n).toBeLessThan(shown.pixels);
+    const shown = await overlayVesselPixels(page);
+    expect(shown.vessel, "vessel pixels drawn on the overlay").toBeGreaterThan(0);
+    expect(shown.vessel).toBeLessThan(shown.pixels);
   });
 
   await test.step("the measurements panel fills in", async () => {

@@ -10,6 +10,7 @@
  */
 import { readFileSync, writeFileSync } from "node:fs";
 import { expect, type Page, test } from "@playwright/test";
+import { overlayVesselPixels } from "./overlay";
 import { baseUrl, CHASE_PHOTO } from "./server";
 import { decodePng, firstChannel } from "../src/lib/png";
 import { thresholdMask } from "../src/lib/threshold";
@@ -24,17 +25,6 @@ async function setThreshold(page: Page, value: number): Promise<void> {
     input.dispatchEvent(new Event("input", { bubbles: true }));
   }, value);
   await expect(page.getByTestId("threshold-section")).toHaveAttribute("data-painted-threshold", String(value));
-}
-
-/** Pixels the vessel layer canvas actually shows as vessel (non-transparent), read back from the canvas. */
-function overlayVesselPixels(page: Page): Promise<number> {
-  return page.getByTestId("vessel-layer").evaluate((el) => {
-    const canvas = el as HTMLCanvasElement;
-    const data = canvas.getContext("2d")!.getImageData(0, 0, canvas.width, canvas.height).data;
-    let n = 0;
-    for (let i = 3; i < data.length; i += 4) if (data[i] > 0) n++;
-    return n;
-  });
 }
 
 async function rethresholdMs(page: Page): Promise<number> {
@@ -88,7 +78,7 @@ test("segment a CHASE_DB1 photo, re-threshold, download, and refuse a text file"
     const counts: Record<string, number> = {};
     for (const t of [0.3, 0.5, 0.7]) {
       await setThreshold(page, t);
-      counts[t] = await overlayVesselPixels(page);
+      counts[t] = (await overlayVesselPixels(page)).vessel;
       expect(Number(await page.getByTestId("threshold-section").getAttribute("data-vessel-pixels"))).toBe(counts[t]);
     }
     expect(counts[0.3]).toBeGreaterThan(counts[0.5]);
