@@ -14,13 +14,10 @@ from __future__ import annotations
 import argparse
 import io
 import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
+import tempfile
 from pathlib import Path
+
+from tests.helpers.server import HOST, served
 
 REPO = Path(__file__).resolve().parents[1]
 MAX_BYTES = 300 * 1024
@@ -28,29 +25,6 @@ CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
     "--disable-sync", "--no-first-run",
 ]  # fmt: skip
-
-
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def wait_ready(url: str, server: subprocess.Popen, timeout_s: float) -> None:
-    """Wait until ``url/ready`` answers 200; fail early when the server exits."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise SystemExit(f"vessel-serve exited with {server.returncode} before it was ready")
-        try:
-            with urllib.request.urlopen(url + "/ready", timeout=5) as answer:
-                if answer.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(1)
-    raise SystemExit(f"vessel-serve not ready after {timeout_s:.0f} s ({url}/ready)")
 
 
 def small_png(png: bytes, path: Path) -> int:
@@ -118,20 +92,19 @@ def main(argv: list[str] | None = None) -> int:
     if not (ui_dir / "index.html").is_file():
         parser.error(f"{ui_dir}/index.html: build the UI first (make ui) or set VESSEL_UI_DIR")
     args.out.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    command = [sys.executable, "-m", "app.server", "--host", "127.0.0.1", "--port", str(port),
-               "--model-uri", args.model_uri, "--backend", args.backend]  # fmt: skip
+    env = {
+        "VESSEL_UI_DIR": str(ui_dir),
+        "VESSEL_RELOAD_INTERVAL_S": "0",
+        "VESSEL_MODEL_URI": args.model_uri,
+        "VESSEL_BACKEND": args.backend,
+    }
     if args.tracking_uri:
-        command += ["--tracking-uri", args.tracking_uri]
-    env = dict(os.environ, VESSEL_UI_DIR=str(ui_dir), VESSEL_RELOAD_INTERVAL_S="0")
-    server = subprocess.Popen(command, env=env, cwd=REPO, start_new_session=True)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_ready(url, server, args.timeout)
-        shoot(url, args.photo, args.out, args.chromium, args.width, args.height)
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+        env["MLFLOW_TRACKING_URI"] = args.tracking_uri
+    with (
+        tempfile.TemporaryDirectory(prefix="vessel-screenshots-") as work,
+        served(env, Path(work) / "server.log", ready_timeout_s=args.timeout) as (port, _),
+    ):
+        shoot(f"http://{HOST}:{port}", args.photo, args.out, args.chromium, args.width, args.height)
     return 0
 
 

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -66,39 +66,36 @@ def answers_ok(port: int, path: str = "/ready") -> bool:
 
 
 @contextmanager
-def served(
-    env: Mapping[str, str], log_path: Path, ready_timeout_s: float = 600, cwd: Path = REPO
-) -> Iterator[tuple[int, subprocess.Popen]]:
-    """Run ``python -m app.server`` with ``env`` added (host and a free port set here), output to ``log_path``.
-
-    ``cwd`` is the checkout whose code runs (another worktree, to compare two versions side by side).
-
-    Yields ``(port, process)`` once ``GET /ready`` answers 200; raises RuntimeError with the log's tail when the
-    process exits or is not ready within ``ready_timeout_s``. The server runs in its own session, and the whole
-    process group is stopped on exit (SIGTERM, then SIGKILL after 20 s).
-    """
-    port = free_port()
-    full_env = os.environ | dict(env) | {"VESSEL_HOST": HOST, "VESSEL_PORT": str(port)}
+def child_server(
+    command: list[str],
+    log_path: Path,
+    ready: Callable[[], bool],
+    ready_timeout_s: float,
+    *,
+    name: str = "server",
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    poll_s: float = 0.3,
+) -> Iterator[subprocess.Popen]:
+    """Run ``command`` in its own session (servers whose workers would outlive a signal to the main process), its
+    output to ``log_path``; yield the process once ``ready()`` is true. Raises RuntimeError with the log's tail
+    when the process exits or is not ready within ``ready_timeout_s``. The whole process group is stopped on exit
+    (SIGTERM, then SIGKILL after 20 s)."""
     with log_path.open("w") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "app.server"],
-            cwd=cwd,
-            env=full_env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+            command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
         try:
             deadline = time.monotonic() + ready_timeout_s
-            while not answers_ok(port):
+            while not ready():
                 if process.poll() is not None:
-                    raise RuntimeError("server exited:\n" + log_path.read_text()[-3000:])
+                    raise RuntimeError(f"{name} exited:\n" + log_path.read_text()[-3000:])
                 if time.monotonic() > deadline:
                     raise RuntimeError(
-                        f"server not ready in {ready_timeout_s:.0f} s:\n" + log_path.read_text()[-3000:]
+                        f"{name} not ready in {ready_timeout_s:.0f} s:\n" + log_path.read_text()[-3000:]
                     )
-                time.sleep(0.3)
-            yield port, process
+                time.sleep(poll_s)
+            yield process
         finally:
             os.killpg(process.pid, signal.SIGTERM)
             try:
@@ -106,6 +103,30 @@ def served(
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
+
+
+@contextmanager
+def served(
+    env: Mapping[str, str], log_path: Path, ready_timeout_s: float = 600, cwd: Path = REPO
+) -> Iterator[tuple[int, subprocess.Popen]]:
+    """Run ``python -m app.server`` with ``env`` added (host and a free port set here), output to ``log_path``.
+
+    ``cwd`` is the checkout whose code runs (another worktree, to compare two versions side by side).
+
+    Yields ``(port, process)`` once ``GET /ready`` answers 200 (:func:`child_server`: the log's tail when it
+    exits or is not ready in time, the process group stopped on exit).
+    """
+    port = free_port()
+    full_env = os.environ | dict(env) | {"VESSEL_HOST": HOST, "VESSEL_PORT": str(port)}
+    with child_server(
+        [sys.executable, "-m", "app.server"],
+        log_path,
+        lambda: answers_ok(port),
+        ready_timeout_s,
+        env=full_env,
+        cwd=cwd,
+    ) as process:
+        yield port, process
 
 
 def request(

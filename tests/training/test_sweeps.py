@@ -392,14 +392,10 @@ def test_mlflow_ui_shows_the_sweep_as_one_group_with_its_summary(parallel_sweep)
     jobs, and the parent run's artifacts hold the summary table."""
     import os
     import shutil
-    import signal
-    import socket
-    import subprocess
-    import sys
-    import time
-    import urllib.request
 
     from mlflow.tracking import MlflowClient
+
+    from tests.helpers.mlflow_server import mlflow_server
 
     chromium = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
     if not Path(chromium).is_file():
@@ -410,64 +406,31 @@ def test_mlflow_ui_shows_the_sweep_as_one_group_with_its_summary(parallel_sweep)
     client = MlflowClient(uri)
     experiment_id = client.get_experiment_by_name("vessel-lightning").experiment_id
     parent = next(r for r in mlflow_runs(uri) if r.data.tags.get("sweep_role") == "parent")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    base = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    # Its own process group: mlflow ui starts workers that outlive a signal to the main process.
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mlflow",
-            "ui",
-            "--backend-store-uri",
-            uri,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        cwd=root,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                urllib.request.urlopen(f"{base}/health", timeout=2)
-                break
-            except OSError:
-                assert time.monotonic() < deadline and server.poll() is None, "mlflow ui did not start"
-                time.sleep(0.5)
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(
-                executable_path=chromium,
-                args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-            )
-            page = browser.new_page(viewport={"width": 1440, "height": 900})
-            page.goto(runs_page_url(experiment_id, base))
-            name_cell = page.locator("[role=gridcell]").filter(has_text=parent.info.run_name)
-            name_cell.wait_for(timeout=90_000)
-            # The runs grid, not the GenAI overview the UI opens by default (which has no runs grid).
-            assert f"/experiments/{experiment_id}/runs?workflowType=machine_learning" in page.url
-            assert page.get_by_text("unet-efficientnet-b0 #0").count() == 0  # jobs folded under their sweep
-            name_cell.locator("button").first.click()  # the row's expand button
-            page.get_by_text("unet-efficientnet-b0 #0").wait_for(timeout=30_000)
-            page.get_by_text("unet-efficientnet-b1 #1").wait_for(timeout=30_000)
-            page.goto(f"{base}/#/experiments/{experiment_id}/runs/{parent.info.run_id}/artifacts")
-            page.get_by_text("sweep", exact=True).first.click(timeout=60_000)
-            page.get_by_text("accuracy_vs_cost.png").wait_for(timeout=30_000)
-            page.get_by_text("summary.md").click()
-            page.get_by_text("cost/cpu_ms").first.wait_for(timeout=30_000)  # the table's header, rendered
-            browser.close()
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+    served = root / "served-artifacts"
+    with (
+        mlflow_server(uri, served, root / "mlflow-ui.log", ready_timeout_s=90, cwd=root) as base,
+        sync_playwright() as pw,
+    ):
+        browser = pw.chromium.launch(
+            executable_path=chromium,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        page = browser.new_page(viewport={"width": 1440, "height": 900})
+        page.goto(runs_page_url(experiment_id, base))
+        name_cell = page.locator("[role=gridcell]").filter(has_text=parent.info.run_name)
+        name_cell.wait_for(timeout=90_000)
+        # The runs grid, not the GenAI overview the UI opens by default (which has no runs grid).
+        assert f"/experiments/{experiment_id}/runs?workflowType=machine_learning" in page.url
+        assert page.get_by_text("unet-efficientnet-b0 #0").count() == 0  # jobs folded under their sweep
+        name_cell.locator("button").first.click()  # the row's expand button
+        page.get_by_text("unet-efficientnet-b0 #0").wait_for(timeout=30_000)
+        page.get_by_text("unet-efficientnet-b1 #1").wait_for(timeout=30_000)
+        page.goto(f"{base}/#/experiments/{experiment_id}/runs/{parent.info.run_id}/artifacts")
+        page.get_by_text("sweep", exact=True).first.click(timeout=60_000)
+        page.get_by_text("accuracy_vs_cost.png").wait_for(timeout=30_000)
+        page.get_by_text("summary.md").click()
+        page.get_by_text("cost/cpu_ms").first.wait_for(timeout=30_000)  # the table's header, rendered
+        browser.close()
 
 
 @pytest.mark.slow  # runs the vessel-train CLI in a process
